@@ -1,0 +1,50 @@
+# The one command menu. The README uses these targets; so does .ci/run.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+# Parallel test workers (pytest-xdist); 'auto' = one per core.
+WORKERS ?= auto
+
+.PHONY: install demo test lint format messages clean run-web run-worker run-beat bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed messages
+
+messages: $(VENV)/.installed
+	$(PY) manage.py compilemessages --verbosity 0 --ignore '.venv/*'
+
+## Command 1: install, migrate, load demo data, serve on 127.0.0.1:$(PORT)
+demo: install
+	$(PY) manage.py demo --port $(PORT)
+
+## Command 2: the whole test suite (lint, migrations check, pytest)
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run --verbosity 0
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## Production-like processes (set DATABASE_URL and REDIS_URL first; see README)
+run-web: install
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py collectstatic --no-input --verbosity 0
+	$(VENV)/bin/gunicorn config.wsgi --bind 127.0.0.1:$(PORT) --workers 2 --access-logfile -
+
+run-worker: install
+	$(VENV)/bin/celery -A config worker --loglevel INFO --concurrency 2
+
+run-beat: install
+	$(VENV)/bin/celery -A config beat --loglevel INFO
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles

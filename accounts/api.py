@@ -1,0 +1,124 @@
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import Organisation
+from accounts.selectors import organisation_for_user, user_tokens
+from accounts.services import api_token_create, api_token_revoke, organisation_create
+from core.errors import ApplicationError, NotFound
+
+
+class OrganisationOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Organisation
+        fields = [
+            "id",
+            "kind",
+            "legal_name",
+            "credit_code",
+            "region",
+            "is_sme",
+            "verified",
+            "created_at",
+        ]
+
+
+class TokenObtainInput(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+
+class TokenCreatedOutput(serializers.Serializer):
+    token = serializers.CharField()
+    token_prefix = serializers.CharField()
+
+
+class TokenObtainView(APIView):
+    """Exchange a username and password for a new API token (shown once)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=TokenObtainInput, responses={201: TokenCreatedOutput})
+    def post(self, request):
+        data = TokenObtainInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(
+            request,
+            username=data.validated_data["username"],
+            password=data.validated_data["password"],
+        )
+        if user is None:
+            raise ApplicationError(
+                "Unable to sign in with these credentials.",
+                errors={"non_field_errors": ["Wrong username or password."]},
+            )
+        instance, key = api_token_create(user=user)
+        return Response(
+            {"token": key, "token_prefix": instance.token_key}, status=status.HTTP_201_CREATED
+        )
+
+
+class TokenListOutput(serializers.Serializer):
+    token_prefix = serializers.CharField(source="token_key")
+    created = serializers.DateTimeField()
+
+
+class TokenListCreateView(APIView):
+    """The caller's API tokens (prefixes only); POST makes a new one."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=TokenListOutput(many=True))
+    def get(self, request):
+        return Response(TokenListOutput(user_tokens(user=request.user), many=True).data)
+
+    @extend_schema(request=None, responses={201: TokenCreatedOutput})
+    def post(self, request):
+        instance, key = api_token_create(user=request.user)
+        return Response(
+            {"token": key, "token_prefix": instance.token_key}, status=status.HTTP_201_CREATED
+        )
+
+
+class TokenRevokeView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, prefix: str):
+        api_token_revoke(user=request.user, token_key=prefix)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrganisationCreateInput(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=[Organisation.Kind.PROVIDER, Organisation.Kind.BUYER])
+    legal_name = serializers.CharField(max_length=200)
+    credit_code = serializers.CharField(max_length=32)
+    region = serializers.CharField(max_length=32, required=False, default="")
+
+
+class OrganisationCreateView(APIView):
+    """Register the caller's organisation (a user belongs to one)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=OrganisationCreateInput, responses={201: OrganisationOutput})
+    def post(self, request):
+        data = OrganisationCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        organisation = organisation_create(owner=request.user, **data.validated_data)
+        return Response(OrganisationOutput(organisation).data, status=status.HTTP_201_CREATED)
+
+
+class OrganisationMeView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=OrganisationOutput)
+    def get(self, request):
+        organisation = organisation_for_user(request.user)
+        if organisation is None:
+            raise NotFound("You do not belong to an organisation yet.")
+        return Response(OrganisationOutput(organisation).data)

@@ -1,0 +1,86 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from accounts.credit_code import credit_code_problem
+
+
+def validate_credit_code(value: str) -> None:
+    problem = credit_code_problem(value)
+    if problem:
+        raise ValidationError(problem, code="credit_code")
+
+
+class Organisation(models.Model):
+    """A company or public body on the exchange.
+
+    `verified` is set by an administrator after checking the credit code
+    against the business registry; unverified organisations can browse but
+    some programmes only pay verified buyers.
+    """
+
+    class Kind(models.TextChoices):
+        PROVIDER = "provider", _("Compute provider")
+        BUYER = "buyer", _("Enterprise buyer")
+        AUTHORITY = "authority", _("Subsidy authority")
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    legal_name = models.CharField(_("legal name"), max_length=200)
+    credit_code = models.CharField(
+        _("unified social credit code"),
+        max_length=18,
+        unique=True,
+        validators=[validate_credit_code],
+    )
+    region = models.CharField(_("province"), max_length=32, blank=True)
+    is_sme = models.BooleanField(_("start-up / SME"), default=False)
+    verified = models.BooleanField(default=False)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    stripe_customer_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["legal_name"]
+
+    def __str__(self) -> str:
+        return self.legal_name
+
+    @property
+    def is_provider(self) -> bool:
+        return self.kind == self.Kind.PROVIDER
+
+    @property
+    def is_buyer(self) -> bool:
+        return self.kind == self.Kind.BUYER
+
+    @property
+    def is_authority(self) -> bool:
+        return self.kind == self.Kind.AUTHORITY
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", _("Owner")
+        MEMBER = "member", _("Member")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # One organisation per user keeps "whose data is this" unambiguous.
+            models.UniqueConstraint(fields=["user"], name="membership_one_organisation_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organisation} ({self.role})"

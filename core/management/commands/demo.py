@@ -1,0 +1,47 @@
+"""Run the whole exchange for a newcomer: migrate, load demo data, serve.
+
+Stays in the foreground; Ctrl-C stops the web server and everything it
+started (the in-process scheduler, the local fake Stripe).
+"""
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from core.scheduler import InProcessBeat
+
+
+class Command(BaseCommand):
+    help = "Migrate, load demo data and serve the exchange on 127.0.0.1"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, host: str, port: int, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("compilemessages", verbosity=0, ignore_patterns=[".venv/*"])
+        call_command("demo_data")
+        helpers = self._start_helpers()
+        address = f"http://{host}:{port}/"
+        self.stdout.write(self.style.SUCCESS(f"\nThe compute exchange is running at {address}"))
+        self.stdout.write("Demo log-ins (password: demo-password-2026):")
+        from core.demo import DEMO_USERS
+
+        for username, description in DEMO_USERS:
+            self.stdout.write(f"  {username:<12} {description}")
+        self.stdout.write(f"  admin        operator (Django admin at {address}admin/)")
+        self.stdout.write("API docs: " + address + "api/docs/    Press Ctrl-C to stop.\n")
+        try:
+            call_command("runserver", f"{host}:{port}", use_reloader=False, skip_checks=True)
+        finally:
+            for helper in helpers:
+                helper.stop()
+
+    def _start_helpers(self) -> list:
+        helpers = []
+        if not settings.REDIS_URL:
+            beat = InProcessBeat()
+            beat.start()
+            helpers.append(beat)
+        return helpers

@@ -1,0 +1,57 @@
+"""Run the Celery beat schedule inside the web process, for the embedded mode.
+
+With no broker (REDIS_URL unset) there is no `celery beat`; the demo server
+starts this thread so that matching, metering and settlement still happen on
+their schedule. Production runs `celery beat` instead and never uses this.
+"""
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+from celery import current_app
+from django.conf import settings
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+
+def _interval_seconds(schedule) -> float:
+    if isinstance(schedule, int | float):
+        return float(schedule)
+    if isinstance(schedule, timedelta):
+        return schedule.total_seconds()
+    run_every = getattr(schedule, "run_every", None)
+    if isinstance(run_every, timedelta):
+        return run_every.total_seconds()
+    return 60.0
+
+
+class InProcessBeat(threading.Thread):
+    def __init__(self, *, tick: float = 1.0) -> None:
+        super().__init__(name="in-process-beat", daemon=True)
+        self.tick = tick
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        entries = {
+            name: (entry["task"], _interval_seconds(entry["schedule"]), entry.get("args", ()))
+            for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+        }
+        due = dict.fromkeys(entries, 0.0)
+        while not self.stopped.wait(self.tick):
+            now = time.monotonic()
+            for name, (task_name, interval, args) in entries.items():
+                if now < due[name]:
+                    continue
+                due[name] = now + interval
+                try:
+                    current_app.tasks[task_name].apply(args=args)
+                except Exception:
+                    logger.exception("scheduled task failed", extra={"task": task_name})
+                finally:
+                    close_old_connections()
+
+    def stop(self) -> None:
+        self.stopped.set()

@@ -1,0 +1,111 @@
+import pytest
+from django.conf import settings
+from knox.models import AuthToken
+from rest_framework.test import APIClient
+
+from accounts.models import Organisation
+from tests.factories import OrganisationFactory, member_of
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `postgres` need PostgreSQL: on the SQLite run they are
+    skipped, and .ci/run runs the suite a second time on PostgreSQL."""
+    if settings.IS_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL=postgres://...)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default(settings):
+    """Assertions read English; tests of the Chinese UI set the language themselves."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager_unless_integration(request):
+    """Unit tests run tasks in-process even when REDIS_URL is set; tests marked
+    `integration` talk to a real worker they start themselves."""
+    from config.celery import app
+
+    if "integration" in request.keywords:
+        yield
+        return
+    before = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = before
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+def _client_for(user) -> APIClient:
+    client = APIClient()
+    _instance, key = AuthToken.objects.create(user=user, expiry=None)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def buyer_org(db) -> Organisation:
+    return OrganisationFactory(kind=Organisation.Kind.BUYER, legal_name="Eastern AI Lab Co., Ltd.")
+
+
+@pytest.fixture
+def provider_org(db) -> Organisation:
+    return OrganisationFactory(
+        kind=Organisation.Kind.PROVIDER, legal_name="Qingyang Green Compute Co., Ltd."
+    )
+
+
+@pytest.fixture
+def authority_org(db) -> Organisation:
+    return OrganisationFactory(
+        kind=Organisation.Kind.AUTHORITY, legal_name="Municipal Bureau of Economy and IT"
+    )
+
+
+@pytest.fixture
+def buyer(buyer_org):
+    return member_of(buyer_org, "buyer")
+
+
+@pytest.fixture
+def provider(provider_org):
+    return member_of(provider_org, "provider")
+
+
+@pytest.fixture
+def authority(authority_org):
+    return member_of(authority_org, "authority")
+
+
+@pytest.fixture
+def buyer_client(buyer) -> APIClient:
+    return _client_for(buyer)
+
+
+@pytest.fixture
+def provider_client(provider) -> APIClient:
+    return _client_for(provider)
+
+
+@pytest.fixture
+def authority_client(authority) -> APIClient:
+    return _client_for(authority)
+
+
+@pytest.fixture
+def client_for():
+    return _client_for

@@ -1,0 +1,105 @@
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+
+from tests.conftest import _client_for
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [("en", "GPU capacity by the hour"), ("zh-hans", "按小时租用绿色算力中心的 GPU")],
+)
+def test_home_page_renders_in_both_languages(client, language, expected):
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = language
+    response = client.get("/")
+    assert response.status_code == 200
+    assert expected in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_language_switch_sets_the_language(client):
+    client.post(reverse("set_language"), {"language": "en", "next": "/"})
+    assert "Log in" in client.get("/").content.decode()
+    client.post(reverse("set_language"), {"language": "zh-hans", "next": "/"})
+    assert "登录" in client.get("/").content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/signup/", "/login/", "/api/docs/", "/api/schema/"])
+def test_public_pages_are_served(client, path):
+    assert client.get(path).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/account/"])
+def test_anonymous_users_are_sent_to_log_in_from_private_pages(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/organisations/me/", "/api/v1/auth/tokens/"])
+def test_anonymous_users_reach_no_private_api(api_client, path):
+    assert api_client.get(path).status_code == 401
+
+
+@pytest.mark.django_db
+def test_admin_needs_staff(client, buyer):
+    client.force_login(buyer)
+    assert client.get("/admin/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_broker(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["database"] == "ok"
+    assert body["broker"] == ("ok" if settings.REDIS_URL else "in-process")
+
+
+def test_production_settings_pass_check_deploy_with_no_warnings():
+    env = {
+        "EXCHANGE_ENV": "production",
+        "SECRET_KEY": "a" * 20 + "-production-secret-key-for-the-deploy-check-" + "z" * 10,
+        "ALLOWED_HOSTS": "exchange.example.cn",
+        "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    env = {"EXCHANGE_ENV": "production", "ALLOWED_HOSTS": "x.cn", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+@pytest.mark.django_db
+def test_api_errors_use_the_one_format(provider):
+    client = _client_for(provider)
+    response = client.post("/api/v1/organisations/", {"kind": "nope"}, format="json")
+    body = response.json()
+    assert response.status_code == 400
+    assert set(body) == {"detail", "errors"}
+    assert {"kind", "legal_name", "credit_code"} <= set(body["errors"])
