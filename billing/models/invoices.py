@@ -1,0 +1,104 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Organisation
+from market.models import Lease, UsageRecord
+
+
+class Invoice(models.Model):
+    """One invoice per buyer per billing period.
+
+    Statuses: draft → open → paid; draft/open → void. A closed period stays
+    closed: usage metered late goes on the next period's invoice.
+    Invariants (checked by tests): voucher + card paid + outstanding = total;
+    Σ provider nets + Σ fees + rounding = total.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("draft")
+        OPEN = "open", _("open")
+        PAID = "paid", _("paid")
+        VOID = "void", _("void")
+
+    number = models.CharField(max_length=32, unique=True)
+    buyer = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="invoices")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    currency = models.CharField(max_length=3, default="CNY")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    gross_amount = models.BigIntegerField(default=0)  # Σ usage lines
+    credit_amount = models.BigIntegerField(default=0)  # SLA credit notes applied (≥ 0)
+    total_amount = models.BigIntegerField(default=0)  # gross − credits
+    voucher_amount = models.BigIntegerField(default=0)  # paid by compute vouchers
+    buyer_amount = models.BigIntegerField(default=0)  # total − voucher: the buyer's share
+    paid_amount = models.BigIntegerField(default=0)  # captured by card so far
+    platform_fee_amount = models.BigIntegerField(default=0)  # charged to providers
+    issued_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_start", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["buyer", "period_start", "currency"], name="invoice_one_per_period"
+            ),
+            models.CheckConstraint(
+                condition=Q(voucher_amount__gte=0, paid_amount__gte=0), name="invoice_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def outstanding_amount(self) -> int:
+        return self.buyer_amount - self.paid_amount
+
+
+class InvoiceLine(models.Model):
+    class Kind(models.TextChoices):
+        USAGE = "usage", _("usage")
+        SLA_CREDIT = "sla_credit", _("SLA credit")
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.USAGE)
+    usage_record = models.OneToOneField(
+        UsageRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_line"
+    )
+    lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="invoice_lines")
+    provider = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="invoice_lines_sold"
+    )
+    description = models.CharField(max_length=300)
+    gpu_seconds = models.BigIntegerField(default=0)
+    price_amount = models.BigIntegerField()  # per GPU-hour, the lease's agreed price
+    amount = (
+        models.BigIntegerField()
+    )  # GPU-seconds × price / 3600, half-even (core.money); negative for credits
+    voucher_amount = models.BigIntegerField(default=0)
+    fee_amount = models.BigIntegerField(default=0)
+    provider_net_amount = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["pk"]
+
+    @property
+    def buyer_amount(self) -> int:
+        return self.amount - self.voucher_amount
+
+
+class InvoiceEvent(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=8, blank=True)
+    to_status = models.CharField(max_length=8)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "pk"]

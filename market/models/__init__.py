@@ -1,0 +1,18 @@
+from market.models.capacity import Node, Offer, Site
+from market.models.catalogue import GPUModel
+from market.models.telemetry import NodeHealthEvent, TelemetrySample, UsageRecord
+from market.models.trading import Lease, LeaseEvent, Order, OrderEvent
+
+__all__ = [
+    "GPUModel",
+    "Lease",
+    "LeaseEvent",
+    "Node",
+    "NodeHealthEvent",
+    "Offer",
+    "Order",
+    "OrderEvent",
+    "Site",
+    "TelemetrySample",
+    "UsageRecord",
+]

@@ -1,0 +1,153 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Organisation
+from market.models.capacity import Node, Offer
+from market.models.catalogue import GPUModel
+
+
+class Order(models.Model):
+    """A buyer's bid for `gpu_count` GPUs for `hours` hours.
+
+    Statuses: open → partially_filled → filled; open/partially_filled →
+    cancelled / expired (at `start_by`, any unfilled part is released).
+    A filled order returns to partially_filled when a failed lease's
+    remaining hours wait for failover capacity.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("open")
+        PARTIALLY_FILLED = "partially_filled", _("partially filled")
+        FILLED = "filled", _("filled")
+        CANCELLED = "cancelled", _("cancelled")
+        EXPIRED = "expired", _("expired")
+
+    buyer = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="orders")
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_models = models.ManyToManyField(GPUModel, blank=True, related_name="+")
+    min_tflops = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    min_memory_gb = models.PositiveIntegerField(null=True, blank=True)
+    gpu_count = models.PositiveIntegerField()
+    hours = models.PositiveIntegerField()
+    max_price_amount = models.BigIntegerField(_("maximum price per GPU-hour (minor units)"))
+    currency = models.CharField(max_length=3, default="CNY")
+    regions = models.JSONField(default=list, blank=True)
+    hubs = models.JSONField(default=list, blank=True)
+    min_green_share = models.DecimalField(max_digits=4, decimal_places=3, default=0)
+    domestic_only = models.BooleanField(default=False)
+    gang = models.BooleanField(default=False, help_text=_("all GPUs at one site"))
+    start_by = models.DateTimeField()
+    failover_allowed = models.BooleanField(default=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    gpus_filled = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=80, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["buyer", "idempotency_key"], name="order_idempotency_key_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(gpus_filled__lte=F("gpu_count")), name="order_never_overfilled"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_price_amount__gt=0), name="order_price_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(gpu_count__gte=1, hours__gte=1), name="order_has_size"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.pk}: {self.gpu_count} GPUs × {self.hours} h"
+
+    @property
+    def gpus_unfilled(self) -> int:
+        return self.gpu_count - self.gpus_filled
+
+
+class OrderEvent(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+
+class Lease(models.Model):
+    """GPUs of one offer, on one node, allocated to one order for a window at
+    the agreed price (the ask).
+
+    Statuses: pending → active → completed; pending/active → cancelled;
+    active → failed (node fault) ; a failed lease whose remaining hours moved
+    to another offer is marked migrated and the new lease points back to it
+    through `previous_lease`.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        ACTIVE = "active", _("active")
+        COMPLETED = "completed", _("completed")
+        FAILED = "failed", _("failed")
+        MIGRATED = "migrated", _("migrated")
+        CANCELLED = "cancelled", _("cancelled")
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="leases")
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="leases")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="leases")
+    buyer = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="leases_bought")
+    provider = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="leases_sold")
+    gpu_count = models.PositiveIntegerField()
+    price_amount = models.BigIntegerField(_("price per GPU-hour (minor units)"))
+    currency = models.CharField(max_length=3, default="CNY")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    previous_lease = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="next_lease"
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at", "pk"]
+        indexes = [
+            models.Index(fields=["status", "ends_at"]),
+            models.Index(fields=["node", "status"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")), name="lease_window_ordered"
+            ),
+            models.CheckConstraint(condition=Q(gpu_count__gte=1), name="lease_has_gpus"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Lease {self.pk}: {self.gpu_count} × {self.node} ({self.status})"
+
+
+class LeaseEvent(models.Model):
+    lease = models.ForeignKey(Lease, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
