@@ -256,7 +256,7 @@ def _make_handler(record: ExchangeRecord) -> type[BaseHTTPRequestHandler]:
 class FakeExchange:
     """The telemetry endpoint of the exchange, idempotent on seq, restartable on one port."""
 
-    def __init__(self, token: str = "12.TestToken") -> None:
+    def __init__(self, token: str = "12.TestToken") -> None:  # noqa: S107 - a test token
         self.record = ExchangeRecord(token=token)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -70,9 +70,8 @@ def test_a_sample_that_is_not_json_leaves_nothing_behind(tmp_path):
 
 
 def test_a_second_agent_on_the_same_state_dir_is_refused(tmp_path):
-    with SampleBuffer(tmp_path, max_samples=5):
-        with pytest.raises(StateDirBusy):
-            SampleBuffer(tmp_path, max_samples=5)
+    with SampleBuffer(tmp_path, max_samples=5), pytest.raises(StateDirBusy):
+        SampleBuffer(tmp_path, max_samples=5)
 
     SampleBuffer(tmp_path, max_samples=5).close()  # free again once the first one closed
 
