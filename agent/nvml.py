@@ -50,6 +50,8 @@ class NvmlReader:
             self._count: int = self._nvml.nvmlDeviceGetCount()
         except self._nvml.NVMLError as exc:
             raise NvmlUnavailable(f"NVML: {exc}") from exc
+        if self._count == 0:
+            log.warning("NVML sees no GPU on this node: nothing will be reported")
         self._lost_codes = {getattr(self._nvml, f"NVML_ERROR_{name}", None) for name in LOST_ERRORS}
         self._ecc_base: dict[int, int] = {}
         self._ecc_last: dict[int, int] = {}
