@@ -5,6 +5,7 @@ The NVML module is injectable so the reader can be tested without a GPU or a dri
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from types import ModuleType
@@ -34,10 +35,9 @@ class _GpuLost(Exception):
 
 def load_nvml() -> ModuleType:
     try:
-        import pynvml
+        return importlib.import_module("pynvml")
     except ImportError as exc:
         raise NvmlUnavailable("the nvidia-ml-py package is not installed") from exc
-    return pynvml
 
 
 class NvmlReader:
