@@ -1,0 +1,37 @@
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_visitor_switches_the_language_from_the_header(page, live_server):
+    page.goto(live_server.url + "/")
+    page.click("button[name=language][value=zh-hans]")
+    assert "按小时租用绿色算力中心的 GPU" in page.inner_text("h1")
+
+    page.click("button[name=language][value=en]")
+    assert "GPU capacity by the hour" in page.inner_text("h1")
+
+
+def test_a_newcomer_signs_up_and_lands_signed_in(page, live_server):
+    page.goto(live_server.url + "/signup/")
+    page.fill("#id_username", "zhao.min")
+    page.fill("#id_email", "zhao.min@example.com")
+    page.check("input[name=kind][value=provider]")
+    page.fill("#id_legal_name", "Ningxia Cloud Compute Co., Ltd.")
+    page.fill("#id_credit_code", "914403001922038216")
+    page.fill("#id_password1", "Gpu-hours-2026!")
+    page.fill("#id_password2", "Gpu-hours-2026!")
+    page.click("main form button[type=submit]")
+
+    page.wait_for_url(live_server.url + "/")
+    assert "zhao.min" in page.inner_text("header")
+    assert "Ningxia Cloud Compute Co., Ltd." in page.inner_text("header")
+
+
+def test_a_wrong_check_character_is_explained_next_to_the_field(page, live_server):
+    page.goto(live_server.url + "/signup/")
+    page.fill("#id_credit_code", "914403001922038217")
+    page.click("main form button[type=submit]")
+
+    error = page.locator(".field.has-error:has(#id_credit_code) small.error")
+    assert "check character" in error.inner_text()
