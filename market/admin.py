@@ -1,0 +1,210 @@
+from django.contrib import admin
+
+from market.models import (
+    GPUModel,
+    Lease,
+    LeaseEvent,
+    Node,
+    NodeHealthEvent,
+    Offer,
+    Order,
+    OrderEvent,
+    Site,
+    TelemetrySample,
+    UsageRecord,
+)
+
+
+@admin.register(GPUModel)
+class GPUModelAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "vendor",
+        "memory_gb",
+        "bf16_tflops",
+        "fp16_tflops",
+        "fp32_tflops",
+        "domestic",
+    ]
+    list_filter = ["vendor", "domestic"]
+    search_fields = ["name", "vendor", "slug"]
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "provider",
+        "region",
+        "hub",
+        "green_share",
+        "pue",
+        "carbon_intensity_g_per_kwh",
+    ]
+    list_filter = ["hub", "region", "latency_class"]
+    search_fields = ["name", "provider__legal_name"]
+    raw_id_fields = ["provider"]
+
+
+class NodeHealthEventInline(admin.TabularInline):
+    model = NodeHealthEvent
+    extra = 0
+    readonly_fields = ["from_state", "to_state", "reason", "at"]
+    can_delete = False
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "site",
+        "gpu_model",
+        "gpu_count",
+        "state",
+        "state_reason",
+        "last_seen_at",
+    ]
+    list_filter = ["state", "gpu_model__vendor", "site__hub"]
+    search_fields = ["name", "site__name", "site__provider__legal_name"]
+    raw_id_fields = ["site"]
+    readonly_fields = ["token_digest", "last_seen_at", "state_changed_at"]
+    inlines = [NodeHealthEventInline]
+
+
+@admin.register(Offer)
+class OfferAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "provider",
+        "site",
+        "gpu_model",
+        "gpus_available",
+        "gpus_total",
+        "price_amount",
+        "currency",
+        "status",
+    ]
+    list_filter = ["status", "interruptible", "gpu_model__vendor", "site__hub"]
+    search_fields = ["provider__legal_name", "site__name", "gpu_model__name"]
+    raw_id_fields = ["provider", "site", "node"]
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    extra = 0
+    readonly_fields = ["from_status", "to_status", "actor", "reason", "at"]
+    can_delete = False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "buyer",
+        "gpu_count",
+        "gpus_filled",
+        "hours",
+        "max_price_amount",
+        "gang",
+        "status",
+        "start_by",
+        "created_at",
+    ]
+    list_filter = ["status", "gang", "domestic_only", "failover_allowed"]
+    search_fields = ["buyer__legal_name", "idempotency_key"]
+    raw_id_fields = ["buyer", "placed_by"]
+    filter_horizontal = ["accepted_models"]
+    inlines = [OrderEventInline]
+
+
+class LeaseEventInline(admin.TabularInline):
+    model = LeaseEvent
+    extra = 0
+    readonly_fields = ["from_status", "to_status", "actor", "reason", "at"]
+    can_delete = False
+
+
+@admin.register(Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "order",
+        "buyer",
+        "provider",
+        "node",
+        "gpu_count",
+        "price_amount",
+        "status",
+        "starts_at",
+        "ends_at",
+    ]
+    list_filter = ["status", "node__site__hub"]
+    search_fields = ["buyer__legal_name", "provider__legal_name", "node__name"]
+    raw_id_fields = ["order", "offer", "node", "buyer", "provider", "previous_lease"]
+    inlines = [LeaseEventInline]
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "lease",
+        "window_start",
+        "window_end",
+        "gpu_seconds_delivered",
+        "gpu_seconds_lost",
+        "energy_wh",
+        "carbon_g",
+        "avg_utilisation",
+    ]
+    list_filter = ["window_start"]
+    search_fields = ["lease__buyer__legal_name", "lease__provider__legal_name"]
+    raw_id_fields = ["lease"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # usage records are evidence: immutable
+
+
+@admin.register(TelemetrySample)
+class TelemetrySampleAdmin(admin.ModelAdmin):
+    list_display = [
+        "node",
+        "gpu_index",
+        "seq",
+        "ts",
+        "utilisation",
+        "power_w",
+        "temperature_c",
+        "ecc_errors",
+        "xid_errors",
+        "missing",
+    ]
+    list_filter = ["missing"]
+    search_fields = ["node__name"]
+    raw_id_fields = ["node"]
+    show_full_result_count = False  # the table is large: skip COUNT(*)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(NodeHealthEvent)
+class NodeHealthEventAdmin(admin.ModelAdmin):
+    list_display = ["node", "from_state", "to_state", "reason", "at"]
+    list_filter = ["to_state"]
+    search_fields = ["node__name", "reason"]
+    raw_id_fields = ["node"]
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(admin.ModelAdmin):
+    list_display = ["order", "from_status", "to_status", "actor", "reason", "at"]
+    list_filter = ["to_status"]
+    raw_id_fields = ["order", "actor"]
+
+
+@admin.register(LeaseEvent)
+class LeaseEventAdmin(admin.ModelAdmin):
+    list_display = ["lease", "from_status", "to_status", "actor", "reason", "at"]
+    list_filter = ["to_status"]
+    raw_id_fields = ["lease", "actor"]

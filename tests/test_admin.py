@@ -1,0 +1,33 @@
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+
+from tests.factories import LeaseFactory, UsageRecordFactory
+
+PROJECT_APPS = {"accounts", "market", "billing"}
+
+
+def test_every_model_of_the_exchange_is_in_the_admin():
+    missing = [
+        model.__name__
+        for model in apps.get_models()
+        if model._meta.app_label in PROJECT_APPS and not admin.site.is_registered(model)
+    ]
+    assert missing == []
+
+
+@pytest.mark.django_db
+def test_admin_changelists_render_for_an_operator(client):
+    operator = get_user_model().objects.create_superuser(
+        "operator", "op@example.com", "op-password-2026"
+    )
+    client.force_login(operator)
+    UsageRecordFactory(lease=LeaseFactory())
+
+    for model in admin.site._registry:
+        if model._meta.app_label not in PROJECT_APPS:
+            continue
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        response = client.get(url)
+        assert response.status_code == 200, url
