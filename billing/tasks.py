@@ -87,3 +87,12 @@ def stripe_events_reconcile() -> int:
     from billing import payments
 
     return payments.stripe_events_reconcile()
+
+
+@shared_task(name="billing.payout_run_scheduled", **MONEY)
+def payout_run_scheduled(key: str | None = None) -> int:
+    """The daily payout run (key = the local date, so a re-run is a no-op)."""
+    from billing import payouts
+
+    key = key or f"payouts-{timezone.localdate():%Y-%m-%d}"
+    return payouts.payout_run_execute(key=key).pk

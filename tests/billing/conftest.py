@@ -143,3 +143,15 @@ def catalogue(db):
 
     if not GPUModel.objects.exists():
         gpu_models_load()
+
+
+@pytest.fixture
+def fake_stripe(settings):
+    """The in-repo fake for Connect transfers and idempotency keys (tests only)."""
+    from tests.billing.fake_stripe import FakeStripe
+
+    fake = FakeStripe()
+    settings.STRIPE_API_BASE = fake.api_base
+    settings.STRIPE_CONNECT_ENABLED = True
+    yield fake
+    fake.stop()
