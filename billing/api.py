@@ -106,6 +106,8 @@ class InvoicePayInput(serializers.Serializer):
 
 class InvoicePayOutput(serializers.ModelSerializer):
     payment_intent = serializers.CharField(source="stripe_payment_intent_id")
+    # Plain strings: one "status" enum per API (drf-spectacular names them by field).
+    status = serializers.CharField(help_text="The Stripe PaymentIntent status, as far as known.")
 
     class Meta:
         model = Payment
@@ -150,6 +152,7 @@ class PayoutLineOutput(serializers.ModelSerializer):
 class PayoutOutput(serializers.ModelSerializer):
     run = serializers.CharField(source="run.key")
     lines = PayoutLineOutput(many=True)
+    status = serializers.CharField(help_text="pending, sent, paid or failed")
 
     class Meta:
         model = Payout
