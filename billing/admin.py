@@ -6,7 +6,15 @@ from billing.models import (
     InvoiceLine,
     LedgerAccount,
     LedgerTransaction,
+    Payment,
+    Payout,
+    PayoutAccount,
+    PayoutLine,
+    PayoutRun,
     Posting,
+    Refund,
+    SlaCredit,
+    StripeEvent,
 )
 
 
@@ -137,4 +145,126 @@ class InvoiceLineAdmin(ReadOnlyAdmin):
         "fee_amount",
     ]
     list_filter = ["kind"]
+    search_fields = ["invoice__number", "provider__legal_name"]
+
+
+# --- payments and payouts ------------------------------------------------------
+@admin.register(SlaCredit)
+class SlaCreditAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "buyer",
+        "provider",
+        "source_invoice",
+        "gpu_seconds_lost",
+        "multiple",
+        "uncapped_amount",
+        "amount",
+        "created_at",
+    ]
+    search_fields = ["buyer__legal_name", "provider__legal_name"]
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    readonly_fields = [
+        "amount",
+        "reason",
+        "idempotency_key",
+        "stripe_refund_id",
+        "status",
+        "created_at",
+    ]
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "invoice",
+        "attempt",
+        "amount",
+        "captured_amount",
+        "refunded_amount",
+        "currency",
+        "status",
+        "stripe_payment_intent_id",
+        "created_at",
+    ]
+    list_filter = ["status", "currency"]
+    search_fields = ["invoice__number", "stripe_payment_intent_id", "idempotency_key"]
+    inlines = [RefundInline]
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ["id", "payment", "amount", "status", "stripe_refund_id", "created_at"]
+    list_filter = ["status"]
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ["event_id", "type", "source", "received_at", "processed_at"]
+    list_filter = ["type", "source"]
+    search_fields = ["event_id"]
+
+
+@admin.register(PayoutAccount)
+class PayoutAccountAdmin(admin.ModelAdmin):
+    list_display = [
+        "provider",
+        "method",
+        "stripe_account_id",
+        "account_name",
+        "bank_name",
+        "bank_code",
+    ]
+    list_filter = ["method"]
+    search_fields = ["provider__legal_name", "account_name", "account_number"]
+    raw_id_fields = ["provider"]
+
+
+class PayoutLineInline(admin.TabularInline):
+    model = PayoutLine
+    extra = 0
+    can_delete = False
+    readonly_fields = ["invoice", "provider", "amount", "transferred_amount", "stripe_transfer_id"]
+
+
+@admin.register(PayoutRun)
+class PayoutRunAdmin(ReadOnlyAdmin):
+    list_display = ["key", "status", "created_at", "completed_at"]
+    list_filter = ["status"]
+    search_fields = ["key"]
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    list_display = [
+        "reference",
+        "run",
+        "provider",
+        "method",
+        "amount",
+        "currency",
+        "status",
+        "sent_at",
+    ]
+    list_filter = ["status", "method"]
+    search_fields = ["reference", "provider__legal_name"]
+    inlines = [PayoutLineInline]
+
+
+@admin.register(PayoutLine)
+class PayoutLineAdmin(ReadOnlyAdmin):
+    list_display = [
+        "payout",
+        "invoice",
+        "provider",
+        "amount",
+        "transferred_amount",
+        "stripe_transfer_id",
+    ]
     search_fields = ["invoice__number", "provider__legal_name"]

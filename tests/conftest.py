@@ -19,6 +19,23 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _gpu_catalogue(request):
+    """Transactional tests flush every table, including the catalogue rows the
+    data migration seeded; reload them for each test that uses the database."""
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(
+        request.fixturenames
+    )
+    if not uses_db:
+        return
+    request.getfixturevalue("db")
+    from market.catalogue import gpu_models_load
+    from market.models import GPUModel
+
+    if not GPUModel.objects.exists():
+        gpu_models_load()
+
+
+@pytest.fixture(autouse=True)
 def _english_by_default(settings):
     """Assertions read English; tests of the Chinese UI set the language themselves."""
     from django.utils import translation
