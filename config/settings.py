@@ -189,6 +189,26 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# Compute vouchers (billing/vouchers): expiry and fraud flags.
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "vouchers-expire-due": {
+            "task": "billing.tasks_vouchers.vouchers_expire_due",
+            "schedule": 300.0,
+        },
+        "fraud-flags-compute": {
+            "task": "billing.tasks_vouchers.fraud_flags_compute",
+            "schedule": 3600.0,
+        },
+    }
+)
+# Credit codes sharing this many leading characters count as affiliated (self-dealing).
+VOUCHER_AFFILIATION_PREFIX_LENGTH = env.int("VOUCHER_AFFILIATION_PREFIX_LENGTH", default=14)
+VOUCHER_IDLE_UTILISATION_PERCENT = env.int("VOUCHER_IDLE_UTILISATION_PERCENT", default=15)
+VOUCHER_PRICE_MEDIAN_FACTOR = env.float("VOUCHER_PRICE_MEDIAN_FACTOR", default=2.0)
+VOUCHER_EXPIRY_BURST_DAYS = env.int("VOUCHER_EXPIRY_BURST_DAYS", default=7)
+VOUCHER_EXPIRY_BURST_SHARE = env.float("VOUCHER_EXPIRY_BURST_SHARE", default=0.5)
+
 # --- Stripe ------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_local")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_local")

@@ -9,3 +9,24 @@ __all__ = [
     "LedgerTransaction",
     "Posting",
 ]
+from billing.models.subsidy import (  # noqa: E402
+    FraudFlag,
+    Redemption,
+    RedemptionEvent,
+    SubsidyProgramme,
+    Voucher,
+    VoucherApplication,
+    VoucherApplicationEvent,
+    VoucherEvent,
+)
+
+__all__ += [
+    "FraudFlag",
+    "Redemption",
+    "RedemptionEvent",
+    "SubsidyProgramme",
+    "Voucher",
+    "VoucherApplication",
+    "VoucherApplicationEvent",
+    "VoucherEvent",
+]
