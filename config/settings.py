@@ -137,6 +137,22 @@ STORAGES = {
 # --- Money -----------------------------------------------------------------
 DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="CNY")
 
+# --- Billing (issue 5) -----------------------------------------------------------
+# Invoice period: "monthly" (calendar months in TIME_ZONE), "weekly" or "daily".
+BILLING_PERIOD = env.str("BILLING_PERIOD", default="monthly")
+if BILLING_PERIOD not in {"monthly", "weekly", "daily"}:
+    raise environ.ImproperlyConfigured("BILLING_PERIOD must be monthly, weekly or daily")
+PLATFORM_FEE_BASIS_POINTS = env.int("PLATFORM_FEE_BASIS_POINTS", default=500)  # 5 % of each line
+# A provider owes this many times the price of GPU-time lost to its faults.
+SLA_CREDIT_MULTIPLE = env.int("SLA_CREDIT_MULTIPLE", default=5)
+if not (0 <= PLATFORM_FEE_BASIS_POINTS <= 10_000) or SLA_CREDIT_MULTIPLE < 0:
+    raise environ.ImproperlyConfigured(
+        "PLATFORM_FEE_BASIS_POINTS 0..10000, SLA_CREDIT_MULTIPLE ≥ 0"
+    )
+# Called at invoice issue as hook(*, invoice) -> voucher amount (minor units); see
+# billing/settlement.py. The subsidy part appends "billing.vouchers.invoice_apply_vouchers".
+BILLING_SETTLEMENT_HOOKS = env.list("BILLING_SETTLEMENT_HOOKS", default=[])
+
 # --- REST API ----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -188,6 +204,23 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {}
+# Redis redelivers a message a dead worker had taken after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+}
+
+# Billing (issue 5): close periods, refresh drafts, reconcile Stripe, pay providers.
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "billing-settle-closed-periods": {
+            "task": "billing.invoices_settle_closed_period",
+            "schedule": 3600.0,
+        },
+        "billing-refresh-drafts": {"task": "billing.invoice_drafts_refresh", "schedule": 900.0},
+        "billing-stripe-reconcile": {"task": "billing.stripe_events_reconcile", "schedule": 600.0},
+        "billing-payout-run": {"task": "billing.payout_run_scheduled", "schedule": 86400.0},
+    }
+)
 
 # Compute vouchers (billing/vouchers): expiry and fraud flags.
 CELERY_BEAT_SCHEDULE.update(
@@ -215,6 +248,11 @@ STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_loca
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="whsec_local")
 # Empty means Stripe's real API; the embedded mode and tests point it at localstripe.
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# Connect fields (transfer_group, transfers); off against localstripe, which rejects them.
+STRIPE_CONNECT_ENABLED = env.bool("STRIPE_CONNECT_ENABLED", default=not STRIPE_API_BASE)
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
+# The platform's paying account printed in bank batch files (付款账号).
+PAYOUT_BANK_ACCOUNT = env.str("PAYOUT_BANK_ACCOUNT", default="")
 
 # --- Security ----------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -1,5 +1,7 @@
-from billing.models.invoices import Invoice, InvoiceEvent, InvoiceLine
+from billing.models.invoices import Invoice, InvoiceEvent, InvoiceLine, SlaCredit
 from billing.models.ledger import LedgerAccount, LedgerTransaction, Posting
+from billing.models.payments import Payment, Refund, StripeEvent
+from billing.models.payouts import Payout, PayoutAccount, PayoutLine, PayoutMethod, PayoutRun
 
 __all__ = [
     "Invoice",
@@ -8,6 +10,15 @@ __all__ = [
     "LedgerAccount",
     "LedgerTransaction",
     "Posting",
+    "SlaCredit",
+    "Payment",
+    "Refund",
+    "StripeEvent",
+    "Payout",
+    "PayoutAccount",
+    "PayoutLine",
+    "PayoutMethod",
+    "PayoutRun",
 ]
 from billing.models.subsidy import (  # noqa: E402
     FraudFlag,

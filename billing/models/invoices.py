@@ -1,9 +1,12 @@
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
+from core.money import SECONDS_PER_HOUR
 from market.models import Lease, UsageRecord
 
 
@@ -35,6 +38,12 @@ class Invoice(models.Model):
     buyer_amount = models.BigIntegerField(default=0)  # total − voucher: the buyer's share
     paid_amount = models.BigIntegerField(default=0)  # captured by card so far
     platform_fee_amount = models.BigIntegerField(default=0)  # charged to providers
+    provider_net_amount = models.BigIntegerField(default=0)  # Σ provider nets (credits included)
+    rounding_amount = models.BigIntegerField(
+        default=0
+    )  # total − nets − fees, to the rounding account
+    on_demand = models.BooleanField(default=False)
+    voided_at = models.DateTimeField(null=True, blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -57,6 +66,11 @@ class Invoice(models.Model):
     def outstanding_amount(self) -> int:
         return self.buyer_amount - self.paid_amount
 
+    @property
+    def transfer_group(self) -> str:
+        """Stripe Connect groups the buyer's charge and the providers' transfers by invoice."""
+        return f"invoice-{self.number}"
+
 
 class InvoiceLine(models.Model):
     class Kind(models.TextChoices):
@@ -68,12 +82,28 @@ class InvoiceLine(models.Model):
     usage_record = models.OneToOneField(
         UsageRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_line"
     )
-    lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="invoice_lines")
+    lease = models.ForeignKey(
+        Lease, null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_lines"
+    )
+    sla_credit = models.ForeignKey(
+        "billing.SlaCredit",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoice_lines",
+    )
     provider = models.ForeignKey(
         Organisation, on_delete=models.PROTECT, related_name="invoice_lines_sold"
     )
     description = models.CharField(max_length=300)
-    gpu_seconds = models.BigIntegerField(default=0)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    gpu_model_name = models.CharField(max_length=120, blank=True)
+    gpu_seconds = models.BigIntegerField(default=0)  # delivered, billed
+    gpu_seconds_lost = models.BigIntegerField(default=0)  # lost to faults, never billed
+    pflops_hours = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+    energy_wh = models.BigIntegerField(default=0)
+    carbon_g = models.BigIntegerField(default=0)
     price_amount = models.BigIntegerField()  # per GPU-hour, the lease's agreed price
     amount = (
         models.BigIntegerField()
@@ -89,6 +119,18 @@ class InvoiceLine(models.Model):
     def buyer_amount(self) -> int:
         return self.amount - self.voucher_amount
 
+    @property
+    def gpu_hours(self) -> Decimal:
+        return (Decimal(self.gpu_seconds) / SECONDS_PER_HOUR).quantize(Decimal("0.0001"))
+
+    @property
+    def energy_kwh(self) -> Decimal:
+        return (Decimal(self.energy_wh) / 1000).quantize(Decimal("0.001"))
+
+    @property
+    def carbon_kg(self) -> Decimal:
+        return (Decimal(self.carbon_g) / 1000).quantize(Decimal("0.001"))
+
 
 class InvoiceEvent(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="events")
@@ -102,3 +144,32 @@ class InvoiceEvent(models.Model):
 
     class Meta:
         ordering = ["at", "pk"]
+
+
+class SlaCredit(models.Model):
+    """What a provider owes a buyer for GPU-seconds lost to its faults in one
+    invoice's period: `multiple` × the lost time's price, capped at the
+    buyer's spend with that provider in that period. It is applied as credit
+    note lines on the buyer's next invoices (charged to the provider's
+    payable) until credit lines on non-void invoices add up to `amount`."""
+
+    buyer = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="+")
+    provider = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="+")
+    source_invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, related_name="sla_credits_earned"
+    )
+    currency = models.CharField(max_length=3, default="CNY")
+    gpu_seconds_lost = models.BigIntegerField()
+    multiple = models.PositiveSmallIntegerField()
+    uncapped_amount = models.BigIntegerField()
+    amount = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_invoice", "provider"], name="sla_credit_one_per_invoice_provider"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="sla_credit_positive"),
+        ]

@@ -1,0 +1,71 @@
+"""Celery tasks of billing: thin, idempotent, primary keys in, services called.
+
+Money-moving tasks set acks_late + reject_on_worker_lost: a worker killed in
+the middle leaves the message to be delivered again, and the service it calls
+is all-or-nothing and keyed, so running it again settles exactly once.
+"""
+
+import datetime as dt
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from accounts.models import Organisation
+from billing import settlement
+
+logger = logging.getLogger(__name__)
+
+MONEY = {"acks_late": True, "reject_on_worker_lost": True}
+
+
+@shared_task(name="billing.invoices_settle_closed_period")
+def invoices_settle_closed_period(at: str | None = None) -> int:
+    """Fan out one settlement task per buyer for the period that just closed."""
+    now = dt.datetime.fromisoformat(at) if at else timezone.now()
+    current_start, _end = settlement.period_bounds(at=now)
+    previous_start, previous_end = settlement.period_bounds(
+        at=current_start - dt.timedelta(seconds=1)
+    )
+    buyer_ids = settlement.buyers_to_settle(period_end=previous_end)
+    for buyer_id in buyer_ids:
+        invoice_settle_buyer.delay(buyer_id, previous_start.isoformat(), previous_end.isoformat())
+    return len(buyer_ids)
+
+
+@shared_task(name="billing.invoice_settle_buyer", **MONEY)
+def invoice_settle_buyer(buyer_id: int, period_start: str, period_end: str) -> int | None:
+    buyer = Organisation.objects.filter(pk=buyer_id).first()
+    if buyer is None:
+        return None
+    window = settlement.settle_window_for(
+        buyer=buyer,
+        period_start=dt.datetime.fromisoformat(period_start),
+        period_end=dt.datetime.fromisoformat(period_end),
+    )
+    if window is None:
+        return None
+    invoice = settlement.invoice_settle(buyer=buyer, period_start=window[0], period_end=window[1])
+    return invoice.pk if invoice else None
+
+
+@shared_task(name="billing.invoice_refresh_for_lease")
+def invoice_refresh_for_lease(lease_id: int) -> int | None:
+    """On lease completion: refresh the buyer's running draft for this period."""
+    from market.models import Lease
+
+    lease = Lease.objects.filter(pk=lease_id).select_related("buyer").first()
+    if lease is None:
+        return None
+    return settlement.invoice_draft_refresh(buyer=lease.buyer)
+
+
+@shared_task(name="billing.invoice_drafts_refresh")
+def invoice_drafts_refresh() -> int:
+    count = 0
+    for buyer in Organisation.objects.filter(
+        pk__in=settlement.buyers_to_settle(period_end=timezone.now())
+    ):
+        settlement.invoice_draft_refresh(buyer=buyer)
+        count += 1
+    return count
