@@ -16,12 +16,15 @@ Movements (debit first):
 - fund:    pledge / left                                   (budget B)
 - issue:   left / voucher            (reserved)            — left is floored: never commit more than B
            entitlements / voucher    (pool)
-- redeem:  voucher / pledge, spent / buyer receivable     (reserved; deduct mode)
-           voucher / entitlements, left / pledge, spent / buyer receivable   (pool)
+- redeem:  voucher / pledge, spent / settlement clearing  (reserved; deduct mode)
+           voucher / entitlements, left / pledge, spent / settlement clearing   (pool)
+           — the clearing account is the platform's SUBSIDY_RECEIVABLE that invoice
+           issue debits with the voucher share (billing.settlement).
            reimburse mode credits SUBSIDY_PAYABLE of the beneficiary instead of its
            receivable; supply-side programmes credit PROVIDER_PAYABLE.
 - expire / revoke: voucher / left (reserved) or voucher / entitlements (pool)
-- claw back: the reversal of a redemption; the beneficiary owes it again.
+- claw back: the reversal of a redemption, then (deduct mode) settlement
+           clearing / buyer receivable: the buyer owes the amount again.
 
 Hence, always: budget = left + Σ reserved voucher balances (committed, unspent) + spent.
 """
@@ -66,9 +69,10 @@ def voucher_account(*, voucher: Voucher) -> LedgerAccount:
 
 
 def beneficiary_account(*, programme: SubsidyProgramme, beneficiary) -> LedgerAccount:
-    """Where a redemption's money goes: off the buyer's receivable (deduct),
-    payable to the buyer after review (reimburse), or payable to a provider
-    (supply side)."""
+    """Where a redemption's money goes: in deduct mode it settles the
+    platform's subsidy receivable that invoice issue debits for the voucher
+    share (billing.settlement); in reimburse mode it is payable to the buyer
+    after review; a supply-side programme pays the provider."""
     if programme.settlement_mode == SubsidyProgramme.SettlementMode.REIMBURSE:
         return account_get(
             purpose=P.SUBSIDY_PAYABLE,
@@ -80,9 +84,13 @@ def beneficiary_account(*, programme: SubsidyProgramme, beneficiary) -> LedgerAc
         return account_get(
             purpose=P.PROVIDER_PAYABLE, organisation=beneficiary, currency=programme.currency
         )
-    return account_get(
-        purpose=P.BUYER_RECEIVABLE, organisation=beneficiary, currency=programme.currency
-    )
+    return settlement_clearing(currency=programme.currency)
+
+
+def settlement_clearing(*, currency: str) -> LedgerAccount:
+    """The platform's subsidy receivable that billing.settlement debits with an
+    invoice's voucher share at issue; redemptions credit it back to zero."""
+    return account_get(purpose=P.SUBSIDY_RECEIVABLE, currency=currency)
 
 
 def voucher_balance(*, voucher: Voucher) -> int:

@@ -11,24 +11,31 @@ from accounts.models import Membership, Organisation
 from billing.models import InvoiceLine, Redemption, SubsidyProgramme
 
 
-def organisations_affiliated(*, a: Organisation, b: Organisation) -> bool:
-    """Related parties: credit codes sharing the configured prefix (the
-    registration authority, region and the leading digits of the
-    organisation code), or an owner/member with the same e-mail address in both."""
+def affiliation_evidence(*, a: Organisation, b: Organisation) -> str:
+    """Why `a` and `b` look like related parties ('' when they do not): the
+    same organisation, credit codes sharing the configured prefix (the
+    registration authority, region and leading digits of the organisation
+    code), or a member with the same e-mail address in both."""
     if a.pk == b.pk:
-        return True
+        return "same organisation"
     length = settings.VOUCHER_AFFILIATION_PREFIX_LENGTH
     if a.credit_code[:length] == b.credit_code[:length]:
-        return True
+        return f"credit codes share the prefix {a.credit_code[:length]}"
     emails_a = {
         email.lower()
         for email in Membership.objects.filter(organisation=a).values_list("user__email", flat=True)
         if email
     }
     if not emails_a:
-        return False
-    emails_b = Membership.objects.filter(organisation=b).values_list("user__email", flat=True)
-    return any(email and email.lower() in emails_a for email in emails_b)
+        return ""
+    for email in Membership.objects.filter(organisation=b).values_list("user__email", flat=True):
+        if email and email.lower() in emails_a:
+            return f"the same person ({email}) belongs to both"
+    return ""
+
+
+def organisations_affiliated(*, a: Organisation, b: Organisation) -> bool:
+    return bool(affiliation_evidence(a=a, b=b))
 
 
 def line_ineligibility(

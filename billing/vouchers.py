@@ -24,17 +24,23 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Organisation
-from billing.ledger import Leg, transaction_post, transaction_reverse
+from billing.ledger import Leg, account_get, transaction_post, transaction_reverse
 from billing.models import (
     Invoice,
     InvoiceLine,
+    LedgerAccount,
     Redemption,
     RedemptionEvent,
     SubsidyProgramme,
     Voucher,
     VoucherEvent,
 )
-from billing.subsidy_accounts import beneficiary_account, programme_accounts, voucher_account
+from billing.subsidy_accounts import (
+    beneficiary_account,
+    programme_accounts,
+    settlement_clearing,
+    voucher_account,
+)
 from billing.subsidy_rules import line_ineligibility, line_rate_bp, one_claim_conflict, usage_year
 from billing.subsidy_services import voucher_return_balance
 from core.errors import ApplicationError, Conflict
@@ -203,8 +209,12 @@ def _read_state(lines: list[InvoiceLine], vouchers: list[Voucher]) -> _Settlemen
 
 
 def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
-    """Let the vouchers pay their share of `invoice`; the invoice's voucher
-    amount (deduct mode, buyer side) afterwards. Running it again adds nothing."""
+    """Let the vouchers pay their share of `invoice`; returns the invoice's
+    voucher share (deduct mode, buyer side) — what the buyer does not pay.
+
+    The seam of billing.settlement (settings.BILLING_SETTLEMENT_HOOKS): called
+    at invoice issue inside its transaction. Running it again adds nothing.
+    """
     if invoice.status in (Invoice.Status.PAID, Invoice.Status.VOID):
         return invoice.voucher_amount
     with transaction.atomic():
@@ -229,9 +239,10 @@ def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
         for line in lines:
             _line_redeem(state, line=line, vouchers=vouchers, done=done)
         _vouchers_mark_exhausted(state, vouchers)
-        _invoice_apply(invoice, state)
-    invoice.refresh_from_db()
-    return invoice.voucher_amount
+        return _invoice_apply(invoice, state)
+
+
+invoice_apply_vouchers = invoice_redeem_vouchers  # the name settings.BILLING_SETTLEMENT_HOOKS uses
 
 
 def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Voucher], done) -> None:
@@ -270,15 +281,16 @@ def _vouchers_mark_exhausted(state: _Settlement, vouchers: list[Voucher]) -> Non
             )
 
 
-def _invoice_apply(invoice: Invoice, state: _Settlement) -> None:
+def _invoice_apply(invoice: Invoice, state: _Settlement) -> int:
     for line_pk, amount in state.deducted.items():
         InvoiceLine.objects.filter(pk=line_pk).update(voucher_amount=F("voucher_amount") + amount)
-    total = sum(state.deducted.values())
-    if total:
-        Invoice.objects.filter(pk=invoice.pk).update(
-            voucher_amount=F("voucher_amount") + total,
-            buyer_amount=F("total_amount") - F("voucher_amount") - total,
-        )
+    voucher_amount = invoice.lines.aggregate(total=Sum("voucher_amount"))["total"] or 0
+    invoice.voucher_amount = voucher_amount
+    invoice.buyer_amount = invoice.total_amount - voucher_amount
+    Invoice.objects.filter(pk=invoice.pk).update(
+        voucher_amount=invoice.voucher_amount, buyer_amount=invoice.buyer_amount
+    )
+    return voucher_amount
 
 
 # --- the authority's review ---------------------------------------------------
@@ -345,10 +357,27 @@ def redemption_claw_back(
 
 
 def _undo_deduction(redemption: Redemption, programme: SubsidyProgramme) -> None:
+    """Deduct mode: the buyer owes what the voucher no longer pays."""
     if programme.beneficiary != BUYERS or redemption.settlement_mode != Mode.DEDUCT:
         return
     amount = redemption.amount
     line = redemption.invoice_line
+    transaction_post(
+        business_key=f"redemption:{redemption.pk}:claw-back:buyer-owes",
+        kind="voucher_claw_back_receivable",
+        legs=[
+            Leg(
+                account_get(
+                    purpose=LedgerAccount.Purpose.BUYER_RECEIVABLE,
+                    organisation=redemption.beneficiary,
+                    currency=programme.currency,
+                ),
+                amount,
+            ),
+            Leg(settlement_clearing(currency=programme.currency), -amount),
+        ],
+        memo=f"Redemption {redemption.pk} clawed back: invoice {line.invoice_id} owes it",
+    )
     InvoiceLine.objects.filter(pk=line.pk).update(voucher_amount=F("voucher_amount") - amount)
     Invoice.objects.filter(pk=line.invoice_id).update(
         voucher_amount=F("voucher_amount") - amount, buyer_amount=F("buyer_amount") + amount

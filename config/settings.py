@@ -226,15 +226,18 @@ CELERY_BEAT_SCHEDULE.update(
 CELERY_BEAT_SCHEDULE.update(
     {
         "vouchers-expire-due": {
-            "task": "billing.tasks_vouchers.vouchers_expire_due",
+            "task": "billing.vouchers_expire_due",
             "schedule": 300.0,
         },
         "fraud-flags-compute": {
-            "task": "billing.tasks_vouchers.fraud_flags_compute",
+            "task": "billing.fraud_flags_compute",
             "schedule": 3600.0,
         },
     }
 )
+# The voucher share of each invoice, computed at issue (billing/settlement.py seam).
+if "billing.vouchers.invoice_apply_vouchers" not in BILLING_SETTLEMENT_HOOKS:
+    BILLING_SETTLEMENT_HOOKS.append("billing.vouchers.invoice_apply_vouchers")
 # Credit codes sharing this many leading characters count as affiliated (self-dealing).
 VOUCHER_AFFILIATION_PREFIX_LENGTH = env.int("VOUCHER_AFFILIATION_PREFIX_LENGTH", default=14)
 VOUCHER_IDLE_UTILISATION_PERCENT = env.int("VOUCHER_IDLE_UTILISATION_PERCENT", default=15)

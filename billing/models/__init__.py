@@ -20,7 +20,7 @@ __all__ = [
     "PayoutMethod",
     "PayoutRun",
 ]
-from billing.models.subsidy import (  # noqa: E402
+from billing.models.subsidy import (  # noqa: E402 - appended by the vouchers part
     FraudFlag,
     Redemption,
     RedemptionEvent,

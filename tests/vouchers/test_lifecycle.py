@@ -233,3 +233,12 @@ def test_a_closed_programme_issues_no_vouchers(authority_org, buyer_org):
     with pytest.raises(ApplicationError):
         voucher(prog, buyer_org, 100)
     assert SubsidyProgramme.objects.get().status == "closed"
+
+
+def test_the_beat_schedule_names_registered_voucher_tasks():
+    from django.conf import settings
+
+    from config.celery import app
+
+    for entry in ("vouchers-expire-due", "fraud-flags-compute"):
+        assert settings.CELERY_BEAT_SCHEDULE[entry]["task"] in app.tasks
