@@ -11,11 +11,12 @@ from billing.models import Redemption
 from billing.subsidy_accounts import voucher_balance
 from billing.subsidy_selectors import programme_budget
 from billing.vouchers import invoice_redeem_vouchers
+from market.catalogue import gpu_models_load
 from tests.vouchers.factories import invoice_with_lines, programme, usage_line_spec, voucher
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("funding", "budget_amount", "face_amount"),
     [("reserved", 1_000_000, 100_000), ("pool", 100_000, 1_000_000)],
@@ -23,6 +24,7 @@ from tests.vouchers.factories import invoice_with_lines, programme, usage_line_s
 def test_twenty_parallel_settlements_never_overspend_a_voucher_or_the_programme(
     funding, budget_amount, face_amount, authority_org, buyer_org, provider_org
 ):
+    gpu_models_load()  # an earlier transactional test may have flushed the seeded catalogue
     # given: 20 invoices each wanting ¥100.00 (30 % of ¥333.34), ¥1,000.00 to share
     prog = programme(authority_org, funding=funding, budget_amount=budget_amount, rate_bp=3_000)
     v = voucher(prog, buyer_org, face_amount)
