@@ -374,7 +374,7 @@ class FraudFlagOutput(serializers.ModelSerializer):
 
 
 class FraudFlagReviewInput(serializers.Serializer):
-    status = serializers.ChoiceField([FraudFlag.Status.DISMISSED, FraudFlag.Status.CONFIRMED])
+    decision = serializers.ChoiceField([FraudFlag.Status.DISMISSED, FraudFlag.Status.CONFIRMED])
     note = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
 
 
@@ -398,5 +398,10 @@ class FraudFlagReviewView(APIView):
         )
         data = FraudFlagReviewInput(data=request.data)
         data.is_valid(raise_exception=True)
-        flag = fraud.fraud_flag_review(flag=flag, actor=request.user, **data.validated_data)
+        flag = fraud.fraud_flag_review(
+            flag=flag,
+            actor=request.user,
+            status=data.validated_data["decision"],
+            note=data.validated_data["note"],
+        )
         return Response(FraudFlagOutput(flag).data)

@@ -69,3 +69,30 @@ def invoice_drafts_refresh() -> int:
         settlement.invoice_draft_refresh(buyer=buyer)
         count += 1
     return count
+
+
+@shared_task(name="billing.stripe_event_process", **MONEY)
+def stripe_event_process(event_pk: int) -> None:
+    from billing import payments
+    from billing.models import StripeEvent
+
+    event = StripeEvent.objects.filter(pk=event_pk).first()
+    if event is None:
+        return
+    payments.stripe_event_process(event=event)
+
+
+@shared_task(name="billing.stripe_events_reconcile")
+def stripe_events_reconcile() -> int:
+    from billing import payments
+
+    return payments.stripe_events_reconcile()
+
+
+@shared_task(name="billing.payout_run_scheduled", **MONEY)
+def payout_run_scheduled(key: str | None = None) -> int:
+    """The daily payout run (key = the local date, so a re-run is a no-op)."""
+    from billing import payouts
+
+    key = key or f"payouts-{timezone.localdate():%Y-%m-%d}"
+    return payouts.payout_run_execute(key=key).pk

@@ -181,7 +181,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
 }
+# Compute vouchers: name the subsidy enums so "status" does not collide across components.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "InvoiceStatusEnum": "billing.models.invoices.Invoice.Status",
+        "ProgrammeStatusEnum": "billing.models.subsidy.SubsidyProgramme.Status",
+        "VoucherStatusEnum": "billing.models.subsidy.Voucher.Status",
+        "VoucherApplicationStatusEnum": "billing.models.subsidy.VoucherApplication.Status",
+        "RedemptionStatusEnum": "billing.models.subsidy.Redemption.Status",
+        "FraudFlagStatusEnum": "billing.models.subsidy.FraudFlag.Status",
+    }
+)
 
 # --- Celery ------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -204,10 +216,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {}
-# Redis redelivers a message a dead worker had taken after this many seconds.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
-}
+# Redis redelivers a message a dead worker had taken after visibility_timeout seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = env.json(
+    "CELERY_BROKER_TRANSPORT_OPTIONS", default={"visibility_timeout": 3600}
+)
 
 # Billing (issue 5): close periods, refresh drafts, reconcile Stripe, pay providers.
 CELERY_BEAT_SCHEDULE.update(

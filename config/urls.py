@@ -6,6 +6,7 @@ from core import views as core_views
 
 api_v1 = [
     path("", include("accounts.api_urls")),
+    path("", include("billing.api_urls_billing")),
     path("", include("billing.api_urls_vouchers")),
 ]
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
+    path("", include("billing.urls_billing")),
     path("", include("billing.urls_vouchers")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -45,4 +45,5 @@ def test_demo_command_serves_home_sign_up_log_in_and_api_docs(tmp_path):
         output, _ = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in output
     assert "demo-password-2026" in output
+    assert "Local fake Stripe (localstripe) at http://127.0.0.1:" in output
     assert process.returncode is not None

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("compilemessages", verbosity=0, ignore_patterns=[".venv/*"])
         call_command("demo_data")
-        helpers = self._start_helpers()
+        helpers = self._start_helpers(host=host, port=port)
         address = f"http://{host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nThe compute exchange is running at {address}"))
         self.stdout.write("Demo log-ins (password: demo-password-2026):")
@@ -38,8 +38,21 @@ class Command(BaseCommand):
             for helper in helpers:
                 helper.stop()
 
-    def _start_helpers(self) -> list:
+    def _start_helpers(self, *, host: str = "127.0.0.1", port: int = 8000) -> list:
         helpers = []
+        if not settings.STRIPE_API_BASE:
+            # Billing: a loopback localstripe, its signed webhooks sent to this server.
+            from billing.gateways.localstripe import LocalStripe
+
+            stripe_server = LocalStripe().start()
+            helpers.append(stripe_server)
+            settings.STRIPE_API_BASE = stripe_server.api_base
+            settings.STRIPE_CONNECT_ENABLED = False
+            stripe_server.configure_webhook(
+                url=f"http://{host}:{port}/api/v1/stripe/webhook/",
+                secret=settings.STRIPE_WEBHOOK_SECRET,
+            )
+            self.stdout.write(f"Local fake Stripe (localstripe) at {stripe_server.api_base}")
         if not settings.REDIS_URL:
             beat = InProcessBeat()
             beat.start()
