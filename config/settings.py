@@ -181,7 +181,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
 }
+# Compute vouchers: name the subsidy enums so "status" does not collide across components.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "InvoiceStatusEnum": "billing.models.invoices.Invoice.Status",
+        "ProgrammeStatusEnum": "billing.models.subsidy.SubsidyProgramme.Status",
+        "VoucherStatusEnum": "billing.models.subsidy.Voucher.Status",
+        "VoucherApplicationStatusEnum": "billing.models.subsidy.VoucherApplication.Status",
+        "RedemptionStatusEnum": "billing.models.subsidy.Redemption.Status",
+        "FraudFlagStatusEnum": "billing.models.subsidy.FraudFlag.Status",
+    }
+)
 
 # --- Celery ------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -221,6 +233,29 @@ CELERY_BEAT_SCHEDULE.update(
         "billing-payout-run": {"task": "billing.payout_run_scheduled", "schedule": 86400.0},
     }
 )
+
+# Compute vouchers (billing/vouchers): expiry and fraud flags.
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "vouchers-expire-due": {
+            "task": "billing.vouchers_expire_due",
+            "schedule": 300.0,
+        },
+        "fraud-flags-compute": {
+            "task": "billing.fraud_flags_compute",
+            "schedule": 3600.0,
+        },
+    }
+)
+# The voucher share of each invoice, computed at issue (billing/settlement.py seam).
+if "billing.vouchers.invoice_apply_vouchers" not in BILLING_SETTLEMENT_HOOKS:
+    BILLING_SETTLEMENT_HOOKS.append("billing.vouchers.invoice_apply_vouchers")
+# Credit codes sharing this many leading characters count as affiliated (self-dealing).
+VOUCHER_AFFILIATION_PREFIX_LENGTH = env.int("VOUCHER_AFFILIATION_PREFIX_LENGTH", default=14)
+VOUCHER_IDLE_UTILISATION_PERCENT = env.int("VOUCHER_IDLE_UTILISATION_PERCENT", default=15)
+VOUCHER_PRICE_MEDIAN_FACTOR = env.float("VOUCHER_PRICE_MEDIAN_FACTOR", default=2.0)
+VOUCHER_EXPIRY_BURST_DAYS = env.int("VOUCHER_EXPIRY_BURST_DAYS", default=7)
+VOUCHER_EXPIRY_BURST_SHARE = env.float("VOUCHER_EXPIRY_BURST_SHARE", default=0.5)
 
 # --- Stripe ------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_local")

@@ -7,6 +7,7 @@ from core import views as core_views
 api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("billing.api_urls_billing")),
+    path("", include("billing.api_urls_vouchers")),
 ]
 
 urlpatterns = [
@@ -16,6 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("billing.urls_billing")),
+    path("", include("billing.urls_vouchers")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -28,6 +28,7 @@ DEMO_ORGANISATIONS = {
 
 DEMO_SEEDERS: list[str] = []
 DEMO_SEEDERS.append("billing.demo.seed")
+DEMO_SEEDERS.append("billing.demo_vouchers.seed")
 
 
 @transaction.atomic

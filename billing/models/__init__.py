@@ -20,3 +20,24 @@ __all__ = [
     "PayoutMethod",
     "PayoutRun",
 ]
+from billing.models.subsidy import (  # noqa: E402 - appended by the vouchers part
+    FraudFlag,
+    Redemption,
+    RedemptionEvent,
+    SubsidyProgramme,
+    Voucher,
+    VoucherApplication,
+    VoucherApplicationEvent,
+    VoucherEvent,
+)
+
+__all__ += [
+    "FraudFlag",
+    "Redemption",
+    "RedemptionEvent",
+    "SubsidyProgramme",
+    "Voucher",
+    "VoucherApplication",
+    "VoucherApplicationEvent",
+    "VoucherEvent",
+]
