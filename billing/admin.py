@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from billing.models import (
+    FraudFlag,
     Invoice,
     InvoiceEvent,
     InvoiceLine,
@@ -12,9 +13,16 @@ from billing.models import (
     PayoutLine,
     PayoutRun,
     Posting,
+    Redemption,
+    RedemptionEvent,
     Refund,
     SlaCredit,
     StripeEvent,
+    SubsidyProgramme,
+    Voucher,
+    VoucherApplication,
+    VoucherApplicationEvent,
+    VoucherEvent,
 )
 
 
@@ -268,3 +276,108 @@ class PayoutLineAdmin(ReadOnlyAdmin):
         "stripe_transfer_id",
     ]
     search_fields = ["invoice__number", "provider__legal_name"]
+
+
+# --- subsidy programmes and vouchers --------------------------------------------
+class VoucherEventInline(admin.TabularInline):
+    model = VoucherEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["from_status", "to_status", "actor", "reason", "at"]
+
+
+@admin.register(SubsidyProgramme)
+class SubsidyProgrammeAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "authority",
+        "budget_amount",
+        "funding",
+        "rate_bp",
+        "domestic_rate_bp",
+        "valid_from",
+        "valid_until",
+    ]
+    list_filter = ["funding", "authority"]
+    search_fields = ["name", "authority__legal_name"]
+    raw_id_fields = ["authority"]
+
+
+@admin.register(Voucher)
+class VoucherAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "programme",
+        "holder",
+        "face_amount",
+        "currency",
+        "status",
+        "valid_from",
+        "valid_until",
+    ]
+    list_filter = ["status", "programme"]
+    search_fields = ["holder__legal_name", "programme__name"]
+    raw_id_fields = ["programme", "holder", "application", "issued_by"]
+    readonly_fields = ["face_amount", "status"]
+    inlines = [VoucherEventInline]
+
+
+@admin.register(VoucherEvent)
+class VoucherEventAdmin(ReadOnlyAdmin):
+    list_display = ["voucher", "from_status", "to_status", "actor", "reason", "at"]
+    list_filter = ["to_status"]
+
+
+@admin.register(VoucherApplication)
+class VoucherApplicationAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "programme",
+        "applicant",
+        "requested_amount",
+        "approved_amount",
+        "status",
+        "decided_at",
+        "created_at",
+    ]
+    list_filter = ["status", "programme"]
+    search_fields = ["applicant__legal_name", "purpose"]
+    raw_id_fields = ["programme", "applicant", "decided_by"]
+    readonly_fields = ["status", "approved_amount", "decided_by", "decided_at"]
+
+
+@admin.register(VoucherApplicationEvent)
+class VoucherApplicationEventAdmin(ReadOnlyAdmin):
+    list_display = ["application", "from_status", "to_status", "actor", "reason", "at"]
+
+
+@admin.register(Redemption)
+class RedemptionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "voucher",
+        "programme",
+        "beneficiary",
+        "invoice_line",
+        "amount",
+        "rate_bp",
+        "settlement_mode",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["status", "settlement_mode", "programme"]
+    search_fields = ["beneficiary__legal_name"]
+
+
+@admin.register(RedemptionEvent)
+class RedemptionEventAdmin(ReadOnlyAdmin):
+    list_display = ["redemption", "from_status", "to_status", "actor", "reason", "at"]
+
+
+@admin.register(FraudFlag)
+class FraudFlagAdmin(admin.ModelAdmin):
+    list_display = ["id", "rule", "subject_key", "programme", "status", "reviewed_by", "created_at"]
+    list_filter = ["rule", "status", "programme"]
+    search_fields = ["subject_key", "review_note"]
+    raw_id_fields = ["programme", "voucher", "redemption", "reviewed_by"]
+    readonly_fields = ["rule", "subject_key", "details", "status", "reviewed_by", "reviewed_at"]
