@@ -189,6 +189,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# --- Celery beat: market (matching, lease lifecycle, order expiry) ---------------
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "market-match-round": {"task": "market.match_round", "schedule": 5.0},
+        "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
+        "market-orders-expire": {"task": "market.orders_expire", "schedule": 30.0},
+    }
+)
+
 # --- Stripe ------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_local")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_local")
