@@ -352,23 +352,49 @@ def _site_cost(offers: list[_Offer], need: int) -> int | None:
 
 
 def _plan_gang(order: _Order, book: _Book, now: dt.datetime) -> list[_Fill]:
+    """The cheapest whole site (ties: greener, more reliable, older offer), or nothing.
+
+    Offers arrive cheapest first, so a site's cost is final the first time
+    its capacity covers the order; the scan stops once no site still open
+    could beat the best found (all its remaining GPUs cost at least the
+    current price)."""
+    need = order.need
     by_site: dict[int, list[_Offer]] = defaultdict(list)
-    for offer in book.candidates(order):
+    room: dict[int, int] = defaultdict(int)
+    done: set[int] = set()
+    best: tuple | None = None
+    for seen, offer in enumerate(book.candidates(order)):
         if offer.price > order.max_price:
             break
-        if offer.available > 0 and _compatible(order, offer, now):
-            by_site[offer.site_id].append(offer)
-    best: tuple | None = None
-    for offers in by_site.values():
-        cost = _site_cost(offers, order.need)
-        if cost is not None:
-            rank = (cost, *offers[0].key[1:])
-            if best is None or rank < best[0]:
-                best = (rank, offers)
+        if best is not None and offer.price * need > best[0][0] and seen % 32 == 0:
+            bound = min(
+                (
+                    offers[0].price * min(room[site], need)
+                    + (need - min(room[site], need)) * offer.price
+                    for site, offers in by_site.items()
+                    if site not in done
+                ),
+                default=offer.price * need,
+            )
+            if bound > best[0][0]:
+                break
+        site = offer.site_id
+        if site in done or offer.available <= 0 or not _compatible(order, offer, now):
+            continue
+        by_site[site].append(offer)
+        room[site] += offer.free()
+        if room[site] < need:
+            continue
+        cost = _site_cost(by_site[site], need)
+        if cost is None:
+            continue
+        done.add(site)
+        rank = (cost, *by_site[site][0].key[1:])
+        if best is None or rank < best[0]:
+            best = (rank, by_site[site])
     if best is None:
         return []
     fills: list[_Fill] = []
-    need = order.need
     for offer in best[1]:
         gpus = min(need, offer.free())
         if gpus > 0:
@@ -423,7 +449,7 @@ def _bulk_add(model, column: str, deltas: dict[int, int]) -> None:
             )
 
 
-def _commit(fills: list[_Fill], *, now: dt.datetime, result: RoundResult) -> list[Lease]:
+def _commit(fills: list[_Fill], *, now: dt.datetime, result: RoundResult) -> list[int]:
     if not fills:
         return []
     by_order: dict[int, list[_Fill]] = defaultdict(list)
@@ -449,7 +475,7 @@ def _commit(fills: list[_Fill], *, now: dt.datetime, result: RoundResult) -> lis
             pk: available if status == Offer.Status.ACTIVE else 0
             for pk, (status, available, _price) in offers.items()
         }
-        leases: list[Lease] = []
+        rows: list[tuple] = []
         order_added: dict[int, int] = {}
         offer_taken: dict[int, int] = defaultdict(int)
         for order_id, order_fills in by_order.items():
@@ -481,50 +507,99 @@ def _commit(fills: list[_Fill], *, now: dt.datetime, result: RoundResult) -> lis
             if not got:
                 continue
             order_added[order_id] = got
+            previous = order.previous_lease_id  # one-to-one: the first replacement points back
             for fill, gpus in accepted:
                 offer_taken[fill.offer.id] += gpus
-                leases.append(
-                    Lease(
-                        order_id=order_id,
-                        offer_id=fill.offer.id,
-                        node_id=fill.node_id,
-                        buyer_id=order.buyer_id,
-                        provider_id=fill.offer.provider_id,
-                        gpu_count=gpus,
-                        price_amount=fill.offer.price,
-                        currency=fill.offer.currency,
-                        starts_at=fill.starts_at,
-                        ends_at=fill.ends_at,
-                        status=Lease.Status.PENDING,
-                        previous_lease_id=order.previous_lease_id,
+                rows.append(
+                    (
+                        order_id,
+                        fill.offer.id,
+                        fill.node_id,
+                        order.buyer_id,
+                        fill.offer.provider_id,
+                        gpus,
+                        fill.offer.price,
+                        fill.offer.currency,
+                        fill.starts_at,
+                        fill.ends_at,
+                        previous,
                     )
                 )
-                order.previous_lease_id = None  # one-to-one: the first replacement points back
-        if not leases:
+                previous = None
+        if not rows:
             return []
-        Lease.objects.bulk_create(leases, batch_size=5000)
-        LeaseEvent.objects.bulk_create(
-            [
-                LeaseEvent(
-                    lease_id=lease.pk,
-                    from_status="",
-                    to_status=Lease.Status.PENDING,
-                    reason="matched",
-                )
-                for lease in leases
-            ],
-            batch_size=5000,
-        )
+        lease_ids = _leases_insert(rows, now=now)
         _bulk_add(Offer, "gpus_available", {pk: -n for pk, n in offer_taken.items()})
-        _order_progress(orders, order_added)
+        _order_progress(orders, order_added, now=now)
     result.orders_touched += len(order_added)
-    result.leases_created += len(leases)
+    result.leases_created += len(lease_ids)
     result.gpus_allocated += sum(order_added.values())
-    result.lease_ids.extend(lease.pk for lease in leases)
-    return leases
+    result.lease_ids.extend(lease_ids)
+    return lease_ids
 
 
-def _order_progress(orders: dict[int, tuple], added: dict[int, int]) -> None:
+_LEASE_COLUMNS = [
+    ("order_id", "bigint"),
+    ("offer_id", "bigint"),
+    ("node_id", "bigint"),
+    ("buyer_id", "bigint"),
+    ("provider_id", "bigint"),
+    ("gpu_count", "integer"),
+    ("price_amount", "bigint"),
+    ("currency", "text"),
+    ("starts_at", "timestamptz"),
+    ("ends_at", "timestamptz"),
+    ("previous_lease_id", "bigint"),
+]
+
+
+def _insert_unnest(table: str, columns: list[tuple[str, str]], rows: list[tuple], extra: dict):
+    """INSERT many rows in one statement from column arrays (PostgreSQL): the
+    round writes thousands of rows, and building model instances would cost
+    more than the matching itself. Returns the new ids in row order."""
+    qn = connection.ops.quote_name
+    names = [name for name, _type in columns] + list(extra)
+    arrays = ", ".join(f"%s::{pg_type}[]" for _name, pg_type in columns)
+    constants = ", ".join(["%s"] * len(extra))
+    select = f"SELECT u.*{', ' + constants if extra else ''} FROM unnest({arrays}) AS u"  # noqa: S608 - identifiers from our model metadata
+    sql = (
+        f"INSERT INTO {qn(table)} ({', '.join(qn(n) for n in names)}) {select} "  # noqa: S608
+        "RETURNING id"
+    )
+    # the constants sit in the SELECT list, before the arrays in FROM: their parameters go first
+    params = [*extra.values(), *(list(column) for column in zip(*rows, strict=True))]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _leases_insert(rows: list[tuple], *, now: dt.datetime) -> list[int]:
+    pending = Lease.Status.PENDING
+    if connection.vendor == "postgresql":
+        ids = _insert_unnest(
+            Lease._meta.db_table, _LEASE_COLUMNS, rows, {"status": pending, "created_at": now}
+        )
+        _insert_unnest(
+            LeaseEvent._meta.db_table,
+            [("lease_id", "bigint")],
+            [(pk,) for pk in ids],
+            {"from_status": "", "to_status": pending, "reason": "matched", "at": now},
+        )
+        return ids
+    names = [name for name, _type in _LEASE_COLUMNS]
+    leases = Lease.objects.bulk_create(
+        [Lease(status=pending, **dict(zip(names, row, strict=True))) for row in rows]
+    )
+    LeaseEvent.objects.bulk_create(
+        [
+            LeaseEvent(lease_id=lease.pk, from_status="", to_status=pending, reason="matched")
+            for lease in leases
+        ]
+    )
+    return [lease.pk for lease in leases]
+
+
+def _order_progress(orders: dict[int, tuple], added: dict[int, int], *, now: dt.datetime) -> None:
     _bulk_add(Order, "gpus_filled", added)
     moves: dict[tuple[str, str], list[int]] = defaultdict(list)
     for order_id, n in added.items():
@@ -532,13 +607,20 @@ def _order_progress(orders: dict[int, tuple], added: dict[int, int]) -> None:
         new = Order.Status.FILLED if gpus_filled + n == gpu_count else Order.Status.PARTIALLY_FILLED
         if new != status:
             moves[(status, new)].append(order_id)
-    events = []
     for (old, new), ids in moves.items():
         Order.objects.filter(id__in=ids, status=old).update(status=new)
-        events.extend(
-            OrderEvent(order_id=pk, from_status=old, to_status=new, reason="matched") for pk in ids
-        )
-    OrderEvent.objects.bulk_create(events, batch_size=5000)
+        if connection.vendor == "postgresql":
+            _insert_unnest(
+                OrderEvent._meta.db_table,
+                [("order_id", "bigint")],
+                [(pk,) for pk in ids],
+                {"from_status": old, "to_status": new, "reason": "matched", "at": now},
+            )
+        else:
+            OrderEvent.objects.bulk_create(
+                OrderEvent(order_id=pk, from_status=old, to_status=new, reason="matched")
+                for pk in ids
+            )
 
 
 # --- loading orders ------------------------------------------------------------------
@@ -646,7 +728,8 @@ def order_match(
         max_price=order.max_price,
         exclude_node_ids=exclude_node_ids,
     )
-    return _commit(_plan([order], book, now), now=now, result=RoundResult())
+    lease_ids = _commit(_plan([order], book, now), now=now, result=RoundResult())
+    return list(Lease.objects.filter(id__in=lease_ids).order_by("id"))
 
 
 def match_round(*, now: dt.datetime | None = None) -> RoundResult:
