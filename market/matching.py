@@ -755,3 +755,55 @@ def match_round(*, now: dt.datetime | None = None) -> RoundResult:
         },
     )
     return result
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    offer_id: int
+    gpu_model_id: int
+    gpus: int
+    price_amount: int
+
+
+def order_quote(
+    *,
+    model_ids: frozenset[int],
+    gpu_count: int,
+    hours: int,
+    max_price_amount: int,
+    currency: str,
+    start_by: dt.datetime,
+    regions: Collection[str] = (),
+    hubs: Collection[str] = (),
+    min_green_share: Decimal = Decimal(0),
+    gang: bool = False,
+    now: dt.datetime | None = None,
+) -> list[QuoteLine]:
+    """What an order like this would get if placed now: a dry run of the
+    engine on the current book (nothing is locked or written)."""
+    now = now or timezone.now()
+    order = _Order(
+        id=0,
+        buyer_id=0,
+        need=gpu_count,
+        hours=hours,
+        max_price=max_price_amount,
+        currency=currency,
+        models=model_ids,
+        regions=frozenset(regions),
+        hubs=frozenset(hubs),
+        min_green=min_green_share,
+        gang=gang,
+        start_by=start_by,
+    )
+    if not model_ids or gpu_count < 1 or hours < 1:
+        return []
+    book = _book_load(now=now, model_ids=model_ids, max_price=max_price_amount)
+    lines: dict[int, QuoteLine] = {}
+    for fill in _plan([order], book, now):
+        line = lines.get(fill.offer.id)
+        gpus = fill.gpus + (line.gpus if line else 0)
+        lines[fill.offer.id] = QuoteLine(
+            fill.offer.id, fill.offer.gpu_model_id, gpus, fill.offer.price
+        )
+    return list(lines.values())
