@@ -26,7 +26,9 @@ DEMO_ORGANISATIONS = {
     "authority": ("authority", "市经济和信息化局", "91110108551385082Q", "北京"),
 }
 
-DEMO_SEEDERS: list[str] = []
+DEMO_SEEDERS: list[str] = [
+    "market.demo.seed",
+]
 
 
 @transaction.atomic
