@@ -412,3 +412,15 @@ def test_anonymous_users_reach_no_private_market_api(api_client):
     for path in ("/api/v1/orders/", "/api/v1/leases/", "/api/v1/sites/", "/api/v1/nodes/"):
         assert api_client.get(path).status_code == 401
     assert OrganisationFactory  # factories importable for the suite
+
+
+def test_offer_detail_is_public_while_live_and_private_to_its_provider_otherwise(
+    api_client, provider_client, provider_org
+):
+    live = OfferFactory()
+    paused = OfferFactory(node__site__provider=provider_org, status=Offer.Status.PAUSED)
+
+    assert api_client.get(f"/api/v1/offers/{live.pk}/").json()["id"] == live.pk
+    assert api_client.get(f"/api/v1/offers/{paused.pk}/").status_code == 404
+    assert provider_client.get(f"/api/v1/offers/{paused.pk}/").json()["status"] == "paused"
+    assert provider_client.get("/api/v1/offers/mine/").json()["count"] == 1
