@@ -257,6 +257,15 @@ VOUCHER_PRICE_MEDIAN_FACTOR = env.float("VOUCHER_PRICE_MEDIAN_FACTOR", default=2
 VOUCHER_EXPIRY_BURST_DAYS = env.int("VOUCHER_EXPIRY_BURST_DAYS", default=7)
 VOUCHER_EXPIRY_BURST_SHARE = env.float("VOUCHER_EXPIRY_BURST_SHARE", default=0.5)
 
+# --- Celery beat: market (matching, lease lifecycle, order expiry) ---------------
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "market-match-round": {"task": "market.match_round", "schedule": 5.0},
+        "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
+        "market-orders-expire": {"task": "market.orders_expire", "schedule": 30.0},
+    }
+)
+
 # --- Stripe ------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_local")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_local")

@@ -6,6 +6,7 @@ from core import views as core_views
 
 api_v1 = [
     path("", include("accounts.api_urls")),
+    path("", include("market.api_urls_market")),
     path("", include("billing.api_urls_billing")),
     path("", include("billing.api_urls_vouchers")),
 ]
@@ -16,6 +17,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
+    path("market/", include("market.urls_market")),
     path("", include("billing.urls_billing")),
     path("", include("billing.urls_vouchers")),
     path("api/v1/", include(api_v1)),

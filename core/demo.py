@@ -26,9 +26,11 @@ DEMO_ORGANISATIONS = {
     "authority": ("authority", "市经济和信息化局", "91110108551385082Q", "北京"),
 }
 
-DEMO_SEEDERS: list[str] = []
-DEMO_SEEDERS.append("billing.demo.seed")
-DEMO_SEEDERS.append("billing.demo_vouchers.seed")
+DEMO_SEEDERS: list[str] = [
+    "market.demo.seed",
+    "billing.demo.seed",
+    "billing.demo_vouchers.seed",
+]
 
 
 @transaction.atomic

@@ -7,6 +7,7 @@ from market.models import (
     Node,
     NodeHealthEvent,
     Offer,
+    OfferEvent,
     Order,
     OrderEvent,
     Site,
@@ -208,3 +209,10 @@ class LeaseEventAdmin(admin.ModelAdmin):
     list_display = ["lease", "from_status", "to_status", "actor", "reason", "at"]
     list_filter = ["to_status"]
     raw_id_fields = ["lease", "actor"]
+
+
+@admin.register(OfferEvent)
+class OfferEventAdmin(admin.ModelAdmin):
+    list_display = ["offer", "from_status", "to_status", "actor", "reason", "at"]
+    list_filter = ["to_status"]
+    raw_id_fields = ["offer", "actor"]

@@ -1,4 +1,4 @@
-from market.models.capacity import Node, Offer, Site
+from market.models.capacity import Node, Offer, OfferEvent, Site
 from market.models.catalogue import GPUModel
 from market.models.telemetry import NodeHealthEvent, TelemetrySample, UsageRecord
 from market.models.trading import Lease, LeaseEvent, Order, OrderEvent
@@ -10,6 +10,7 @@ __all__ = [
     "Node",
     "NodeHealthEvent",
     "Offer",
+    "OfferEvent",
     "Order",
     "OrderEvent",
     "Site",

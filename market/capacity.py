@@ -1,0 +1,257 @@
+"""Providers' capacity: sites, nodes (with their agent token) and offers.
+
+Offer statuses and transitions are on market.models.Offer; each change
+appends an OfferEvent. Re-pricing applies to future matches only: a lease
+keeps the price it was made at.
+"""
+
+import datetime as dt
+import hashlib
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import Organisation
+from core.errors import ApplicationError
+from market.models import GPUModel, Node, Offer, OfferEvent, Site
+from market.models.capacity import Hub, LatencyClass
+
+
+def node_token_digest(token: str) -> str:
+    """SHA-256 hex of the whole agent token: what Node.token_digest stores."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _site_errors(*, hub: str, green_share: Decimal, pue: Decimal, latency_class: str) -> dict:
+    errors: dict[str, list[str]] = {}
+    if hub not in Hub.values:
+        errors["hub"] = ["Unknown national hub."]
+    if latency_class not in LatencyClass.values:
+        errors["latency_class"] = ["Unknown latency class."]
+    if not Decimal(0) <= green_share <= Decimal(1):
+        errors["green_share"] = ["The green-power share is between 0 and 1."]
+    if pue < 1:
+        errors["pue"] = ["PUE is at least 1.0."]
+    return errors
+
+
+def site_create(
+    *,
+    provider: Organisation,
+    name: str,
+    region: str,
+    green_share: Decimal,
+    pue: Decimal,
+    carbon_intensity_g_per_kwh: int,
+    hub: str = Hub.NONE,
+    latency_class: str = LatencyClass.NATIONAL,
+) -> Site:
+    errors = _site_errors(hub=hub, green_share=green_share, pue=pue, latency_class=latency_class)
+    if errors:
+        raise ApplicationError("The site is not valid.", errors=errors)
+    return Site.objects.create(
+        provider=provider,
+        name=name.strip(),
+        region=region.strip(),
+        hub=hub,
+        green_share=green_share,
+        pue=pue,
+        carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
+        latency_class=latency_class,
+    )
+
+
+def site_update(*, site: Site, **fields) -> Site:
+    merged = {
+        key: fields.get(key, getattr(site, key))
+        for key in ("hub", "green_share", "pue", "latency_class")
+    }
+    errors = _site_errors(**merged)
+    if errors:
+        raise ApplicationError("The site is not valid.", errors=errors)
+    for key, value in fields.items():
+        setattr(site, key, value)
+    site.save(update_fields=list(fields) or None)
+    return site
+
+
+@transaction.atomic
+def node_create(
+    *, site: Site, name: str, gpu_model: GPUModel, gpu_count: int, interconnect: str = ""
+) -> tuple[Node, str]:
+    """Register a node; returns it with its agent token `<node_id>.<secret>`,
+    shown this once (only the SHA-256 of the whole token is stored)."""
+    if gpu_count < 1:
+        raise ApplicationError(
+            "The node is not valid.", errors={"gpu_count": ["A node has at least one GPU."]}
+        )
+    # The token embeds the id, so the row exists first with a throwaway digest.
+    node = Node.objects.create(
+        site=site,
+        name=name.strip(),
+        gpu_model=gpu_model,
+        gpu_count=gpu_count,
+        interconnect=interconnect or gpu_model.interconnect,
+        token_digest=secrets.token_hex(32),
+    )
+    token = f"{node.pk}.{secrets.token_urlsafe(32)}"
+    node.token_digest = node_token_digest(token)
+    node.save(update_fields=["token_digest"])
+    return node, token
+
+
+def _offer_capacity(*, site: Site, node: Node | None, gpu_model: GPUModel) -> int:
+    if node is not None:
+        return node.gpu_count
+    total = Node.objects.filter(site=site, gpu_model=gpu_model).aggregate(n=Sum("gpu_count"))["n"]
+    return total or 0
+
+
+def offer_create(
+    *,
+    provider: Organisation,
+    actor: AbstractBaseUser | None,
+    site: Site,
+    node: Node | None,
+    gpu_model: GPUModel | None,
+    gpus_total: int,
+    price_amount: int,
+    available_from: dt.datetime,
+    available_until: dt.datetime,
+    min_hours: int = 1,
+    max_hours: int = 24 * 30,
+    interruptible: bool = False,
+    currency: str | None = None,
+) -> Offer:
+    """List GPUs of one node, or of the site's pool of nodes of one model.
+
+    An offer can never promise more GPUs than its node (or pool) has; the
+    matching engine also never leases a node's GPUs twice across offers."""
+    errors: dict[str, list[str]] = {}
+    if site.provider_id != provider.pk or (node is not None and node.site_id != site.pk):
+        errors["node"] = ["This node is not at this site."]
+    model = node.gpu_model if node is not None else gpu_model
+    if model is None:
+        errors["gpu_model"] = ["A pool offer names its GPU model."]
+    elif node is not None and gpu_model is not None and gpu_model.pk != node.gpu_model_id:
+        errors["gpu_model"] = ["The node has another GPU model."]
+    if not errors:
+        capacity = _offer_capacity(site=site, node=node, gpu_model=model)
+        if capacity == 0:
+            errors["gpu_model"] = ["The site has no nodes of this GPU model."]
+        elif gpus_total > capacity:
+            errors["gpus_total"] = [f"Only {capacity} GPUs of this model are there to offer."]
+    if gpus_total < 1:
+        errors["gpus_total"] = ["Offer at least one GPU."]
+    if price_amount <= 0:
+        errors["price_amount"] = ["The price must be more than zero."]
+    if available_until <= available_from:
+        errors["available_until"] = ["The window must end after it starts."]
+    elif available_until <= timezone.now():
+        errors["available_until"] = ["The window has already ended."]
+    if min_hours < 1 or max_hours < min_hours:
+        errors["max_hours"] = ["Lease hours: 1 ≤ minimum ≤ maximum."]
+    if errors:
+        raise ApplicationError("The offer is not valid.", errors=errors)
+    with transaction.atomic():
+        offer = Offer.objects.create(
+            provider=provider,
+            site=site,
+            node=node,
+            gpu_model=model,
+            gpus_total=gpus_total,
+            gpus_available=gpus_total,
+            price_amount=price_amount,
+            currency=currency or settings.DEFAULT_CURRENCY,
+            available_from=available_from,
+            available_until=available_until,
+            min_hours=min_hours,
+            max_hours=max_hours,
+            interruptible=interruptible,
+        )
+        OfferEvent.objects.create(
+            offer=offer, to_status=Offer.Status.ACTIVE, actor=actor, reason="listed"
+        )
+    return offer
+
+
+def _offer_move(
+    *, offer: Offer, allowed: tuple[str, ...], to: str, actor, reason: str, **extra
+) -> Offer:
+    with transaction.atomic():
+        current = Offer.objects.select_for_update(no_key=True).get(pk=offer.pk)
+        if current.status not in allowed:
+            raise ApplicationError(
+                f"An offer that is {current.status} cannot be {reason}.",
+                errors={"status": [f"The offer is {current.status}."]},
+            )
+        moved = Offer.objects.filter(pk=offer.pk, status=current.status).update(status=to, **extra)
+        assert moved == 1  # the row lock makes this certain
+        OfferEvent.objects.create(
+            offer=offer, from_status=current.status, to_status=to, actor=actor, reason=reason
+        )
+    offer.refresh_from_db()
+    return offer
+
+
+def offer_pause(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
+    return _offer_move(
+        offer=offer,
+        allowed=(Offer.Status.ACTIVE,),
+        to=Offer.Status.PAUSED,
+        actor=actor,
+        reason="paused",
+    )
+
+
+def offer_resume(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
+    return _offer_move(
+        offer=offer,
+        allowed=(Offer.Status.PAUSED,),
+        to=Offer.Status.ACTIVE,
+        actor=actor,
+        reason="resumed",
+    )
+
+
+def offer_withdraw(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
+    """Withdraw for good: nothing more is sold; running leases run on."""
+    return _offer_move(
+        offer=offer,
+        allowed=(Offer.Status.ACTIVE, Offer.Status.PAUSED),
+        to=Offer.Status.WITHDRAWN,
+        actor=actor,
+        reason="withdrawn",
+        gpus_available=0,
+    )
+
+
+def offer_reprice(*, offer: Offer, price_amount: int, actor: AbstractBaseUser | None) -> Offer:
+    """A new ask for future matches; leases already made keep their price."""
+    if price_amount <= 0:
+        raise ApplicationError(
+            "The offer is not valid.",
+            errors={"price_amount": ["The price must be more than zero."]},
+        )
+    with transaction.atomic():
+        current = Offer.objects.select_for_update(no_key=True).get(pk=offer.pk)
+        if current.status == Offer.Status.WITHDRAWN:
+            raise ApplicationError(
+                "A withdrawn offer cannot be re-priced.",
+                errors={"status": ["The offer is withdrawn."]},
+            )
+        Offer.objects.filter(pk=offer.pk).update(price_amount=price_amount)
+        OfferEvent.objects.create(
+            offer=offer,
+            from_status=current.status,
+            to_status=current.status,
+            actor=actor,
+            reason=f"price {current.price_amount} → {price_amount}",
+        )
+    offer.refresh_from_db()
+    return offer
