@@ -6,6 +6,7 @@ from core import views as core_views
 
 api_v1 = [
     path("", include("accounts.api_urls")),
+    path("", include("market.api_urls_telemetry")),
 ]
 
 urlpatterns = [
