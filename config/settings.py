@@ -189,15 +189,24 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# --- Celery beat: market (matching, lease lifecycle, order expiry) ---------------
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "market-match-round": {"task": "market.match_round", "schedule": 5.0},
+        "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
+        "market-orders-expire": {"task": "market.orders_expire", "schedule": 30.0},
+    }
+)
+
 # Telemetry, health and metering (part: telemetry) ------------------------------
 CELERY_BEAT_SCHEDULE.update(
     {
         "telemetry-node-health": {
-            "task": "market.tasks_telemetry.nodes_health_check",
+            "task": "market.nodes_health_check",
             "schedule": 5.0,
         },
-        "telemetry-failover": {"task": "market.tasks_telemetry.leases_failover", "schedule": 15.0},
-        "telemetry-metering": {"task": "market.tasks_telemetry.leases_meter", "schedule": 60.0},
+        "telemetry-failover": {"task": "market.leases_failover", "schedule": 15.0},
+        "telemetry-metering": {"task": "market.leases_meter", "schedule": 60.0},
     }
 )
 

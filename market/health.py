@@ -58,6 +58,12 @@ def node_state_change(*, node: Node, to_state: str, reason: str, now: dt.datetim
     return True
 
 
+def _baseline(before: int, lowest_new: int) -> int:
+    """What a counter is compared with: its value at the last check, or — if
+    it went below that (the agent restarted) — its lowest new value."""
+    return before if lowest_new >= before else lowest_new
+
+
 def _sample_faults(*, node: Node, cursor: NodeHealthCursor) -> tuple[list[str], int, dict]:
     """Faults in the samples received since the last check; the new cursor position."""
     per_gpu = (
@@ -78,12 +84,13 @@ def _sample_faults(*, node: Node, cursor: NodeHealthCursor) -> tuple[list[str], 
     last_seq = cursor.last_seq
     for row in per_gpu:
         gpu = row["gpu_index"]
-        xid_before, ecc_before = counters.get(str(gpu), (0, 0))
+        # Before a GPU's first check its counters are history, not news.
+        xid_before, ecc_before = counters.get(str(gpu), (row["xid_min"], row["ecc_min"]))
         if row["missing"]:
             faults.append(f"GPU {gpu} missing")
-        if row["xid_max"] > max(xid_before, row["xid_min"]):
+        if row["xid_max"] > _baseline(xid_before, row["xid_min"]):
             faults.append(f"new XID errors on GPU {gpu}")
-        if row["ecc_max"] > max(ecc_before, row["ecc_min"]):
+        if row["ecc_max"] > _baseline(ecc_before, row["ecc_min"]):
             faults.append(f"new ECC errors on GPU {gpu}")
         counters[str(gpu)] = (row["xid_max"], row["ecc_max"])
         last_seq = max(last_seq, row["last_seq"])

@@ -1,4 +1,4 @@
-from market.models.capacity import Node, Offer, Site
+from market.models.capacity import Node, Offer, OfferEvent, Site
 from market.models.catalogue import GPUModel
 from market.models.telemetry import NodeHealthCursor, NodeHealthEvent, TelemetrySample, UsageRecord
 from market.models.trading import Lease, LeaseEvent, Order, OrderEvent
@@ -11,6 +11,7 @@ __all__ = [
     "NodeHealthEvent",
     "NodeHealthCursor",
     "Offer",
+    "OfferEvent",
     "Order",
     "OrderEvent",
     "Site",

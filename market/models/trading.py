@@ -45,6 +45,8 @@ class Order(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     gpus_filled = models.PositiveIntegerField(default=0)
     idempotency_key = models.CharField(max_length=80, null=True, blank=True)
+    # SHA-256 of the canonical request: the same key with another body is a 409.
+    request_digest = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

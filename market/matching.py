@@ -1,0 +1,674 @@
+"""The matching engine: buyers' orders meet providers' offers.
+
+Rules (DESIGN.md, "Matching"):
+- price-time priority: orders are served highest bid first, then oldest; each
+  takes the cheapest compatible offers first. Ties between offers at one
+  price: greener site, then more reliable provider, then older offer.
+- pay-as-ask: a lease carries the offer's price, never more than the bid.
+- heterogeneous substitution: an order accepts a set of GPU models, or any
+  model above a TFLOPS / memory floor (optionally domestic only).
+- partial fills unless the order is `gang`; a gang order fills all its GPUs
+  at one site in one go, or waits.
+
+Capacity has two levels. An offer sells at most `gpus_available` GPUs; a node
+never holds more GPUs in pending/active leases than it has, whichever offers
+(a node offer, a site pool offer, several offers at different prices) those
+leases came from. Node occupancy is not a stored counter: it is the sum of
+the node's pending/active leases, so any lease transition (ours, or failure
+and migration in the telemetry part) frees capacity without extra
+bookkeeping.
+
+Concurrency: a round plans in memory from one snapshot, then commits in one
+transaction that locks the rows it will change - nodes, then orders, then
+offers, each in primary-key order (one global order, so no deadlock between
+matchers) - re-reads their counters under the locks and applies only what
+still fits. Every lease insert on a node happens while its node row is
+locked, so the occupancy read after taking the lock sees every lease a
+concurrent matcher committed. Two rounds at once therefore never allocate a
+GPU twice; the loser of a race simply gets less and the next round retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import logging
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from operator import attrgetter
+
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from market.models import GPUModel, Lease, LeaseEvent, Node, Offer, Order, OrderEvent
+from market.reliability import provider_reliability
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATUSES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
+HOLDING_STATUSES = (Lease.Status.PENDING, Lease.Status.ACTIVE)
+
+
+# --- compatibility -------------------------------------------------------------
+
+
+def acceptable_model_ids(
+    *,
+    accepted_ids: Collection[int] = (),
+    min_tflops: Decimal | None = None,
+    min_memory_gb: int | None = None,
+    domestic_only: bool = False,
+    models: Iterable[GPUModel] | None = None,
+) -> frozenset[int]:
+    """GPU models an order can run on: the accepted list (all models if empty),
+    narrowed by the TFLOPS / memory floors and the domestic-only flag."""
+    result = set()
+    for model in models if models is not None else GPUModel.objects.all():
+        if accepted_ids and model.pk not in accepted_ids:
+            continue
+        if min_tflops is not None and model.dense_tflops < min_tflops:
+            continue
+        if min_memory_gb is not None and model.memory_gb < min_memory_gb:
+            continue
+        if domestic_only and not model.domestic:
+            continue
+        result.add(model.pk)
+    return frozenset(result)
+
+
+# --- the in-memory book ----------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Node:
+    id: int
+    free: int
+
+
+@dataclass(slots=True, eq=False)
+class _Offer:
+    id: int
+    provider_id: int
+    site_id: int
+    gpu_model_id: int
+    price: int
+    currency: str
+    available: int
+    available_from: dt.datetime
+    available_until: dt.datetime
+    min_hours: int
+    max_hours: int
+    green: Decimal
+    region: str
+    hub: str
+    nodes: list[_Node]
+    key: tuple = ()
+
+    def free(self) -> int:
+        return min(self.available, sum(node.free for node in self.nodes))
+
+
+@dataclass(slots=True, eq=False)
+class _Order:
+    id: int
+    buyer_id: int
+    need: int
+    hours: int
+    max_price: int
+    currency: str
+    models: frozenset[int]
+    regions: frozenset[str]
+    hubs: frozenset[str]
+    min_green: Decimal
+    gang: bool
+    start_by: dt.datetime | None
+    ends_at: dt.datetime | None = None  # failover: the window ends where the failed lease's did
+    previous_lease_id: int | None = None
+
+
+@dataclass(slots=True)
+class _Fill:
+    order: _Order
+    offer: _Offer
+    node_id: int
+    gpus: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+
+
+@dataclass
+class RoundResult:
+    orders_considered: int = 0
+    orders_touched: int = 0
+    leases_created: int = 0
+    gpus_allocated: int = 0
+    conflicts: int = 0
+    lease_ids: list[int] = field(default_factory=list)
+
+
+class _Book:
+    """Offers by GPU model, each list sorted best first; nodes shared between
+    the offers that can use them, so in-memory allocation respects node free
+    capacity exactly as the commit does."""
+
+    def __init__(self, offers: list[_Offer]) -> None:
+        self.by_model: dict[int, list[_Offer]] = defaultdict(list)
+        for offer in offers:
+            self.by_model[offer.gpu_model_id].append(offer)
+        for lst in self.by_model.values():
+            lst.sort(key=attrgetter("key"))
+        self._dead: dict[int, int] = defaultdict(int)
+
+    def candidates(self, order: _Order) -> Iterable[_Offer]:
+        lists = [self.by_model[m] for m in order.models if self.by_model.get(m)]
+        if len(lists) == 1:
+            return iter(lists[0])
+        return heapq.merge(*lists, key=attrgetter("key"))
+
+    def note_exhausted(self, offer: _Offer) -> None:
+        model = offer.gpu_model_id
+        self._dead[model] += 1
+        lst = self.by_model[model]
+        if self._dead[model] * 4 > len(lst):
+            self.by_model[model] = [o for o in lst if o.available > 0]
+            self._dead[model] = 0
+
+
+def _book_load(
+    *,
+    now: dt.datetime,
+    model_ids: Collection[int] | None = None,
+    max_price: int | None = None,
+    exclude_node_ids: Collection[int] = frozenset(),
+) -> _Book:
+    offers = Offer.objects.filter(
+        status=Offer.Status.ACTIVE, gpus_available__gt=0, available_until__gt=now
+    )
+    if model_ids is not None:
+        offers = offers.filter(gpu_model_id__in=model_ids)
+    if max_price is not None:
+        offers = offers.filter(price_amount__lte=max_price)
+    rows = list(
+        offers.values_list(
+            "id",
+            "provider_id",
+            "site_id",
+            "node_id",
+            "gpu_model_id",
+            "price_amount",
+            "currency",
+            "gpus_available",
+            "available_from",
+            "available_until",
+            "min_hours",
+            "max_hours",
+            "site__green_share",
+            "site__region",
+            "site__hub",
+            "created_at",
+        )
+    )
+    site_ids = {row[2] for row in rows}
+    node_rows = list(
+        Node.objects.filter(site_id__in=site_ids, state=Node.State.ONLINE)
+        .exclude(id__in=exclude_node_ids)
+        .values_list("id", "site_id", "gpu_model_id", "gpu_count")
+    )
+    held = dict(
+        Lease.objects.filter(node_id__in=[n[0] for n in node_rows], status__in=HOLDING_STATUSES)
+        .values("node_id")
+        .annotate(held=Sum("gpu_count"))
+        .values_list("node_id", "held")
+    )
+    nodes: dict[int, _Node] = {}
+    pools: dict[tuple[int, int], list[_Node]] = defaultdict(list)
+    for node_id, site_id, model_id, count in node_rows:
+        node = nodes[node_id] = _Node(id=node_id, free=max(0, count - held.get(node_id, 0)))
+        pools[(site_id, model_id)].append(node)
+    reliability = provider_reliability({row[1] for row in rows}, now=now)
+    book_offers = []
+    for row in rows:
+        (oid, provider, site, node_id, model, price, currency, available, start, until) = row[:10]
+        if node_id is None:
+            offer_nodes = pools.get((site, model), [])
+        else:
+            offer_nodes = [nodes[node_id]] if node_id in nodes else []
+        if not offer_nodes:
+            continue
+        green = row[12]
+        book_offers.append(
+            _Offer(
+                id=oid,
+                provider_id=provider,
+                site_id=site,
+                gpu_model_id=model,
+                price=price,
+                currency=currency,
+                available=available,
+                available_from=start,
+                available_until=until,
+                min_hours=row[10],
+                max_hours=row[11],
+                green=green,
+                region=row[13],
+                hub=row[14],
+                nodes=offer_nodes,
+                key=(price, -green, -reliability[provider], row[15], oid),
+            )
+        )
+    return _Book(book_offers)
+
+
+# --- planning (pure, in memory) ----------------------------------------------------
+
+
+def _window(order: _Order, offer: _Offer, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    starts_at = offer.available_from if offer.available_from > now else now
+    if order.ends_at is not None:
+        return starts_at, order.ends_at
+    return starts_at, starts_at + dt.timedelta(hours=order.hours)
+
+
+def _compatible(order: _Order, offer: _Offer, now: dt.datetime) -> bool:
+    if offer.currency != order.currency or offer.green < order.min_green:
+        return False
+    if order.regions and offer.region not in order.regions:
+        return False
+    if order.hubs and offer.hub not in order.hubs:
+        return False
+    if order.ends_at is None and not offer.min_hours <= order.hours <= offer.max_hours:
+        return False
+    starts_at, ends_at = _window(order, offer, now)
+    if order.start_by is not None and starts_at > order.start_by:
+        return False
+    return starts_at < ends_at <= offer.available_until
+
+
+def _take(offer: _Offer, gpus: int, sink: list[tuple[int, int]]) -> None:
+    """Take `gpus` from the offer, packing onto the fullest-free nodes first
+    (fewer nodes per lease set = fewer hops for the buyer's job)."""
+    offer.available -= gpus
+    for node in sorted(offer.nodes, key=attrgetter("free"), reverse=True):
+        if gpus == 0:
+            break
+        n = min(node.free, gpus)
+        if n:
+            node.free -= n
+            gpus -= n
+            sink.append((node.id, n))
+
+
+def _fill(order: _Order, offer: _Offer, gpus: int, now: dt.datetime, book: _Book) -> list[_Fill]:
+    taken: list[tuple[int, int]] = []
+    _take(offer, gpus, taken)
+    if offer.available == 0:
+        book.note_exhausted(offer)
+    starts_at, ends_at = _window(order, offer, now)
+    return [_Fill(order, offer, node_id, n, starts_at, ends_at) for node_id, n in taken]
+
+
+def _plan_partial(order: _Order, book: _Book, now: dt.datetime) -> list[_Fill]:
+    fills: list[_Fill] = []
+    need = order.need
+    for offer in book.candidates(order):
+        if offer.price > order.max_price:
+            break
+        if offer.available <= 0 or not _compatible(order, offer, now):
+            continue
+        gpus = min(need, offer.free())
+        if gpus <= 0:
+            continue
+        fills.extend(_fill(order, offer, gpus, now, book))
+        need -= gpus
+        if need == 0:
+            break
+    return fills
+
+
+def _site_cost(offers: list[_Offer], need: int) -> int | None:
+    """Cost of `need` GPUs from one site's offers taken cheapest first, or
+    None if the site cannot hold them all (node capacity shared between the
+    site's offers is accounted for)."""
+    scratch: dict[int, int] = {}
+    cost = 0
+    for offer in offers:
+        room = min(offer.available, sum(scratch.get(n.id, n.free) for n in offer.nodes))
+        gpus = min(room, need)
+        if gpus <= 0:
+            continue
+        left = gpus
+        for node in sorted(offer.nodes, key=lambda n: scratch.get(n.id, n.free), reverse=True):
+            n = min(scratch.get(node.id, node.free), left)
+            scratch[node.id] = scratch.get(node.id, node.free) - n
+            left -= n
+        cost += gpus * offer.price
+        need -= gpus
+        if need == 0:
+            return cost
+    return None
+
+
+def _plan_gang(order: _Order, book: _Book, now: dt.datetime) -> list[_Fill]:
+    by_site: dict[int, list[_Offer]] = defaultdict(list)
+    for offer in book.candidates(order):
+        if offer.price > order.max_price:
+            break
+        if offer.available > 0 and _compatible(order, offer, now):
+            by_site[offer.site_id].append(offer)
+    best: tuple | None = None
+    for offers in by_site.values():
+        cost = _site_cost(offers, order.need)
+        if cost is not None:
+            rank = (cost, *offers[0].key[1:])
+            if best is None or rank < best[0]:
+                best = (rank, offers)
+    if best is None:
+        return []
+    fills: list[_Fill] = []
+    need = order.need
+    for offer in best[1]:
+        gpus = min(need, offer.free())
+        if gpus > 0:
+            fills.extend(_fill(order, offer, gpus, now, book))
+            need -= gpus
+        if need == 0:
+            break
+    return fills
+
+
+def _plan(orders: list[_Order], book: _Book, now: dt.datetime) -> list[_Fill]:
+    fills: list[_Fill] = []
+    for order in orders:
+        fills.extend((_plan_gang if order.gang else _plan_partial)(order, book, now))
+    return fills
+
+
+# --- commit (one transaction, row locks, re-validation) ------------------------------
+
+
+def _lock(model, ids: Iterable[int], fields: list[str]) -> dict[int, tuple]:
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    rows = (
+        model.objects.select_for_update(no_key=True)
+        .filter(id__in=ids)
+        .order_by("id")
+        .values_list("id", *fields)
+    )
+    return {row[0]: row[1:] for row in rows}
+
+
+def _bulk_add(model, column: str, deltas: dict[int, int]) -> None:
+    """`column += delta` for many rows in one statement (PostgreSQL) or one
+    prepared statement (SQLite); rows are already locked by the caller."""
+    if not deltas:
+        return
+    table = model._meta.db_table
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {qn(table)} AS t SET {qn(column)} = t.{qn(column)} + v.d "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, d) WHERE t.id = v.id",
+                [list(deltas), list(deltas.values())],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {qn(table)} SET {qn(column)} = {qn(column)} + %s WHERE id = %s",  # noqa: S608
+                [(d, pk) for pk, d in deltas.items()],
+            )
+
+
+def _commit(fills: list[_Fill], *, now: dt.datetime, result: RoundResult) -> list[Lease]:
+    if not fills:
+        return []
+    by_order: dict[int, list[_Fill]] = defaultdict(list)
+    for fill in fills:
+        by_order[fill.order.id].append(fill)
+    with transaction.atomic():
+        nodes = _lock(Node, (f.node_id for f in fills), ["state", "gpu_count"])
+        held = dict(
+            Lease.objects.filter(node_id__in=list(nodes), status__in=HOLDING_STATUSES)
+            .values("node_id")
+            .annotate(held=Sum("gpu_count"))
+            .values_list("node_id", "held")
+        )
+        node_free = {
+            pk: (count - held.get(pk, 0)) if state == Node.State.ONLINE else 0
+            for pk, (state, count) in nodes.items()
+        }
+        orders = _lock(Order, by_order, ["status", "gpu_count", "gpus_filled"])
+        offers = _lock(
+            Offer, (f.offer.id for f in fills), ["status", "gpus_available", "price_amount"]
+        )
+        offer_free = {
+            pk: available if status == Offer.Status.ACTIVE else 0
+            for pk, (status, available, _price) in offers.items()
+        }
+        leases: list[Lease] = []
+        order_added: dict[int, int] = {}
+        offer_taken: dict[int, int] = defaultdict(int)
+        for order_id, order_fills in by_order.items():
+            status, gpu_count, gpus_filled = orders[order_id]
+            order = order_fills[0].order
+            if status not in OPEN_STATUSES:
+                result.conflicts += 1
+                continue
+            unfilled = gpu_count - gpus_filled
+            accepted: list[tuple[_Fill, int]] = []
+            for fill in order_fills:
+                if offers[fill.offer.id][2] != fill.offer.price:
+                    continue  # the provider re-priced since the snapshot: re-plan next round
+                gpus = min(fill.gpus, offer_free[fill.offer.id], node_free[fill.node_id], unfilled)
+                if gpus <= 0:
+                    continue
+                offer_free[fill.offer.id] -= gpus
+                node_free[fill.node_id] -= gpus
+                unfilled -= gpus
+                accepted.append((fill, gpus))
+            got = sum(g for _f, g in accepted)
+            if got < sum(f.gpus for f in order_fills):
+                result.conflicts += 1
+                if order.gang:
+                    for fill, gpus in accepted:  # all or nothing: give the capacity back
+                        offer_free[fill.offer.id] += gpus
+                        node_free[fill.node_id] += gpus
+                    continue
+            if not got:
+                continue
+            order_added[order_id] = got
+            for fill, gpus in accepted:
+                offer_taken[fill.offer.id] += gpus
+                leases.append(
+                    Lease(
+                        order_id=order_id,
+                        offer_id=fill.offer.id,
+                        node_id=fill.node_id,
+                        buyer_id=order.buyer_id,
+                        provider_id=fill.offer.provider_id,
+                        gpu_count=gpus,
+                        price_amount=fill.offer.price,
+                        currency=fill.offer.currency,
+                        starts_at=fill.starts_at,
+                        ends_at=fill.ends_at,
+                        status=Lease.Status.PENDING,
+                        previous_lease_id=order.previous_lease_id,
+                    )
+                )
+                order.previous_lease_id = None  # one-to-one: the first replacement points back
+        if not leases:
+            return []
+        Lease.objects.bulk_create(leases, batch_size=5000)
+        LeaseEvent.objects.bulk_create(
+            [
+                LeaseEvent(
+                    lease_id=lease.pk,
+                    from_status="",
+                    to_status=Lease.Status.PENDING,
+                    reason="matched",
+                )
+                for lease in leases
+            ],
+            batch_size=5000,
+        )
+        _bulk_add(Offer, "gpus_available", {pk: -n for pk, n in offer_taken.items()})
+        _order_progress(orders, order_added)
+    result.orders_touched += len(order_added)
+    result.leases_created += len(leases)
+    result.gpus_allocated += sum(order_added.values())
+    result.lease_ids.extend(lease.pk for lease in leases)
+    return leases
+
+
+def _order_progress(orders: dict[int, tuple], added: dict[int, int]) -> None:
+    _bulk_add(Order, "gpus_filled", added)
+    moves: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for order_id, n in added.items():
+        status, gpu_count, gpus_filled = orders[order_id]
+        new = Order.Status.FILLED if gpus_filled + n == gpu_count else Order.Status.PARTIALLY_FILLED
+        if new != status:
+            moves[(status, new)].append(order_id)
+    events = []
+    for (old, new), ids in moves.items():
+        Order.objects.filter(id__in=ids, status=old).update(status=new)
+        events.extend(
+            OrderEvent(order_id=pk, from_status=old, to_status=new, reason="matched") for pk in ids
+        )
+    OrderEvent.objects.bulk_create(events, batch_size=5000)
+
+
+# --- loading orders ------------------------------------------------------------------
+
+
+def _orders_load(queryset, *, models: list[GPUModel]) -> list[_Order]:
+    rows = list(
+        queryset.values_list(
+            "id",
+            "buyer_id",
+            "gpu_count",
+            "gpus_filled",
+            "hours",
+            "max_price_amount",
+            "currency",
+            "min_tflops",
+            "min_memory_gb",
+            "domestic_only",
+            "regions",
+            "hubs",
+            "min_green_share",
+            "gang",
+            "start_by",
+        )
+    )
+    accepted: dict[int, set[int]] = defaultdict(set)
+    through = Order.accepted_models.through
+    for order_id, model_id in through.objects.filter(order__in=queryset).values_list(
+        "order_id", "gpumodel_id"
+    ):
+        accepted[order_id].add(model_id)
+    cache: dict[tuple, frozenset[int]] = {}
+    result = []
+    for row in rows:
+        pk, buyer, count, filled, hours, price, currency, tflops, memory, domestic = row[:10]
+        spec = (frozenset(accepted.get(pk, ())), tflops, memory, domestic)
+        if spec not in cache:
+            cache[spec] = acceptable_model_ids(
+                accepted_ids=spec[0],
+                min_tflops=tflops,
+                min_memory_gb=memory,
+                domestic_only=domestic,
+                models=models,
+            )
+        result.append(
+            _Order(
+                id=pk,
+                buyer_id=buyer,
+                need=count - filled,
+                hours=hours,
+                max_price=price,
+                currency=currency,
+                models=cache[spec],
+                regions=frozenset(row[10] or ()),
+                hubs=frozenset(row[11] or ()),
+                min_green=row[12],
+                gang=row[13],
+                start_by=row[14],
+            )
+        )
+    return result
+
+
+# --- public entry points --------------------------------------------------------------
+
+
+def order_match(
+    *,
+    order_id: int,
+    exclude_node_ids: Collection[int] = frozenset(),
+    previous_lease_id: int | None = None,
+    now: dt.datetime | None = None,
+) -> list[Lease]:
+    """Match one order's unfilled GPUs against the book now; returns the new
+    leases (possibly none). Used when an order is placed and for failover.
+
+    Failover: pass the failed node(s) in `exclude_node_ids` and the failed
+    lease as `previous_lease_id`; the caller has already taken the failed
+    GPUs off `gpus_filled` and put the order back to partially_filled. Then
+    at most that lease's GPU count is matched, for the rest of its window
+    (now → its ends_at), ignoring the order's start-by deadline, and the
+    first new lease points back through `previous_lease`. Call it after your
+    own transaction commits: it takes its row locks in the engine's order.
+    """
+    now = now or timezone.now()
+    queryset = Order.objects.filter(pk=order_id, status__in=OPEN_STATUSES)
+    if previous_lease_id is None:
+        queryset = queryset.filter(start_by__gt=now)
+    models = list(GPUModel.objects.all())
+    orders = [o for o in _orders_load(queryset, models=models) if o.need > 0 and o.models]
+    if not orders:
+        return []
+    order = orders[0]
+    if previous_lease_id is not None:
+        previous = Lease.objects.get(pk=previous_lease_id, order_id=order_id)
+        order.need = min(order.need, previous.gpu_count)
+        order.ends_at = previous.ends_at
+        order.start_by = None
+        order.previous_lease_id = previous_lease_id
+        if order.ends_at <= now:
+            return []
+    book = _book_load(
+        now=now,
+        model_ids=order.models,
+        max_price=order.max_price,
+        exclude_node_ids=exclude_node_ids,
+    )
+    return _commit(_plan([order], book, now), now=now, result=RoundResult())
+
+
+def match_round(*, now: dt.datetime | None = None) -> RoundResult:
+    """Match every open order against the whole book, in price-time priority:
+    one snapshot, one in-memory pass, one committing transaction."""
+    now = now or timezone.now()
+    models = list(GPUModel.objects.all())
+    queryset = Order.objects.filter(status__in=OPEN_STATUSES, start_by__gt=now)
+    orders = [o for o in _orders_load(queryset, models=models) if o.need > 0 and o.models]
+    result = RoundResult(orders_considered=len(orders))
+    if not orders:
+        return result
+    orders.sort(key=lambda o: (-o.max_price, o.id))
+    book = _book_load(now=now)
+    _commit(_plan(orders, book, now), now=now, result=result)
+    logger.info(
+        "matching round",
+        extra={
+            "orders": result.orders_considered,
+            "leases": result.leases_created,
+            "gpus": result.gpus_allocated,
+            "conflicts": result.conflicts,
+        },
+    )
+    return result

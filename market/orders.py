@@ -1,0 +1,256 @@
+"""Orders (the buyer's bid): place, cancel, expire.
+
+Statuses and transitions are listed on market.models.Order. Placing an order
+queues a matching task after commit; the beat's round matches whatever is
+left, and `orders_expire` releases the unfilled part at the start-by deadline.
+"""
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import Organisation
+from core.errors import ApplicationError, Conflict
+from market.matching import OPEN_STATUSES, acceptable_model_ids
+from market.models import GPUModel, Lease, Node, Order, OrderEvent
+from market.models.capacity import Hub
+
+MAX_START_BY = dt.timedelta(days=90)
+
+
+def _digest(payload: dict) -> str:
+    canonical = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _largest_site(model_ids: frozenset[int]) -> int:
+    sizes = (
+        Node.objects.filter(gpu_model_id__in=model_ids)
+        .values("site_id")
+        .annotate(gpus=Sum("gpu_count"))
+        .values_list("gpus", flat=True)
+    )
+    return max(sizes, default=0)
+
+
+def _validate(
+    *,
+    accepted: list[GPUModel],
+    min_tflops: Decimal | None,
+    min_memory_gb: int | None,
+    domestic_only: bool,
+    gpu_count: int,
+    hours: int,
+    max_price_amount: int,
+    gang: bool,
+    start_by: dt.datetime,
+    hubs: Sequence[str],
+    min_green_share: Decimal,
+) -> None:
+    errors: dict[str, list[str]] = {}
+    if gpu_count < 1:
+        errors["gpu_count"] = ["Ask for at least one GPU."]
+    if hours < 1:
+        errors["hours"] = ["Ask for at least one hour."]
+    if max_price_amount <= 0:
+        errors["max_price_amount"] = ["The maximum price must be more than zero."]
+    if not Decimal(0) <= min_green_share <= Decimal(1):
+        errors["min_green_share"] = ["The green share is between 0 and 1."]
+    bad_hubs = sorted(set(hubs) - set(Hub.values))
+    if bad_hubs:
+        errors["hubs"] = [f"Unknown hub: {', '.join(bad_hubs)}."]
+    now = timezone.now()
+    if start_by <= now:
+        errors["start_by"] = ["The start-by deadline must be in the future."]
+    elif start_by > now + MAX_START_BY:
+        errors["start_by"] = ["The start-by deadline can be at most 90 days ahead."]
+    model_ids = acceptable_model_ids(
+        accepted_ids={m.pk for m in accepted},
+        min_tflops=min_tflops,
+        min_memory_gb=min_memory_gb,
+        domestic_only=domestic_only,
+    )
+    if not model_ids:
+        errors["accepted_models"] = ["No GPU model in the catalogue meets these requirements."]
+    elif gang and gpu_count >= 1:
+        largest = _largest_site(model_ids)
+        if gpu_count > largest:
+            errors["gpu_count"] = [
+                f"A gang order must fit in one site; the largest site has {largest} "
+                "GPUs of the accepted models."
+            ]
+    if errors:
+        raise ApplicationError("The order is not valid.", errors=errors)
+
+
+def order_create(
+    *,
+    buyer: Organisation,
+    placed_by: AbstractBaseUser | None,
+    gpu_count: int,
+    hours: int,
+    max_price_amount: int,
+    start_by: dt.datetime,
+    accepted_models: Sequence[GPUModel] = (),
+    min_tflops: Decimal | None = None,
+    min_memory_gb: int | None = None,
+    regions: Sequence[str] = (),
+    hubs: Sequence[str] = (),
+    min_green_share: Decimal = Decimal(0),
+    domestic_only: bool = False,
+    gang: bool = False,
+    failover_allowed: bool = True,
+    currency: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Order, bool]:
+    """Place an order; returns (order, created). With an idempotency key, the
+    same request again returns the first order (created=False); the same key
+    with a different request is a 409 and stores nothing."""
+    payload = {
+        "accepted_models": sorted(m.slug for m in accepted_models),
+        "min_tflops": min_tflops,
+        "min_memory_gb": min_memory_gb,
+        "gpu_count": gpu_count,
+        "hours": hours,
+        "max_price_amount": max_price_amount,
+        "currency": currency or settings.DEFAULT_CURRENCY,
+        "regions": sorted(regions),
+        "hubs": sorted(hubs),
+        "min_green_share": min_green_share,
+        "domestic_only": domestic_only,
+        "gang": gang,
+        "start_by": start_by.isoformat(),
+        "failover_allowed": failover_allowed,
+    }
+    digest = _digest(payload)
+    if idempotency_key:
+        existing = _order_for_key(buyer=buyer, key=idempotency_key, digest=digest)
+        if existing:
+            return existing, False
+    _validate(
+        accepted=list(accepted_models),
+        min_tflops=min_tflops,
+        min_memory_gb=min_memory_gb,
+        domestic_only=domestic_only,
+        gpu_count=gpu_count,
+        hours=hours,
+        max_price_amount=max_price_amount,
+        gang=gang,
+        start_by=start_by,
+        hubs=hubs,
+        min_green_share=min_green_share,
+    )
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                buyer=buyer,
+                placed_by=placed_by,
+                min_tflops=min_tflops,
+                min_memory_gb=min_memory_gb,
+                gpu_count=gpu_count,
+                hours=hours,
+                max_price_amount=max_price_amount,
+                currency=payload["currency"],
+                regions=sorted(set(regions)),
+                hubs=sorted(set(hubs)),
+                min_green_share=min_green_share,
+                domestic_only=domestic_only,
+                gang=gang,
+                start_by=start_by,
+                failover_allowed=failover_allowed,
+                idempotency_key=idempotency_key or None,
+                request_digest=digest,
+            )
+            order.accepted_models.set(accepted_models)
+            OrderEvent.objects.create(
+                order=order, to_status=Order.Status.OPEN, actor=placed_by, reason="placed"
+            )
+            transaction.on_commit(lambda: _queue_match(order.pk))
+    except IntegrityError:
+        # The same key raced in from a second request: the first one won.
+        existing = _order_for_key(buyer=buyer, key=idempotency_key or "", digest=digest)
+        if existing is None:
+            raise
+        return existing, False
+    return order, True
+
+
+def _queue_match(order_id: int) -> None:
+    from market.tasks_market import match_order
+
+    match_order.delay(order_id)
+
+
+def _order_for_key(*, buyer: Organisation, key: str, digest: str) -> Order | None:
+    existing = Order.objects.filter(buyer=buyer, idempotency_key=key).first()
+    if existing is not None and existing.request_digest != digest:
+        raise Conflict(
+            "This Idempotency-Key was already used for a different order.",
+            errors={"idempotency_key": ["Already used with a different request."]},
+        )
+    return existing
+
+
+def order_cancel(*, order: Order, actor: AbstractBaseUser | None) -> Order:
+    """Cancel an open or partly filled order: the unfilled part is dropped and
+    leases not yet started are cancelled; running leases run to their end."""
+    from market.leases import leases_cancel
+
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if locked.status not in OPEN_STATUSES:
+            raise ApplicationError(
+                f"An order that is {locked.get_status_display()} cannot be cancelled.",
+                errors={"status": [f"The order is {locked.status}."]},
+            )
+        Order.objects.filter(pk=locked.pk, status=locked.status).update(
+            status=Order.Status.CANCELLED
+        )
+        OrderEvent.objects.create(
+            order=locked,
+            from_status=locked.status,
+            to_status=Order.Status.CANCELLED,
+            actor=actor,
+            reason="cancelled by the buyer",
+        )
+        pending = list(locked.leases.filter(status=Lease.Status.PENDING))
+        leases_cancel(leases=pending, actor=actor, reason="order cancelled")
+    locked.refresh_from_db()
+    return locked
+
+
+def orders_expire(*, now: dt.datetime | None = None) -> int:
+    """Expire open / partly filled orders whose start-by deadline has passed;
+    the unfilled part is released (leases already made run on). Returns how
+    many expired."""
+    now = now or timezone.now()
+    expired = 0
+    for status in OPEN_STATUSES:
+        with transaction.atomic():
+            ids = list(
+                Order.objects.select_for_update(skip_locked=True)
+                .filter(status=status, start_by__lte=now)
+                .values_list("id", flat=True)
+            )
+            Order.objects.filter(id__in=ids, status=status).update(status=Order.Status.EXPIRED)
+            OrderEvent.objects.bulk_create(
+                [
+                    OrderEvent(
+                        order_id=pk,
+                        from_status=status,
+                        to_status=Order.Status.EXPIRED,
+                        reason="start-by deadline passed; unfilled GPUs released",
+                    )
+                    for pk in ids
+                ]
+            )
+            expired += len(ids)
+    return expired

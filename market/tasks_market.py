@@ -1,0 +1,31 @@
+"""Celery tasks of the market: thin wrappers that take ids and call the engine.
+
+All are idempotent: matching re-checks capacity under row locks, lease and
+order transitions only move rows still in their old status.
+"""
+
+from celery import shared_task
+
+from market import leases, matching, orders
+
+
+@shared_task(name="market.match_order", acks_late=True, reject_on_worker_lost=True)
+def match_order(order_id: int) -> int:
+    """Match a newly placed order at once (queued after its commit)."""
+    return len(matching.order_match(order_id=order_id))
+
+
+@shared_task(name="market.match_round", acks_late=True, reject_on_worker_lost=True)
+def match_round() -> int:
+    """The beat's periodic round over every open order."""
+    return matching.match_round().leases_created
+
+
+@shared_task(name="market.leases_advance", acks_late=True, reject_on_worker_lost=True)
+def leases_advance() -> list[int]:
+    return list(leases.leases_advance())
+
+
+@shared_task(name="market.orders_expire", acks_late=True, reject_on_worker_lost=True)
+def orders_expire() -> int:
+    return orders.orders_expire()
