@@ -48,6 +48,9 @@ class SampleBuffer:
         # FULL makes each commit durable against power loss, not just a process crash.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        # Counted once, then kept in step by this process: the lock makes it the only writer,
+        # and count(*) over a large backlog costs tens of milliseconds each time.
+        self._count = int(self._db.execute("SELECT count(*) FROM sample").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -64,7 +67,7 @@ class SampleBuffer:
         return int(self._db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM sample").fetchone()[0])
+        return self._count
 
     def append(self, readings: Sequence[Reading], *, ts: float) -> list[int]:
         """Number the readings with fresh seqs, store them durably, return their seqs."""
@@ -81,7 +84,8 @@ class SampleBuffer:
                 ],
             )
             self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seqs[-1] + 1,))
-            dropped = self._trim()
+            dropped = self._trim(next_seq=seqs[-1] + 1)
+        self._count += len(seqs) - dropped
         if dropped:
             log.warning(
                 "buffer full (%d samples): dropped the %d oldest", self._max_samples, dropped
@@ -95,17 +99,17 @@ class SampleBuffer:
 
     def remove(self, samples: Sequence[dict[str, Any]]) -> None:
         with self._transaction():
-            self._db.executemany("DELETE FROM sample WHERE seq=?", [(s["seq"],) for s in samples])
+            cursor = self._db.executemany(
+                "DELETE FROM sample WHERE seq=?", [(s["seq"],) for s in samples]
+            )
+        self._count -= cursor.rowcount
 
-    def _trim(self) -> int:
-        excess = len(self) - self._max_samples
-        if excess <= 0:
-            return 0
-        self._db.execute(
-            "DELETE FROM sample WHERE seq IN (SELECT seq FROM sample ORDER BY seq LIMIT ?)",
-            (excess,),
+    def _trim(self, *, next_seq: int) -> int:
+        # Each seq is one sample, so the newest max_samples are exactly the seqs above this.
+        cursor = self._db.execute(
+            "DELETE FROM sample WHERE seq < ?", (next_seq - self._max_samples,)
         )
-        return excess
+        return cursor.rowcount
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

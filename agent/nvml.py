@@ -5,6 +5,7 @@ The NVML module is injectable so the reader can be tested without a GPU or a dri
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from types import ModuleType
@@ -34,10 +35,9 @@ class _GpuLost(Exception):
 
 def load_nvml() -> ModuleType:
     try:
-        import pynvml
+        return importlib.import_module("pynvml")
     except ImportError as exc:
         raise NvmlUnavailable("the nvidia-ml-py package is not installed") from exc
-    return pynvml
 
 
 class NvmlReader:
@@ -50,6 +50,8 @@ class NvmlReader:
             self._count: int = self._nvml.nvmlDeviceGetCount()
         except self._nvml.NVMLError as exc:
             raise NvmlUnavailable(f"NVML: {exc}") from exc
+        if self._count == 0:
+            log.warning("NVML sees no GPU on this node: nothing will be reported")
         self._lost_codes = {getattr(self._nvml, f"NVML_ERROR_{name}", None) for name in LOST_ERRORS}
         self._ecc_base: dict[int, int] = {}
         self._ecc_last: dict[int, int] = {}

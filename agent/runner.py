@@ -76,7 +76,8 @@ class Backoff:
 
     def next_delay(self, retry_after: float | None = None) -> float:
         self.failures += 1
-        delay = min(self.cap, self.base * 2 ** (self.failures - 1)) * self.rng.uniform(0.5, 1.0)
+        ceiling: float = min(self.cap, self.base * 2.0 ** (self.failures - 1))
+        delay = ceiling * self.rng.uniform(0.5, 1.0)
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
         return delay

@@ -1,6 +1,7 @@
 """A built-in GPU simulator with fault injection, for demos and tests without hardware.
 
-Fault syntax (one --fault flag per fault), times in seconds after the agent starts:
+Fault syntax (one --fault flag per fault), times in seconds after the first read (when
+the agent starts sampling):
 
     KIND@T[:DURATION][,gpu=N][,count=N]
 
@@ -94,7 +95,11 @@ class _GpuState:
 
 
 class Simulator:
-    """GpuReader that invents readings; time is measured from construction by `clock`."""
+    """GpuReader that invents readings; fault times count from the first read.
+
+    Counting from the first read rather than from construction keeps fault times true to
+    the samples even when the agent is slow to start (imports, a loaded machine).
+    """
 
     def __init__(
         self,
@@ -115,7 +120,7 @@ class Simulator:
                 )
         self._rng = random.Random(seed)
         self._clock = clock
-        self._start = clock()
+        self._start: float | None = None
         self._fired: set[int] = set()
         self._gpus = [self._new_gpu() for _ in range(gpus)]
 
@@ -128,11 +133,11 @@ class Simulator:
             temp_c=self._rng.uniform(55.0, 65.0),
         )
 
-    def elapsed(self) -> float:
-        return self._clock() - self._start
-
     def read(self) -> list[Reading]:
-        t = self.elapsed()
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        t = now - self._start
         if any(f.kind == "silence" and f.active(t) for f in self._faults):
             return []
         self._fire_bursts(t)

@@ -5,6 +5,7 @@ The agent is standalone, so nothing here touches Django.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sqlite3
@@ -170,6 +171,7 @@ class ExchangeRecord:
     # Statuses to answer instead of 200, one per request, consumed in order.
     script: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    connections: set[socket.socket] = field(default_factory=set)
 
     def seqs(self) -> list[int]:
         with self.lock:
@@ -204,6 +206,16 @@ def _validate(body: Any) -> dict[str, Any]:
 def _make_handler(record: ExchangeRecord) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like a real server behind a proxy
+
+        def setup(self) -> None:
+            super().setup()
+            with record.lock:
+                record.connections.add(self.connection)
+
+        def finish(self) -> None:
+            with record.lock:
+                record.connections.discard(self.connection)
+            super().finish()
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -266,12 +278,20 @@ class FakeExchange:
     def start(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _make_handler(self.record))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
         assert self._server is not None and self._thread is not None
         self._server.shutdown()
+        # Drop kept-alive connections too, as a crashed server would; otherwise
+        # server_close() waits for the agent to hang up first.
+        with self.record.lock:
+            for connection in self.record.connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
         self._server.server_close()
         self._thread.join()
         self._server = None
@@ -339,8 +359,16 @@ class AgentRunner:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def buffered(self) -> int:
-        with sqlite3.connect(self.state_dir / "buffer.sqlite3") as db:
-            return int(db.execute("SELECT count(*) FROM sample").fetchone()[0])
+        """Samples in the agent's buffer; 0 before the agent has created it."""
+        path = self.state_dir / "buffer.sqlite3"
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                return int(db.execute("SELECT count(*) FROM sample").fetchone()[0])
+            finally:
+                db.close()
+        except sqlite3.OperationalError:
+            return 0
 
 
 @pytest.fixture

@@ -84,3 +84,16 @@ def test_samples_are_on_disk_as_soon_as_append_returns(tmp_path):
     with sqlite3.connect(tmp_path / DB_NAME) as db:
         assert db.execute("SELECT count(*) FROM sample").fetchone() == (2,)
     buffer.close()
+
+
+def test_the_count_stays_exact_across_appends_removals_trims_and_restarts(tmp_path):
+    with SampleBuffer(tmp_path, max_samples=6) as buffer:
+        buffer.append(readings(4), ts=1.0)
+        buffer.remove(buffer.oldest(1) + [{"seq": 999}])  # an unknown seq removes nothing
+        assert len(buffer) == 3
+        buffer.append(readings(5), ts=2.0)
+        assert len(buffer) == 6
+
+    with SampleBuffer(tmp_path, max_samples=6) as buffer:
+        assert len(buffer) == 6
+        assert [s["seq"] for s in buffer.oldest(10)] == [4, 5, 6, 7, 8, 9]

@@ -109,3 +109,50 @@ def test_backoff_honours_retry_after_within_reason():
 
     assert backoff.next_delay(retry_after=30.0) == 30.0
     assert backoff.next_delay(retry_after=86400.0) == 300.0
+
+
+class FakeTime:
+    """A clock that only moves when the agent waits: run() becomes deterministic."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def is_set(self) -> bool:
+        return False
+
+    def wait(self, timeout: float) -> bool:
+        self.now += max(0.0, timeout)
+        return False
+
+
+def test_run_samples_and_posts_on_their_own_schedules(buffer):
+    time = FakeTime()
+    client = ScriptedClient()
+    agent = Agent(reader=TwoGpus(), buffer=buffer, client=client, stop=time, interval=1.0,
+                  sample_every=0.5, clock=time.clock, wall_clock=time.clock)  # fmt: skip
+
+    assert agent.run(duration=3.0) == 0
+
+    # Samples at 0, 0.5, ... 2.5 s; posts at 0, 1 and 2 s and a last one at the end.
+    assert client.posts == [[1, 2], [3, 4, 5, 6], [7, 8, 9, 10], [11, 12]]
+    assert len(buffer) == 0
+
+
+def test_run_keeps_sampling_while_backing_off(buffer):
+    time = FakeTime()
+    client = ScriptedClient(Outcome.RETRY, Outcome.RETRY)
+    agent = Agent(reader=TwoGpus(), buffer=buffer, client=client, stop=time, interval=1.0,
+                  max_backoff=4.0, clock=time.clock, wall_clock=time.clock,
+                  rng=random.Random(1))  # fmt: skip
+
+    agent.run(duration=10.0)
+
+    # Two failures back off (0.5-1 s, then 1-2 s); then the backlog goes in one post.
+    assert client.posts[:2] == [[1, 2], [1, 2]]
+    assert client.posts[2][0] == 1
+    assert len(client.posts[2]) > 2
+    assert len(buffer) == 0
+    assert buffer.next_seq == 21  # ten rounds of two GPUs, none skipped

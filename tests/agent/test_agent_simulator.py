@@ -13,8 +13,9 @@ class FakeClock:
 
 def simulator(*specs: str, gpus: int = 2, seed: int = 1) -> tuple[Simulator, FakeClock]:
     clock = FakeClock()
-    return Simulator(gpus=gpus, faults=[parse_fault(s) for s in specs], seed=seed,
-                     clock=clock), clock  # fmt: skip
+    sim = Simulator(gpus=gpus, faults=[parse_fault(s) for s in specs], seed=seed, clock=clock)
+    sim.read()  # the agent's first round, at t=0: fault times count from here
+    return sim, clock
 
 
 def read_at(sim: Simulator, clock: FakeClock, t: float):
@@ -62,7 +63,7 @@ def test_a_fault_on_a_gpu_the_node_does_not_have_is_refused():
 
 def test_values_are_plausible_for_a_busy_data_centre_gpu():
     sim, clock = simulator(gpus=8)
-    readings = [r for t in range(50) for r in read_at(sim, clock, t)]
+    readings = [r for t in range(1, 51) for r in read_at(sim, clock, t)]
 
     assert len(readings) == 400
     assert all(0.0 <= r.util <= 100.0 for r in readings)
@@ -71,6 +72,16 @@ def test_values_are_plausible_for_a_busy_data_centre_gpu():
     assert all(25.0 <= r.temp_c <= 90.0 for r in readings)
     assert sum(r.util for r in readings) / len(readings) > 60.0
     assert not any(r.missing or r.ecc_errors or r.xid_errors for r in readings)
+
+
+def test_fault_times_count_from_the_first_read_not_from_construction():
+    clock = FakeClock()
+    sim = Simulator(gpus=1, faults=[parse_fault("gpu-lost@5")], clock=clock)
+    clock.now += 60.0  # a slow start
+
+    assert read_at(sim, clock, 60.0)[0].missing is False
+    assert read_at(sim, clock, 64.9)[0].missing is False
+    assert read_at(sim, clock, 65.0)[0].missing is True
 
 
 def test_same_seed_and_clock_give_the_same_readings():
