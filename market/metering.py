@@ -143,9 +143,10 @@ def _limits() -> tuple[float, float]:
 # --- PostgreSQL: one statement --------------------------------------------------
 
 _MEASURE_SQL = """
-WITH w AS (
-    SELECT * FROM unnest(%(lease)s::bigint[], %(node)s::bigint[], %(ws)s::float8[],
-                         %(we)s::float8[]) AS w(lease_id, node_id, ws, we)
+WITH w AS MATERIALIZED (
+    SELECT w.*, floor(w.ws / %(size)s)::bigint AS k
+    FROM unnest(%(lease)s::bigint[], %(node)s::bigint[], %(ws)s::float8[],
+                %(we)s::float8[]) AS w(lease_id, node_id, ws, we)
 ), r AS (
     SELECT node_id, min(ws) - %(silent)s AS lo, max(we) + %(silent)s AS hi FROM w GROUP BY node_id
 ), ticks AS (
@@ -164,13 +165,13 @@ WITH w AS (
            t.util, t.power
     FROM ticks t JOIN market_node nd ON nd.id = t.node_id
     WINDOW nw AS (PARTITION BY t.node_id ORDER BY t.t)
-), pieces AS (
+), pieces AS MATERIALIZED (
     SELECT sp.*, k FROM spans sp,
       generate_series(floor(sp.a / %(size)s)::bigint, floor((sp.b - 1e-9) / %(size)s)::bigint) AS k
 ), shares AS (
     SELECT w.lease_id, w.ws, p.healthy, p.util, p.power,
            greatest(0, least(p.b, w.we) - greatest(p.a, w.ws)) AS secs
-    FROM w JOIN pieces p ON p.node_id = w.node_id AND p.k = floor(w.ws / %(size)s)::bigint
+    FROM w JOIN pieces p ON p.node_id = w.node_id AND p.k = w.k
 )
 SELECT lease_id, ws,
        coalesce(sum(secs) FILTER (WHERE healthy), 0),
