@@ -30,6 +30,7 @@ def main() -> None:
     django_setup()
     from django.db import connection
 
+    from accounts.models import Organisation
     from market.metering import leases_meter
     from market.models import Lease, UsageRecord
     from tests.factories import LeaseFactory, OfferFactory, OrderFactory
@@ -64,10 +65,16 @@ def main() -> None:
         samples = cursor.rowcount
         cursor.execute("ANALYZE market_telemetrysample")
     print(f"{samples:,} samples in {time.perf_counter() - t:.1f} s")
+    buyer, _ = Organisation.objects.get_or_create(
+        credit_code="91440300MA5BUYER0X",
+        defaults={"kind": "buyer", "legal_name": "Bench Buyer Co., Ltd.", "verified": True},
+    )
     leases = []
     for node, _ in nodes:
         offer = OfferFactory(node=node, available_from=start, available_until=end)
-        order = OrderFactory(gpu_count=args.gpus, hours=max(1, round(args.hours)), start_by=end)
+        order = OrderFactory(
+            buyer=buyer, gpu_count=args.gpus, hours=max(1, round(args.hours)), start_by=end
+        )
         leases.append(
             LeaseFactory(
                 offer=offer, order=order, gpu_count=args.gpus, starts_at=start, ends_at=end
