@@ -109,3 +109,21 @@ def authority_client(authority) -> APIClient:
 @pytest.fixture
 def client_for():
     return _client_for
+
+
+@pytest.fixture(autouse=True)
+def _gpu_catalogue_present(request):
+    """Transactional tests end with a flush that also removes the GPU catalogue
+    seeded by migration; put it back for the tests that run after them."""
+    uses_db = request.node.get_closest_marker("django_db") or {
+        "db",
+        "transactional_db",
+    } & set(request.fixturenames)
+    if uses_db:
+        request.getfixturevalue("_django_db_helper")
+        from market.catalogue import gpu_models_load
+        from market.models import GPUModel
+
+        if not GPUModel.objects.exists():
+            gpu_models_load()
+    yield

@@ -57,7 +57,7 @@ def _stored_seqs(node) -> list[int]:
     )
 
 
-def _wait(condition, *, what: str, timeout: float = 30.0) -> None:
+def _wait(condition, *, what: str, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -105,7 +105,7 @@ def test_agent_buffers_through_an_outage_and_every_sample_is_stored_exactly_once
         server = _start_server(port, server_log)
         _wait(lambda: len(_stored_seqs(node)) >= before_outage + 20, what="catch-up")
         agent.terminate()
-        assert agent.wait(timeout=10) == 0
+        assert agent.wait(timeout=30) == 0
         # the agent's next run sends what it still had buffered
         finish = subprocess.run(
             [
