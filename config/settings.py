@@ -266,6 +266,38 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# Telemetry, health and metering (part: telemetry) ------------------------------
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "telemetry-node-health": {
+            "task": "market.nodes_health_check",
+            "schedule": 5.0,
+        },
+        "telemetry-failover": {"task": "market.leases_failover", "schedule": 15.0},
+        "telemetry-metering": {"task": "market.leases_meter", "schedule": 60.0},
+    }
+)
+
+# --- Telemetry, health, metering ---------------------------------------------
+# The agents' reporting interval; a node silent for TELEMETRY_SILENT_INTERVALS of them is offline.
+TELEMETRY_INTERVAL_SECONDS = env.float("TELEMETRY_INTERVAL_SECONDS", default=5.0)
+TELEMETRY_SILENT_INTERVALS = env.int("TELEMETRY_SILENT_INTERVALS", default=3)
+# Samples stamped further ahead of the exchange's clock than this are refused.
+TELEMETRY_MAX_CLOCK_SKEW_SECONDS = env.int("TELEMETRY_MAX_CLOCK_SKEW_SECONDS", default=300)
+# A degraded/offline node returns online after this long without a fault.
+HEALTH_CLEAN_PERIOD_SECONDS = env.int("HEALTH_CLEAN_PERIOD_SECONDS", default=60)
+# Leases on a node faulty for this long move to another offer (if the order allows).
+FAILOVER_AFTER_SECONDS = env.int("FAILOVER_AFTER_SECONDS", default=60)
+# Usage records cover windows of this length, aligned to the epoch; a window is
+# metered once it has been closed for METERING_GRACE_SECONDS (late, buffered samples).
+METERING_WINDOW_SECONDS = env.int("METERING_WINDOW_SECONDS", default=300)
+METERING_GRACE_SECONDS = env.int("METERING_GRACE_SECONDS", default=120)
+for _name in ("TELEMETRY_INTERVAL_SECONDS", "METERING_WINDOW_SECONDS"):
+    if globals()[_name] <= 0:
+        raise environ.ImproperlyConfigured(f"{_name} must be positive")
+if METERING_WINDOW_SECONDS % 60:
+    raise environ.ImproperlyConfigured("METERING_WINDOW_SECONDS must be whole minutes")
+
 # --- Stripe ------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_local")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_local")

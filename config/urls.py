@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("market.api_urls_market")),
     path("", include("billing.api_urls_billing")),
     path("", include("billing.api_urls_vouchers")),
+    path("", include("market.api_urls_telemetry")),
 ]
 
 urlpatterns = [
@@ -20,6 +21,7 @@ urlpatterns = [
     path("market/", include("market.urls_market")),
     path("", include("billing.urls_billing")),
     path("", include("billing.urls_vouchers")),
+    path("", include("market.urls_telemetry")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

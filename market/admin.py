@@ -5,13 +5,13 @@ from market.models import (
     Lease,
     LeaseEvent,
     Node,
+    NodeHealthCursor,
     NodeHealthEvent,
     Offer,
     OfferEvent,
     Order,
     OrderEvent,
     Site,
-    TelemetrySample,
     UsageRecord,
 )
 
@@ -166,27 +166,8 @@ class UsageRecordAdmin(admin.ModelAdmin):
         return False  # usage records are evidence: immutable
 
 
-@admin.register(TelemetrySample)
-class TelemetrySampleAdmin(admin.ModelAdmin):
-    list_display = [
-        "node",
-        "gpu_index",
-        "seq",
-        "ts",
-        "utilisation",
-        "power_w",
-        "temperature_c",
-        "ecc_errors",
-        "xid_errors",
-        "missing",
-    ]
-    list_filter = ["missing"]
-    search_fields = ["node__name"]
-    raw_id_fields = ["node"]
-    show_full_result_count = False  # the table is large: skip COUNT(*)
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+# TelemetrySample has a composite primary key (node, seq), which the admin cannot
+# show; samples are read per node on the provider's node health page instead.
 
 
 @admin.register(NodeHealthEvent)
@@ -216,3 +197,9 @@ class OfferEventAdmin(admin.ModelAdmin):
     list_display = ["offer", "from_status", "to_status", "actor", "reason", "at"]
     list_filter = ["to_status"]
     raw_id_fields = ["offer", "actor"]
+
+
+@admin.register(NodeHealthCursor)
+class NodeHealthCursorAdmin(admin.ModelAdmin):
+    list_display = [field.name for field in NodeHealthCursor._meta.fields][:8]
+    raw_id_fields = ["node"]

@@ -1,6 +1,6 @@
 from market.models.capacity import Node, Offer, OfferEvent, Site
 from market.models.catalogue import GPUModel
-from market.models.telemetry import NodeHealthEvent, TelemetrySample, UsageRecord
+from market.models.telemetry import NodeHealthCursor, NodeHealthEvent, TelemetrySample, UsageRecord
 from market.models.trading import Lease, LeaseEvent, Order, OrderEvent
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "LeaseEvent",
     "Node",
     "NodeHealthEvent",
+    "NodeHealthCursor",
     "Offer",
     "OfferEvent",
     "Order",

@@ -8,28 +8,47 @@ from market.models.trading import Lease
 class TelemetrySample(models.Model):
     """One reading of one GPU, as posted by the node agent.
 
-    Append-only and time-ordered; idempotent on (node, seq): the agent numbers
-    every sample and re-sends after outages. ecc_errors / xid_errors are the
-    agent's cumulative counters; health compares them with earlier samples.
+    Append-only and time-ordered; idempotent on (node, seq), which is the
+    primary key, so the table carries exactly two B-trees: the key (for
+    ON CONFLICT) and (node, ts) for range reads by health and metering.
+    ecc_errors / xid_errors are the agent's cumulative counters (a drop means
+    the agent restarted); health and metering compare them with earlier
+    samples. Range checks live in the database too: the ingestion fast path
+    relies on them to refuse a whole batch in one statement.
     """
 
-    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="+", db_index=False)
+    pk = models.CompositePrimaryKey("node", "seq")
+    # No database FK: rows are written only by ingestion, with the node taken
+    # from its token, and the per-row RI check made binary COPY 2.6× slower
+    # here (a partitioned / hypertable layout avoids FKs anyway). Deleting a
+    # node still cascades, in Django.
+    node = models.ForeignKey(
+        Node, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     seq = models.BigIntegerField()
     gpu_index = models.PositiveSmallIntegerField()
     ts = models.DateTimeField()
     utilisation = models.FloatField()
-    memory_used_mib = models.IntegerField()
+    memory_used_mib = models.PositiveIntegerField()
     power_w = models.FloatField()
     temperature_c = models.FloatField()
-    ecc_errors = models.IntegerField(default=0)
-    xid_errors = models.IntegerField(default=0)
+    ecc_errors = models.PositiveIntegerField(default=0)
+    xid_errors = models.PositiveIntegerField(default=0)
     missing = models.BooleanField(default=False)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["node", "seq"], name="telemetry_node_seq_unique"),
-        ]
         indexes = [models.Index(fields=["node", "ts"], name="telemetry_node_ts")]
+        constraints = [
+            models.CheckConstraint(condition=Q(seq__gte=0), name="telemetry_seq_non_negative"),
+            models.CheckConstraint(
+                condition=Q(utilisation__gte=0, utilisation__lte=100),
+                name="telemetry_utilisation_0_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(power_w__gte=0, temperature_c__gte=0),
+                name="telemetry_power_temperature_non_negative",
+            ),
+        ]
 
 
 class NodeHealthEvent(models.Model):
@@ -43,19 +62,39 @@ class NodeHealthEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["node", "-at"], name="health_event_node_at")]
+
+
+class NodeHealthCursor(models.Model):
+    """Where the health check left off for one node: the last sample it
+    examined, each GPU's error counters then, and the last fault it saw (a
+    node returns online only after a clean period since that fault)."""
+
+    node = models.OneToOneField(
+        Node, on_delete=models.CASCADE, primary_key=True, related_name="health_cursor"
+    )
+    last_seq = models.BigIntegerField(default=-1)
+    error_counters = models.JSONField(default=dict)  # {"<gpu>": [xid, ecc]}
+    last_fault_at = models.DateTimeField(null=True, blank=True)
+    last_fault_reason = models.CharField(max_length=200, blank=True)
 
 
 class UsageRecord(models.Model):
     """What a lease really delivered in one metering window. Immutable: the
-    evidence behind every invoice line and voucher redemption."""
+    evidence behind every invoice line and voucher redemption.
+
+    delivered + lost = the lease's GPUs × the window's length (clipped to the
+    lease). Energy and carbon keep three decimals so that the sum over a
+    lease's windows does not drift from the total.
+    """
 
     lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="usage_records")
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
     gpu_seconds_delivered = models.BigIntegerField()
     gpu_seconds_lost = models.BigIntegerField(default=0)
-    energy_wh = models.BigIntegerField(default=0)
-    carbon_g = models.BigIntegerField(default=0)
+    energy_wh = models.DecimalField(max_digits=16, decimal_places=3, default=0)
+    carbon_g = models.DecimalField(max_digits=16, decimal_places=3, default=0)
     avg_utilisation = models.DecimalField(max_digits=5, decimal_places=2, default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -70,3 +109,7 @@ class UsageRecord(models.Model):
                 name="usage_non_negative",
             ),
         ]
+
+    @property
+    def gpu_seconds_allocated(self) -> int:
+        return self.gpu_seconds_delivered + self.gpu_seconds_lost

@@ -1,0 +1,115 @@
+"""Metering throughput: N nodes × G GPUs × H hours of samples every 10 s
+(default 100 × 8 × 24 h ≈ 6.9 M rows), one lease per node for the whole
+period, then the time to meter all of it into usage records.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/<db> .venv/bin/python bench/metering.py \
+        [--nodes 100] [--gpus 8] [--hours 24]
+
+It TRUNCATEs market_telemetrysample of that database (a benchmark database).
+The last line printed is a JSON object with samples and meter_seconds.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import time
+
+from _setup import django_setup, make_nodes
+
+INTERVAL = 10
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--hours", type=float, default=24)
+    args = parser.parse_args()
+    os.environ["TELEMETRY_INTERVAL_SECONDS"] = str(INTERVAL)  # the agents sample every 10 s
+    django_setup()
+    from django.db import connection
+
+    from accounts.models import Organisation
+    from market.metering import leases_meter
+    from market.models import Lease, UsageRecord
+    from tests.factories import LeaseFactory, OfferFactory, OrderFactory
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    end = start + dt.timedelta(hours=args.hours)
+    nodes = make_nodes(args.nodes, gpus=args.gpus, label="meter")
+    node_ids = [node.pk for node, _ in nodes]
+    ticks = int(args.hours * 3600 / INTERVAL)
+    print(f"generating {args.nodes} × {args.gpus} GPUs × {ticks} ticks of samples ...")
+    t = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE market_telemetrysample")
+        cursor.execute(
+            """
+            INSERT INTO market_telemetrysample
+                (node_id, seq, gpu_index, ts, utilisation, memory_used_mib, power_w,
+                 temperature_c, ecc_errors, xid_errors, missing)
+            SELECT n, k * %(gpus)s + g, g, %(start)s + make_interval(secs => k * %(every)s),
+                   70 + (k + g) %% 30, 60000, 550 + (k %% 100), 65, 0, 0, false
+            FROM unnest(%(nodes)s::bigint[]) AS n, generate_series(0, %(ticks)s - 1) AS k,
+                 generate_series(0, %(gpus)s - 1) AS g
+            """,
+            {
+                "gpus": args.gpus,
+                "start": start,
+                "every": INTERVAL,
+                "nodes": node_ids,
+                "ticks": ticks,
+            },
+        )
+        samples = cursor.rowcount
+        cursor.execute("ANALYZE market_telemetrysample")
+    print(f"{samples:,} samples in {time.perf_counter() - t:.1f} s")
+    buyer, _ = Organisation.objects.get_or_create(
+        credit_code="91440300MA5BUYER0X",
+        defaults={"kind": "buyer", "legal_name": "Bench Buyer Co., Ltd.", "verified": True},
+    )
+    leases = []
+    for node, _ in nodes:
+        offer = OfferFactory(node=node, available_from=start, available_until=end)
+        order = OrderFactory(
+            buyer=buyer, gpu_count=args.gpus, hours=max(1, round(args.hours)), start_by=end
+        )
+        leases.append(
+            LeaseFactory(
+                offer=offer, order=order, gpu_count=args.gpus, starts_at=start, ends_at=end
+            )
+        )
+    lease_ids = [lease.pk for lease in leases]
+    t = time.perf_counter()
+    written = leases_meter(now=end + dt.timedelta(hours=1), lease_ids=lease_ids)
+    meter_seconds = time.perf_counter() - t
+    records = UsageRecord.objects.filter(lease_id__in=lease_ids)
+    delivered = sum(records.values_list("gpu_seconds_delivered", flat=True))
+    lost = sum(records.values_list("gpu_seconds_lost", flat=True))
+    print(f"metered {written:,} usage records in {meter_seconds:.2f} s")
+    print(f"delivered {delivered:,} GPU-s, lost {lost:,} GPU-s")
+    rerun = leases_meter(now=end + dt.timedelta(hours=2), lease_ids=lease_ids)
+    print(f"re-run wrote {rerun} records")
+    records.delete()
+    Lease.objects.filter(pk__in=lease_ids).update(status=Lease.Status.CANCELLED)
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE market_telemetrysample")
+    print(
+        json.dumps(
+            {
+                "samples": samples,
+                "meter_seconds": round(meter_seconds, 2),
+                "usage_records": written,
+                "gpu_seconds_delivered": delivered,
+                "gpu_seconds_lost": lost,
+                "nodes": args.nodes,
+                "gpus": args.gpus,
+                "hours": args.hours,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

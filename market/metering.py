@@ -1,0 +1,261 @@
+"""Metering: from the nodes' telemetry to immutable usage records, one per
+lease per closed window (run every minute by Celery beat).
+
+The unit of evidence is a *tick*: one round of samples of all the node's GPUs
+(the agent stamps a round with one timestamp). A tick vouches for the time
+until the next tick if that comes within the silence limit (3 reporting
+intervals), otherwise for one interval only — the rest of the gap is silence.
+A tick is healthy when every GPU of the node reported, none was missing and
+no error counter rose since the previous tick; a faulty tick's time is lost.
+
+For a lease and a window (aligned to the epoch, clipped to the lease's own
+start and end — never to the samples):
+    delivered = lease GPUs × healthy node-seconds in the window
+    lost      = lease GPUs × window length − delivered
+    energy Wh = mean per-GPU power × lease GPUs × covered seconds / 3600 × PUE
+    carbon g  = energy Wh / 1000 × grid intensity (g/kWh) × (1 − green share)
+    average utilisation = mean per-GPU utilisation over the healthy time.
+A window is metered once it has been closed for METERING_GRACE_SECONDS (so
+samples an agent buffered through a short outage still count) and never
+again: records are only ever inserted, and (lease, window_start) is unique.
+
+On PostgreSQL one SQL statement computes every due window of every lease
+(ticks by GROUP BY, spans by window functions, windows by GROUP BY); the
+portable path (SQLite, embedded mode) does the same arithmetic in Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Avg, Count, F, Max, Q, Sum
+
+from market.models import Lease, TelemetrySample, UsageRecord
+
+METERED_STATUSES = (
+    Lease.Status.ACTIVE,
+    Lease.Status.COMPLETED,
+    Lease.Status.FAILED,
+    Lease.Status.MIGRATED,
+)
+_MILLI = Decimal("0.001")
+_CENTI = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    lease_id: int
+    node_id: int
+    gpus: int
+    start: float  # epoch seconds
+    end: float
+
+
+@dataclass(slots=True)
+class Measure:
+    healthy_s: float = 0.0  # node-seconds
+    power_ws: float = 0.0  # mean per-GPU watts × seconds
+    util_s: float = 0.0  # mean per-GPU utilisation × healthy seconds
+
+
+def lease_end(lease: Lease) -> dt.datetime:
+    """Where metering of a lease stops: when it ended early, else its end."""
+    return min(lease.ended_at, lease.ends_at) if lease.ended_at else lease.ends_at
+
+
+def _due_windows(*, leases: list[Lease], metered_until: dict, horizon: float) -> list[Window]:
+    size = settings.METERING_WINDOW_SECONDS
+    windows: list[Window] = []
+    for lease in leases:
+        start = (metered_until.get(lease.pk) or lease.starts_at).timestamp()
+        stop = lease_end(lease).timestamp()
+        while start < stop:
+            end = min((math.floor(start / size) + 1) * size, stop)
+            if end > horizon:
+                break
+            windows.append(
+                Window(lease.pk, lease.node_id, lease.gpu_count, float(start), float(end))
+            )
+            start = end
+    return windows
+
+
+def leases_meter(*, now: dt.datetime, lease_ids: list[int] | None = None) -> int:
+    """Write the usage records of every closed, not yet metered window; returns
+    how many were written. Running it again writes nothing new."""
+    horizon = now.timestamp() - settings.METERING_GRACE_SECONDS
+    leases = Lease.objects.filter(
+        status__in=METERED_STATUSES, starts_at__lt=dt.datetime.fromtimestamp(horizon, tz=dt.UTC)
+    ).select_related("node__site")
+    if lease_ids is not None:
+        leases = leases.filter(pk__in=lease_ids)
+    leases = list(leases)
+    metered_until = dict(
+        UsageRecord.objects.filter(lease__in=leases)
+        .values("lease")
+        .annotate(until=Max("window_end"))
+        .values_list("lease", "until")
+    )
+    windows = _due_windows(leases=leases, metered_until=metered_until, horizon=horizon)
+    if not windows:
+        return 0
+    if connection.vendor == "postgresql":
+        measures = _measure_postgres(windows)
+    else:
+        measures = _measure_portable(windows)
+    by_id = {lease.pk: lease for lease in leases}
+    records = [_record(by_id[w.lease_id], w, measures.get(w, Measure())) for w in windows]
+    with transaction.atomic():
+        created = UsageRecord.objects.bulk_create(records, batch_size=2000, ignore_conflicts=True)
+    return len(created)
+
+
+def _record(lease: Lease, window: Window, measure: Measure) -> UsageRecord:
+    site = lease.node.site
+    allocated = round(lease.gpu_count * (window.end - window.start))
+    delivered = min(allocated, round(lease.gpu_count * measure.healthy_s))
+    energy = Decimal(measure.power_ws * lease.gpu_count / 3600) * site.pue
+    carbon = energy / 1000 * site.carbon_intensity_g_per_kwh * (1 - site.green_share)
+    utilisation = measure.util_s / measure.healthy_s if measure.healthy_s else 0.0
+    return UsageRecord(
+        lease=lease,
+        window_start=dt.datetime.fromtimestamp(window.start, tz=dt.UTC),
+        window_end=dt.datetime.fromtimestamp(window.end, tz=dt.UTC),
+        gpu_seconds_delivered=delivered,
+        gpu_seconds_lost=allocated - delivered,
+        energy_wh=energy.quantize(_MILLI, rounding=ROUND_HALF_EVEN),
+        carbon_g=carbon.quantize(_MILLI, rounding=ROUND_HALF_EVEN),
+        avg_utilisation=Decimal(utilisation).quantize(_CENTI, rounding=ROUND_HALF_EVEN),
+    )
+
+
+def _limits() -> tuple[float, float]:
+    interval = settings.TELEMETRY_INTERVAL_SECONDS
+    return interval, interval * settings.TELEMETRY_SILENT_INTERVALS
+
+
+# --- PostgreSQL: one statement --------------------------------------------------
+
+_MEASURE_SQL = """
+WITH w AS MATERIALIZED (
+    SELECT w.*, floor(w.ws / %(size)s)::bigint AS k
+    FROM unnest(%(lease)s::bigint[], %(node)s::bigint[], %(ws)s::float8[],
+                %(we)s::float8[]) AS w(lease_id, node_id, ws, we)
+), r AS (
+    SELECT node_id, min(ws) - %(silent)s AS lo, max(we) + %(silent)s AS hi FROM w GROUP BY node_id
+), ticks AS (
+    SELECT s.node_id, date_part('epoch', s.ts) AS t, count(*) AS n, bool_or(s.missing) AS miss,
+           sum(s.xid_errors + s.ecc_errors) AS errs, avg(s.utilisation) AS util,
+           avg(s.power_w) AS power
+    FROM r JOIN market_telemetrysample s
+      ON s.node_id = r.node_id AND s.ts >= to_timestamp(r.lo) AND s.ts < to_timestamp(r.hi)
+    GROUP BY s.node_id, s.ts
+), spans AS (
+    SELECT t.node_id, t.t AS a,
+           t.t + CASE WHEN lead(t.t) OVER nw - t.t <= %(silent)s
+                      THEN lead(t.t) OVER nw - t.t ELSE %(interval)s END AS b,
+           (NOT t.miss AND t.n >= nd.gpu_count
+            AND t.errs <= coalesce(lag(t.errs) OVER nw, t.errs)) AS healthy,
+           t.util, t.power
+    FROM ticks t JOIN market_node nd ON nd.id = t.node_id
+    WINDOW nw AS (PARTITION BY t.node_id ORDER BY t.t)
+), pieces AS MATERIALIZED (
+    SELECT sp.*, k FROM spans sp,
+      generate_series(floor(sp.a / %(size)s)::bigint, floor((sp.b - 1e-9) / %(size)s)::bigint) AS k
+), shares AS (
+    SELECT w.lease_id, w.ws, p.healthy, p.util, p.power,
+           greatest(0, least(p.b, w.we) - greatest(p.a, w.ws)) AS secs
+    FROM w JOIN pieces p ON p.node_id = w.node_id AND p.k = w.k
+)
+SELECT lease_id, ws,
+       coalesce(sum(secs) FILTER (WHERE healthy), 0),
+       coalesce(sum(secs * power), 0),
+       coalesce(sum(secs * util) FILTER (WHERE healthy), 0)
+FROM shares GROUP BY lease_id, ws
+"""
+
+
+def _measure_postgres(windows: list[Window]) -> dict[Window, Measure]:
+    interval, silent = _limits()
+    params = {
+        "lease": [w.lease_id for w in windows],
+        "node": [w.node_id for w in windows],
+        "ws": [w.start for w in windows],
+        "we": [w.end for w in windows],
+        "silent": silent,
+        "interval": interval,
+        "size": settings.METERING_WINDOW_SECONDS,
+    }
+    by_key = {(w.lease_id, w.start): w for w in windows}
+    with connection.cursor() as cursor:
+        cursor.execute(_MEASURE_SQL, params)
+        return {
+            by_key[(lease_id, ws)]: Measure(healthy_s=h, power_ws=p, util_s=u)
+            for lease_id, ws, h, p, u in cursor.fetchall()
+        }
+
+
+# --- portable: the same arithmetic in Python --------------------------------------
+
+
+def _spans(node_id: int, gpu_count: int, lo: float, hi: float):
+    interval, silent = _limits()
+    ticks = list(
+        TelemetrySample.objects.filter(
+            node_id=node_id,
+            ts__gte=dt.datetime.fromtimestamp(lo, tz=dt.UTC),
+            ts__lt=dt.datetime.fromtimestamp(hi, tz=dt.UTC),
+        )
+        .values("ts")
+        .annotate(
+            n=Count("seq"),
+            miss=Count("seq", filter=Q(missing=True)),
+            errs=Sum(F("xid_errors") + F("ecc_errors")),
+            util=Avg("utilisation"),
+            power=Avg("power_w"),
+        )
+        .order_by("ts")
+    )
+    previous_errs = None
+    for tick, following in zip(ticks, [*ticks[1:], None], strict=True):
+        a = tick["ts"].timestamp()
+        gap = following["ts"].timestamp() - a if following else math.inf
+        healthy = (
+            not tick["miss"]
+            and tick["n"] >= gpu_count
+            and (previous_errs is None or tick["errs"] <= previous_errs)
+        )
+        previous_errs = tick["errs"]
+        yield a, a + (gap if gap <= silent else interval), healthy, tick["util"], tick["power"]
+
+
+def _measure_portable(windows: list[Window]) -> dict[Window, Measure]:
+    from market.models import Node
+
+    _interval, silent = _limits()
+    by_node: dict[int, list[Window]] = defaultdict(list)
+    for window in windows:
+        by_node[window.node_id].append(window)
+    measures: dict[Window, Measure] = {}
+    gpu_counts = dict(Node.objects.filter(pk__in=by_node).values_list("pk", "gpu_count"))
+    for node_id, node_windows in by_node.items():
+        lo = min(w.start for w in node_windows) - silent
+        hi = max(w.end for w in node_windows) + silent
+        spans = list(_spans(node_id, gpu_counts[node_id], lo, hi))
+        for window in node_windows:
+            measure = measures.setdefault(window, Measure())
+            for a, b, healthy, util, power in spans:
+                secs = max(0.0, min(b, window.end) - max(a, window.start))
+                if not secs:
+                    continue
+                measure.power_ws += secs * power
+                if healthy:
+                    measure.healthy_s += secs
+                    measure.util_s += secs * util
+    return measures

@@ -1,0 +1,89 @@
+"""Pages: a lease's usage (buyer and provider) and a node's health (provider)."""
+
+import datetime as dt
+
+import pygal
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.selectors import organisation_for_user
+from market.metering import lease_end
+from market.models import Lease
+from market.selectors_telemetry import (
+    lease_usage_totals,
+    leases_for_organisation,
+    node_health_history,
+    node_series,
+    nodes_for_provider,
+)
+
+CHART_SPAN = dt.timedelta(hours=1)
+
+
+def _chart(series: list[dict]) -> str:
+    chart = pygal.Line(
+        height=260,
+        show_dots=False,
+        x_label_rotation=0,
+        show_minor_x_labels=False,
+        legend_at_bottom=True,
+        disable_xml_declaration=True,
+        style=pygal.style.CleanStyle,
+    )
+    labels = [timezone.localtime(point["minute"]).strftime("%H:%M") for point in series]
+    chart.x_labels = labels
+    chart.x_labels_major = labels[:: max(1, len(labels) // 6)]
+    chart.add(_("utilisation (%)"), [round(p["util"], 1) for p in series])
+    chart.add(_("power (kW)"), [round(p["power"] / 1000, 2) for p in series], secondary=True)
+    return chart.render(is_unicode=True)
+
+
+@login_required
+def lease_usage(request: HttpRequest, pk: int) -> HttpResponse:
+    organisation = organisation_for_user(request.user)
+    if organisation is None:
+        raise Http404
+    lease = get_object_or_404(
+        leases_for_organisation(organisation=organisation).select_related(
+            "node__site", "node__gpu_model", "order"
+        ),
+        pk=pk,
+    )
+    history = list(Lease.objects.filter(order=lease.order).order_by("starts_at", "pk"))
+    until = min(timezone.now(), lease_end(lease))
+    series = node_series(node=lease.node, since=until - CHART_SPAN, until=until)
+    return render(
+        request,
+        "market/lease_usage.html",
+        {
+            "lease": lease,
+            "history": history,
+            "totals": lease_usage_totals(lease_ids=[lease.pk]),
+            "records": lease.usage_records.order_by("-window_start")[:24],
+            "chart": _chart(series) if series else "",
+        },
+    )
+
+
+@login_required
+def node_health(request: HttpRequest, pk: int) -> HttpResponse:
+    organisation = organisation_for_user(request.user)
+    if organisation is None:
+        raise Http404
+    node = get_object_or_404(nodes_for_provider(organisation=organisation), pk=pk)
+    now = timezone.now()
+    series = node_series(node=node, since=now - CHART_SPAN, until=now)
+    lease_ids = list(node.leases.values_list("pk", flat=True))
+    return render(
+        request,
+        "market/node_health.html",
+        {
+            "node": node,
+            "events": node_health_history(node=node),
+            "totals": lease_usage_totals(lease_ids=lease_ids),
+            "chart": _chart(series) if series else "",
+        },
+    )
