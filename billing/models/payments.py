@@ -1,6 +1,7 @@
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from billing.models.invoices import Invoice
 
@@ -24,7 +25,7 @@ class Payment(models.Model):
         PROCESSING = "processing", _("processing")
         SUCCEEDED = "succeeded", _("succeeded")
         CANCELED = "canceled", _("canceled")
-        FAILED = "failed", _("failed")
+        FAILED = "failed", pgettext_lazy("payment status", "failed")
 
     RANK = {
         Status.CREATED: 0,

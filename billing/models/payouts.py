@@ -1,6 +1,7 @@
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import Organisation
 from billing.models.invoices import Invoice
@@ -62,10 +63,10 @@ class Payout(models.Model):
     Statuses: pending → sent → paid; pending/sent → failed."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", _("pending")
+        PENDING = "pending", pgettext_lazy("payout status", "pending")
         SENT = "sent", _("sent")
         PAID = "paid", _("paid")
-        FAILED = "failed", _("failed")
+        FAILED = "failed", pgettext_lazy("payment status", "failed")
 
     run = models.ForeignKey(PayoutRun, on_delete=models.PROTECT, related_name="payouts")
     provider = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="payouts")

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import Organisation
 from billing.models.invoices import InvoiceLine
@@ -190,7 +191,7 @@ class VoucherApplication(models.Model):
     """
 
     class Status(models.TextChoices):
-        PENDING = "pending", _("pending")
+        PENDING = "pending", pgettext_lazy("application status", "pending")
         APPROVED = "approved", _("approved")
         REJECTED = "rejected", _("rejected")
         WITHDRAWN = "withdrawn", _("withdrawn")
@@ -320,7 +321,7 @@ class FraudFlag(models.Model):
         EXPIRY_BURST = "expiry_burst", _("burst of redemptions near expiry")
 
     class Status(models.TextChoices):
-        OPEN = "open", _("open")
+        OPEN = "open", pgettext_lazy("flag status", "open")
         DISMISSED = "dismissed", _("dismissed")
         CONFIRMED = "confirmed", _("confirmed")
 

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import Organisation
 from market.models.capacity import Node, Offer
@@ -18,7 +19,7 @@ class Order(models.Model):
     """
 
     class Status(models.TextChoices):
-        OPEN = "open", _("open")
+        OPEN = "open", pgettext_lazy("order status", "open")
         PARTIALLY_FILLED = "partially_filled", _("partially filled")
         FILLED = "filled", _("filled")
         CANCELLED = "cancelled", _("cancelled")
