@@ -35,6 +35,9 @@ class InProcessBeat(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        # A worker imports every app's tasks module at start; do the same here,
+        # or the scheduled names are unknown to the app.
+        current_app.loader.import_default_modules()
         entries = {
             name: (entry["task"], _interval_seconds(entry["schedule"]), entry.get("args", ()))
             for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
