@@ -152,6 +152,9 @@ if not (0 <= PLATFORM_FEE_BASIS_POINTS <= 10_000) or SLA_CREDIT_MULTIPLE < 0:
 # Called at invoice issue as hook(*, invoice) -> voucher amount (minor units); see
 # billing/settlement.py. The subsidy part appends "billing.vouchers.invoice_apply_vouchers".
 BILLING_SETTLEMENT_HOOKS = env.list("BILLING_SETTLEMENT_HOOKS", default=[])
+# Celery tasks (dotted paths) queued with a lease's id when it completes; the
+# market names no billing code, billing subscribes here.
+LEASE_COMPLETED_TASKS = ["billing.tasks.invoice_refresh_for_lease"]
 
 # --- REST API ----------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -9,10 +9,12 @@ them), so ending a lease frees the node by itself; the offer's
 import datetime as dt
 from collections import defaultdict
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from market.models import Lease, LeaseEvent, Offer
 
@@ -87,7 +89,17 @@ def leases_advance(*, now: dt.datetime | None = None) -> tuple[int, int]:
         for lease in completed:
             returned[lease.offer_id] += lease.gpu_count
         _offers_give_back(returned)
+    _leases_completed_notify([lease.pk for lease in completed])
     return len(activated), len(completed)
+
+
+def _leases_completed_notify(lease_ids: list[int]) -> None:
+    """Queue the subscribers of lease completion (settings.LEASE_COMPLETED_TASKS),
+    e.g. billing refreshing the buyer's draft invoice. Called after commit."""
+    for dotted in settings.LEASE_COMPLETED_TASKS:
+        task = import_string(dotted)
+        for lease_id in lease_ids:
+            task.delay(lease_id)
 
 
 def leases_cancel(
