@@ -30,6 +30,7 @@ DEMO_SEEDERS: list[str] = [
     "market.demo.seed",
     "billing.demo.seed",
     "billing.demo_vouchers.seed",
+    "market.demo_activity.seed",
 ]
 
 

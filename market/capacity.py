@@ -99,10 +99,16 @@ def node_create(
         interconnect=interconnect or gpu_model.interconnect,
         token_digest=secrets.token_hex(32),
     )
+    return node, node_token_rotate(node=node)
+
+
+def node_token_rotate(*, node: Node) -> str:
+    """Give the node a new agent token (shown once) and revoke the old one
+    at once: a provider who lost a token, or suspects a leak, re-keys here."""
     token = f"{node.pk}.{secrets.token_urlsafe(32)}"
+    Node.objects.filter(pk=node.pk).update(token_digest=node_token_digest(token))
     node.token_digest = node_token_digest(token)
-    node.save(update_fields=["token_digest"])
-    return node, token
+    return token
 
 
 def _offer_capacity(*, site: Site, node: Node | None, gpu_model: GPUModel) -> int:

@@ -1,7 +1,9 @@
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -40,10 +42,26 @@ def test_demo_command_serves_home_sign_up_log_in_and_api_docs(tmp_path):
             with urllib.request.urlopen(base + path, timeout=10) as response:  # noqa: S310
                 assert response.status == 200
                 assert expected in response.read().decode()
+        # the demo buyer's orders were matched, and simulated agents on the
+        # leased nodes post real telemetry to the running server
+        database = tmp_path / "demo.sqlite3"
+        assert _count(database, "SELECT COUNT(*) FROM market_lease") >= 3
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _count(
+            database, "SELECT COUNT(*) FROM market_telemetrysample"
+        ):
+            time.sleep(1)
+        assert _count(database, "SELECT COUNT(*) FROM market_telemetrysample") > 0
     finally:
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in output
     assert "demo-password-2026" in output
     assert "Local fake Stripe (localstripe) at http://127.0.0.1:" in output
+    assert "Simulated node agents:" in output
     assert process.returncode is not None
+
+
+def _count(database, sql: str) -> int:
+    with sqlite3.connect(database, timeout=10) as connection:
+        return connection.execute(sql).fetchone()[0]

@@ -1,8 +1,12 @@
 """Run the whole exchange for a newcomer: migrate, load demo data, serve.
 
 Stays in the foreground; Ctrl-C stops the web server and everything it
-started (the in-process scheduler, the local fake Stripe).
+started (the in-process scheduler, the local fake Stripe, the simulated node
+agents).
 """
+
+import subprocess
+import sys
 
 from django.conf import settings
 from django.core.management import call_command
@@ -17,12 +21,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--no-agents", action="store_true", help="do not start simulated node agents"
+        )
 
-    def handle(self, *args, host: str, port: int, **options):
+    def handle(self, *args, host: str, port: int, no_agents: bool = False, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("compilemessages", verbosity=0, ignore_patterns=[".venv/*"])
         call_command("demo_data")
         helpers = self._start_helpers(host=host, port=port)
+        if not no_agents:
+            helpers += self._start_agents(host=host, port=port)
         address = f"http://{host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nThe compute exchange is running at {address}"))
         self.stdout.write("Demo log-ins (password: demo-password-2026):")
@@ -58,3 +67,51 @@ class Command(BaseCommand):
             beat.start()
             helpers.append(beat)
         return helpers
+
+    def _start_agents(self, *, host: str, port: int) -> list:
+        """One simulated node agent per leased demo node, posting real
+        telemetry to this server, so lease pages fill in as time passes."""
+        from market.capacity import node_token_rotate
+        from market.demo_activity import nodes_with_leases
+
+        agents = []
+        for node in nodes_with_leases():
+            token = node_token_rotate(node=node)
+            state_dir = settings.BASE_DIR / "var" / "demo-agents" / str(node.pk)
+            state_dir.mkdir(parents=True, exist_ok=True)
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "agent",
+                    "--url",
+                    f"http://{host}:{port}",
+                    "--token",
+                    token,
+                    "--simulate",
+                    "--gpus",
+                    str(node.gpu_count),
+                    "--interval",
+                    "5",
+                    "--state-dir",
+                    str(state_dir),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            agents.append(_AgentProcess(process))
+        if agents:
+            self.stdout.write(f"Simulated node agents: {len(agents)} (one per leased node)")
+        return agents
+
+
+class _AgentProcess:
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
