@@ -2,12 +2,11 @@
 
 import datetime as dt
 
-import pygal
 from django.utils import timezone
-from pygal.style import CleanStyle
 
 from billing.models import SubsidyProgramme
 from billing.subsidy_selectors import spending_by_day
+from core.charts import line_chart
 
 
 def budget_burn_down_svg(*, programme: SubsidyProgramme, today: dt.date | None = None) -> str:
@@ -23,14 +22,12 @@ def budget_burn_down_svg(*, programme: SubsidyProgramme, today: dt.date | None =
         days.append(day.isoformat())
         remaining.append(left / 100)
         day += dt.timedelta(days=1)
-    chart = pygal.Line(
-        style=CleanStyle,
-        height=280,
+    chart = line_chart(
         show_dots=len(days) <= 31,
         x_label_rotation=30,
-        show_minor_x_labels=False,
-        js=[],  # no scripts from a CDN: the page must work offline
-        disable_xml_declaration=True,
+        show_legend=False,
+        range=(0, max(1, programme.budget_amount / 100)),
+        value_formatter=lambda value: f"¥{value:,.2f}",
     )
     chart.title = str(programme.name)
     chart.x_labels = days

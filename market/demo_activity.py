@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from accounts.models import Membership, Organisation
-from market.models import GPUModel, Lease, Node
+from market.models import GPUModel, Lease, Node, Order
 from market.orders import order_create
 
 DEMO_BUYER_CODE = "91330100716105852F"
@@ -50,6 +50,8 @@ def seed() -> None:
         ),
     ]
     for spec in orders:
+        if Order.objects.filter(buyer=buyer, idempotency_key=spec["idempotency_key"]).exists():
+            continue  # placed by an earlier demo run (its start-by differs, so skip, not replay)
         order_create(
             buyer=buyer, placed_by=owner.user if owner else None, start_by=start_by, **spec
         )

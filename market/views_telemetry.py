@@ -1,8 +1,8 @@
 """Pages: a lease's usage (buyer and provider) and a node's health (provider)."""
 
 import datetime as dt
+import math
 
-import pygal
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.selectors import organisation_for_user
+from core.charts import line_chart
 from market.metering import lease_end
 from market.models import Lease
 from market.selectors_telemetry import (
@@ -24,14 +25,12 @@ CHART_SPAN = dt.timedelta(hours=1)
 
 
 def _chart(series: list[dict]) -> str:
-    chart = pygal.Line(
+    peak_kw = max((point["power"] for point in series), default=0) / 1000
+    chart = line_chart(
         height=260,
-        show_dots=False,
-        x_label_rotation=0,
-        show_minor_x_labels=False,
-        legend_at_bottom=True,
-        disable_xml_declaration=True,
-        style=pygal.style.CleanStyle,
+        range=(0, 100),
+        y_labels=[0, 25, 50, 75, 100],
+        secondary_range=(0, max(1, math.ceil(peak_kw * 1.2))),
     )
     labels = [timezone.localtime(point["minute"]).strftime("%H:%M") for point in series]
     chart.x_labels = labels

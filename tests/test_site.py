@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -103,3 +104,13 @@ def test_api_errors_use_the_one_format(provider):
     assert response.status_code == 400
     assert set(body) == {"detail", "errors"}
     assert {"kind", "legal_name", "credit_code"} <= set(body["errors"])
+
+
+def test_charts_load_no_script_from_outside():
+    from core.charts import line_chart
+
+    chart = line_chart()
+    chart.add("x", [1, 2, 3])
+    svg = chart.render(is_unicode=True)
+    assert not re.search(r"<script[^>]*(src|href)=", svg)
+    assert "kozea.github.io" not in svg

@@ -5,6 +5,7 @@ started (the in-process scheduler, the local fake Stripe, the simulated node
 agents).
 """
 
+import logging
 import subprocess
 import sys
 
@@ -26,6 +27,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host: str, port: int, no_agents: bool = False, **options):
+        # Scheduled tasks run every few seconds here; their success lines would
+        # bury the address and log-ins printed below.
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("compilemessages", verbosity=0, ignore_patterns=[".venv/*"])
         call_command("demo_data")

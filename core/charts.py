@@ -1,0 +1,36 @@
+"""The house style for server-side SVG charts (pygal): the site's fonts and
+colours, and no script tags — pygal's default loads tooltips from a CDN,
+which an exchange running on a closed network cannot reach."""
+
+import pygal
+from pygal.style import Style
+
+HOUSE_STYLE = Style(
+    font_family='-apple-system, "Segoe UI", "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", Roboto, sans-serif',
+    background="transparent",
+    plot_background="transparent",
+    foreground="#5d6d7e",
+    foreground_strong="#17202a",
+    foreground_subtle="#e3e8ee",
+    colors=("#0b7a5a", "#c0392b", "#1f5fa8", "#b7791f", "#6c3483", "#117a8b"),
+    label_font_size=11,
+    major_label_font_size=11,
+    legend_font_size=12,
+    title_font_size=14,
+    stroke_width=2,
+)
+
+
+def line_chart(**config) -> pygal.Line:
+    """A pygal line chart in the house style; `config` overrides the defaults."""
+    defaults = {
+        "style": HOUSE_STYLE,
+        "height": 280,
+        "show_dots": False,
+        "show_minor_x_labels": False,
+        "legend_at_bottom": True,
+        "disable_xml_declaration": True,
+        "js": [],
+        "value_formatter": lambda value: f"{value:,.1f}",
+    }
+    return pygal.Line(**{**defaults, **config})
