@@ -19,7 +19,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from market.leases import _offers_give_back
 from market.matching import order_match
@@ -93,10 +93,17 @@ def leases_failover(*, now: dt.datetime) -> int:
     failover) and re-match every failed lease still waiting; returns how many
     replacements were made."""
     faulty_since = now - dt.timedelta(seconds=settings.FAILOVER_AFTER_SECONDS)
+    # A node offline for silence whose agent has reported again is recovering
+    # (often the exchange itself was restarted): let health bring it back
+    # rather than moving the buyer's work away from a node that answers.
+    still_faulty = Q(node__state=Node.State.DEGRADED) | Q(
+        Q(node__last_seen_at__isnull=True) | Q(node__last_seen_at__lte=faulty_since),
+        node__state=Node.State.OFFLINE,
+    )
     doomed = Lease.objects.filter(
+        still_faulty,
         status=Lease.Status.ACTIVE,
         order__failover_allowed=True,
-        node__state__in=(Node.State.DEGRADED, Node.State.OFFLINE),
         node__state_changed_at__lte=faulty_since,
     ).select_related("node")
     for lease in list(doomed):

@@ -195,3 +195,50 @@ def test_an_order_without_failover_keeps_its_lease_through_a_fault(db):
     assert leases_failover(now=at(0)) == 0
     lease.refresh_from_db()
     assert lease.status == Lease.Status.ACTIVE
+
+
+def _silent_node_with_a_lease():
+    h800 = gpu("nvidia-h800-sxm")
+    node, _ = node_with_token(gpu_count=8)
+    offer = OfferFactory(node=node, price_amount=1_500, gpus_available=6)
+    OfferFactory(price_amount=2_000)  # somewhere to fail over to
+    order = OrderFactory(
+        accepted_models=[h800],
+        gpu_count=2,
+        hours=4,
+        max_price_amount=3_000,
+        gpus_filled=2,
+        status=Order.Status.FILLED,
+        start_by=at(-600),
+    )
+    lease = LeaseFactory(
+        order=order, offer=offer, gpu_count=2, starts_at=at(-3600), ends_at=at(3 * 3600)
+    )
+    ingest(node, tick(node, 0, at(0)), at=at(0))
+    check(at(16))  # silent: offline
+    node.refresh_from_db()
+    assert node.state == Node.State.OFFLINE
+    return node, lease
+
+
+def test_a_node_still_silent_a_minute_after_going_offline_fails_over():
+    node, lease = _silent_node_with_a_lease()
+
+    with time_machine.travel(at(80), tick=False):
+        moved = leases_failover(now=at(80))
+
+    lease.refresh_from_db()
+    assert (moved, lease.status) == (1, Lease.Status.MIGRATED)
+
+
+def test_a_node_whose_agent_is_back_keeps_its_lease_while_it_recovers():
+    # given: offline for a minute (say the exchange was restarted), but the
+    # agent has reported again since
+    node, lease = _silent_node_with_a_lease()
+    ingest(node, tick(node, 8, at(70)), at=at(70))
+
+    with time_machine.travel(at(80), tick=False):
+        moved = leases_failover(now=at(80))
+
+    lease.refresh_from_db()
+    assert (moved, lease.status) == (0, Lease.Status.ACTIVE)
