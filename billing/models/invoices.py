@@ -1,11 +1,11 @@
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
+from core.models import StatusEvent
 from core.money import SECONDS_PER_HOUR
 from market.models import Lease, UsageRecord
 
@@ -132,18 +132,8 @@ class InvoiceLine(models.Model):
         return (Decimal(self.carbon_g) / 1000).quantize(Decimal("0.001"))
 
 
-class InvoiceEvent(models.Model):
+class InvoiceEvent(StatusEvent):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=8, blank=True)
-    to_status = models.CharField(max_length=8)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    reason = models.CharField(max_length=200, blank=True)
-    at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["at", "pk"]
 
 
 class SlaCredit(models.Model):

@@ -13,6 +13,7 @@ from django.utils.translation import pgettext_lazy
 from accounts.models import Organisation
 from billing.models.invoices import InvoiceLine
 from billing.models.ledger import LedgerTransaction
+from core.models import StatusEvent
 from market.models import UsageRecord
 
 
@@ -169,18 +170,8 @@ class Voucher(models.Model):
         return f"voucher:{self.pk}"
 
 
-class VoucherEvent(models.Model):
+class VoucherEvent(StatusEvent):
     voucher = models.ForeignKey(Voucher, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=10, blank=True)
-    to_status = models.CharField(max_length=10)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    reason = models.CharField(max_length=200, blank=True)
-    at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["at", "pk"]
 
 
 class VoucherApplication(models.Model):
@@ -223,20 +214,10 @@ class VoucherApplication(models.Model):
         ]
 
 
-class VoucherApplicationEvent(models.Model):
+class VoucherApplicationEvent(StatusEvent):
     application = models.ForeignKey(
         VoucherApplication, on_delete=models.CASCADE, related_name="events"
     )
-    from_status = models.CharField(max_length=10, blank=True)
-    to_status = models.CharField(max_length=10)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    reason = models.CharField(max_length=300, blank=True)
-    at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["at", "pk"]
 
 
 class Redemption(models.Model):
@@ -293,18 +274,8 @@ class Redemption(models.Model):
         ]
 
 
-class RedemptionEvent(models.Model):
+class RedemptionEvent(StatusEvent):
     redemption = models.ForeignKey(Redemption, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=12, blank=True)
-    to_status = models.CharField(max_length=12)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    reason = models.CharField(max_length=300, blank=True)
-    at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["at", "pk"]
 
 
 class FraudFlag(models.Model):

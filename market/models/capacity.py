@@ -1,9 +1,9 @@
-from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
+from core.models import StatusEvent
 from market.models.catalogue import GPUModel
 
 
@@ -145,17 +145,7 @@ class Offer(models.Model):
         return f"{self.gpus_available}/{self.gpus_total} × {self.gpu_model} @ {self.price_amount}"
 
 
-class OfferEvent(models.Model):
+class OfferEvent(StatusEvent):
     """A change to an offer: status transition or re-pricing (who, when, why)."""
 
     offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=16, blank=True)
-    to_status = models.CharField(max_length=16)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    reason = models.CharField(max_length=200, blank=True)
-    at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["at", "pk"]

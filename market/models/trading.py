@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from accounts.models import Organisation
+from core.models import StatusEvent
 from market.models.capacity import Node, Offer
 from market.models.catalogue import GPUModel
 
@@ -76,18 +77,8 @@ class Order(models.Model):
         return self.gpu_count - self.gpus_filled
 
 
-class OrderEvent(models.Model):
+class OrderEvent(StatusEvent):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=20, blank=True)
-    to_status = models.CharField(max_length=20)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    reason = models.CharField(max_length=200, blank=True)
-    at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["at", "pk"]
 
 
 class Lease(models.Model):
@@ -142,15 +133,5 @@ class Lease(models.Model):
         return f"Lease {self.pk}: {self.gpu_count} × {self.node} ({self.status})"
 
 
-class LeaseEvent(models.Model):
+class LeaseEvent(StatusEvent):
     lease = models.ForeignKey(Lease, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=16, blank=True)
-    to_status = models.CharField(max_length=16)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    reason = models.CharField(max_length=200, blank=True)
-    at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["at", "pk"]
