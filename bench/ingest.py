@@ -130,7 +130,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--agents", type=int, default=4, help="client processes (one node each)")
     parser.add_argument("--batch", type=int, default=5000, help="samples per POST (≤ 5000)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per worker (> 1: gthread workers)"
+    )
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--max-batches", type=int, default=150, help="pre-built batches per agent")
     args = parser.parse_args()
@@ -155,6 +158,8 @@ def main() -> None:
             f"127.0.0.1:{port}",
             "--workers",
             str(args.workers),
+            "--threads",
+            str(args.threads),
             "--keep-alive",
             "30",
             "--log-level",
@@ -173,7 +178,7 @@ def main() -> None:
         ]
         for p in procs:
             p.start()
-        workers = children(server.pid)
+        workers = children(server.pid)  # their threads' CPU counts too
         while time.time() < start_at:
             time.sleep(0.01)
         workers_cpu0 = sum(cpu_seconds(w) for w in workers)
@@ -227,6 +232,7 @@ def main() -> None:
                 "agents": args.agents,
                 "batch": args.batch,
                 "workers": args.workers,
+                "threads": args.threads,
                 "cpu_ms_per_k": {k: round(v * 1e6 / max(accepted, 1), 2) for k, v in per_k.items()},
             }
         )

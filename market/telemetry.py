@@ -18,11 +18,12 @@ Profiling put the old always-JSON-in-the-database path at ~20 µs of
 PostgreSQL CPU per sample (jsonb key sorting, numeric parsing, a SQL literal
 the size of the body) against ~5 µs for COPY plus ~2 µs of Python here.
 
-The fast path commits asynchronously (SET LOCAL synchronous_commit = off,
-this transaction only; settings.TELEMETRY_ASYNC_COMMIT): a PostgreSQL crash
-can lose the last ~0.6 s (3 × wal_writer_delay) of acknowledged samples,
-which the agent will not re-send — never a half-stored batch.
-Health and metering carry a sample over gaps shorter than 3 reporting
+With settings.TELEMETRY_ASYNC_COMMIT the fast path commits asynchronously
+(SET LOCAL synchronous_commit = off, this transaction only): a PostgreSQL
+crash can then lose the last ~0.6 s (3 × wal_writer_delay) of acknowledged
+samples, which the agent will not re-send — never a half-stored batch.
+It is off by default: it measured no faster here (CPU, not the ~3 ms WAL
+flush per 5,000-sample commit, is the bottleneck). Health and metering carry a sample over gaps shorter than 3 reporting
 intervals, so a lost tick neither degrades the node nor loses GPU-seconds;
 money rows elsewhere keep synchronous commits. SQLite (embedded mode) bulk-inserts.
 """
@@ -226,7 +227,7 @@ def _valid_columns(
 def _copy_postgres(*, node: Node, columns: tuple[Sequence[Any], ...]) -> int | None:
     """Binary COPY of a valid batch none of which is stored yet; None when the
     batch needs the ON CONFLICT path (re-sent, overlapping or colliding)."""
-    seq, gpu, ts, util, mem, power, temp, ecc, xid, missing = columns
+    seq = columns[0]
     first, last = min(seq), max(seq)
     if len(set(seq)) != len(seq):
         return None
@@ -234,21 +235,10 @@ def _copy_postgres(*, node: Node, columns: tuple[Sequence[Any], ...]) -> int | N
         cursor.execute(_STORED_IN_RANGE_SQL, [node.pk, first, last])
         if cursor.fetchone() is not None:
             return None
-        # PostgreSQL's to_timestamp(): rint((seconds - epoch) * 1e6), half to even like round().
-        micros = [round((t - _PG_EPOCH) * 1e6) for t in ts]
-        pack, node_id = _COPY_ROW.pack, node.pk
-        data = b"".join(
-            [
-                _COPY_HEADER,
-                *[
-                    pack(11, 8, node_id, 8, q, 2, g, 8, t, 8, u, 4, m, 8, p, 8, c, 4, e, 4, x, 1, b)
-                    for q, g, t, u, m, p, c, e, x, b in zip(
-                        seq, gpu, micros, util, mem, power, temp, ecc, xid, missing, strict=True
-                    )
-                ],
-                _COPY_TRAILER,
-            ]
-        )
+        try:
+            data = _copy_data(node_id=node.pk, columns=columns)
+        except struct.error:  # a value the columns cannot hold; let the database say so
+            return None
         if settings.TELEMETRY_ASYNC_COMMIT:
             cursor.execute("SET LOCAL synchronous_commit = off")
         try:
@@ -262,6 +252,21 @@ def _copy_postgres(*, node: Node, columns: tuple[Sequence[Any], ...]) -> int | N
             # A concurrent post of some of these samples committed first.
             return None
     return len(seq)
+
+
+def _copy_data(*, node_id: int, columns: tuple[Sequence[Any], ...]) -> bytes:
+    """The batch in PostgreSQL's binary COPY format."""
+    seq, gpu, ts, util, mem, power, temp, ecc, xid, missing = columns
+    # PostgreSQL's to_timestamp(): rint((seconds - epoch) * 1e6), half to even like round().
+    micros = [round((t - _PG_EPOCH) * 1e6) for t in ts]
+    pack = _COPY_ROW.pack
+    rows = [
+        pack(11, 8, node_id, 8, q, 2, g, 8, t, 8, u, 4, m, 8, p, 8, c, 4, e, 4, x, 1, b)
+        for q, g, t, u, m, p, c, e, x, b in zip(
+            seq, gpu, micros, util, mem, power, temp, ecc, xid, missing, strict=True
+        )
+    ]
+    return b"".join([_COPY_HEADER, *rows, _COPY_TRAILER])
 
 
 def _insert_portable(*, node: Node, samples: list[dict[str, Any]]) -> int:
