@@ -65,7 +65,38 @@ def agent(port, token, bodies, start_at, seconds, out):
             raise SystemExit(f"HTTP {response.status}: {payload}")
         accepted += payload["accepted"]
         posts += 1
-    out.put((accepted, posts, time.time()))
+    out.put((accepted, posts, time.time(), time.process_time()))
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def backend_pids(connection) -> list[int]:
+    """The server processes serving this database, other than ours."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def raw_copy_rate(connection) -> tuple[int, float]:
@@ -99,7 +130,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--agents", type=int, default=4, help="client processes (one node each)")
     parser.add_argument("--batch", type=int, default=5000, help="samples per POST (≤ 5000)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per worker (> 1: gthread workers)"
+    )
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--max-batches", type=int, default=150, help="pre-built batches per agent")
     args = parser.parse_args()
@@ -124,6 +158,8 @@ def main() -> None:
             f"127.0.0.1:{port}",
             "--workers",
             str(args.workers),
+            "--threads",
+            str(args.threads),
             "--keep-alive",
             "30",
             "--log-level",
@@ -142,7 +178,15 @@ def main() -> None:
         ]
         for p in procs:
             p.start()
+        workers = children(server.pid)  # their threads' CPU counts too
+        while time.time() < start_at:
+            time.sleep(0.01)
+        workers_cpu0 = sum(cpu_seconds(w) for w in workers)
+        backends0 = {pid: cpu_seconds(pid) for pid in backend_pids(connection)}
         results = [out.get() for _ in procs]
+        workers_cpu = sum(cpu_seconds(w) for w in workers) - workers_cpu0
+        # Backends opened during the run count from 0 (gunicorn keeps its connections).
+        pg_cpu = sum(cpu_seconds(pid) - backends0.get(pid, 0.0) for pid in backend_pids(connection))
         for p in procs:
             p.join()
     finally:
@@ -164,6 +208,17 @@ def main() -> None:
     )
     ratio = rate / copy_rate
     print(f"ratio HTTP / COPY: {ratio:.2f}")
+    agents_cpu = sum(r[3] for r in results)
+    per_k = {
+        "agents": agents_cpu,
+        "gunicorn": workers_cpu,
+        "postgres_backends": pg_cpu,
+    }
+    print(
+        "CPU ms per 1,000 samples: "
+        + ", ".join(f"{k} {v * 1e6 / max(accepted, 1):.2f}" for k, v in per_k.items())
+        + f" (wall {elapsed:.1f} s, {os.getloadavg()[0]:.2f} load)"
+    )
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE market_telemetrysample")
     print(
@@ -177,6 +232,8 @@ def main() -> None:
                 "agents": args.agents,
                 "batch": args.batch,
                 "workers": args.workers,
+                "threads": args.threads,
+                "cpu_ms_per_k": {k: round(v * 1e6 / max(accepted, 1), 2) for k, v in per_k.items()},
             }
         )
     )

@@ -287,6 +287,10 @@ TELEMETRY_INTERVAL_SECONDS = env.float("TELEMETRY_INTERVAL_SECONDS", default=5.0
 TELEMETRY_SILENT_INTERVALS = env.int("TELEMETRY_SILENT_INTERVALS", default=3)
 # Samples stamped further ahead of the exchange's clock than this are refused.
 TELEMETRY_MAX_CLOCK_SKEW_SECONDS = env.int("TELEMETRY_MAX_CLOCK_SKEW_SECONDS", default=300)
+# true: telemetry batches commit without waiting for the WAL flush (SET LOCAL, that
+# transaction only); a PostgreSQL crash may then lose the last ~0.6 s of acknowledged
+# samples. Off by default: bench/ingest.py showed no gain on the 2-core bench box.
+TELEMETRY_ASYNC_COMMIT = env.bool("TELEMETRY_ASYNC_COMMIT", default=False)
 # A degraded/offline node returns online after this long without a fault.
 HEALTH_CLEAN_PERIOD_SECONDS = env.int("HEALTH_CLEAN_PERIOD_SECONDS", default=60)
 # Leases on a node faulty for this long move to another offer (if the order allows).

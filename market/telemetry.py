@@ -1,16 +1,31 @@
 """Telemetry ingestion: a node agent's batch of samples, validated as a whole
 and stored once per (node, seq).
 
-PostgreSQL path: the request body goes to the database as it came and one
-INSERT ... SELECT FROM jsonb_to_recordset(...) ON CONFLICT DO NOTHING parses,
-checks and stores the batch. The table's CHECK constraints refuse negative
-values and out-of-range utilisation; a CASE refuses unknown GPU indices and
-timestamps from the future by producing a NULL the NOT NULL column rejects;
-`missing` is read as JSON so that only true/false pass (PostgreSQL would
-read "yes" as true). Numeric strings ("12") do pass on this path.
-Any refusal rolls the whole statement back, and only then does Python walk
-the batch to name the bad samples — the happy path costs no Python per
-sample. SQLite (embedded mode) validates in Python first and bulk-inserts.
+The batch is parsed once (orjson) and validated column by column — a type
+set and a min/max per field, C loops rather than Python per sample; only a
+batch that fails is walked sample by sample to name the bad ones.
+
+PostgreSQL fast path: binary COPY straight into the table. COPY has no
+ON CONFLICT, so it is taken only when an index probe finds none of the
+batch's seq range stored yet (the normal case: agents number samples
+monotonically). A re-sent or overlapping batch, a repeated seq inside the
+batch, or a COPY that collides with a concurrent post of the same samples
+(unique violation, rolled back to a savepoint) goes to the slow path: one
+INSERT ... SELECT FROM jsonb_to_recordset(...) ON CONFLICT DO NOTHING, which
+also re-checks everything in the database (CHECK constraints; a CASE turns
+an unknown GPU or a future timestamp into a NULL the NOT NULL column refuses).
+Profiling put the old always-JSON-in-the-database path at ~20 µs of
+PostgreSQL CPU per sample (jsonb key sorting, numeric parsing, a SQL literal
+the size of the body) against ~5 µs for COPY plus ~2 µs of Python here.
+
+With settings.TELEMETRY_ASYNC_COMMIT the fast path commits asynchronously
+(SET LOCAL synchronous_commit = off, this transaction only): a PostgreSQL
+crash can then lose the last ~0.6 s (3 × wal_writer_delay) of acknowledged
+samples, which the agent will not re-send — never a half-stored batch.
+It is off by default: it measured no faster here (CPU, not the ~3 ms WAL
+flush per 5,000-sample commit, is the bottleneck). Health and metering carry a sample over gaps shorter than 3 reporting
+intervals, so a lost tick neither degrades the node nor loses GPU-seconds;
+money rows elsewhere keep synchronous commits. SQLite (embedded mode) bulk-inserts.
 """
 
 from __future__ import annotations
@@ -18,13 +33,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-from collections.abc import Iterable
+import operator
+import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from core.errors import ApplicationError, PermissionDenied
 from market.models import Node, TelemetrySample
@@ -49,6 +66,30 @@ FROM jsonb_to_recordset(%(body)s::jsonb -> 'samples') AS x(
     ecc_errors integer, xid_errors integer, missing jsonb)
 ON CONFLICT DO NOTHING
 """
+
+
+_COPY_SQL = """
+COPY market_telemetrysample
+    (node_id, seq, gpu_index, ts, utilisation, memory_used_mib, power_w, temperature_c,
+     ecc_errors, xid_errors, missing)
+FROM STDIN (FORMAT BINARY)
+"""
+_STORED_IN_RANGE_SQL = """
+SELECT 1 FROM market_telemetrysample WHERE node_id = %s AND seq BETWEEN %s AND %s LIMIT 1
+"""
+# One binary COPY tuple: field count, then (length, value) per column, in
+# _COPY_SQL order: bigint, bigint, smallint, timestamptz (µs since 2000-01-01),
+# float8, int4, float8, float8, int4, int4, bool.
+_COPY_ROW = struct.Struct(">h iq iq ih iq id ii id id ii ii i?")
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_PG_EPOCH = 946_684_800.0  # 2000-01-01 in Unix seconds
+_FIELDS = operator.itemgetter(
+    "seq", "gpu", "ts", "util", "mem_used_mib", "power_w", "temp_c", "ecc_errors", "xid_errors"
+)
+_INT = frozenset({int})
+_NUMBER = frozenset({int, float})
+_BOOL = frozenset({bool})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +126,16 @@ def telemetry_ingest(*, node: Node, body: bytes, now: dt.datetime) -> IngestResu
     max_ts = now.timestamp() + settings.TELEMETRY_MAX_CLOCK_SKEW_SECONDS
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            accepted = _insert_postgres(node=node, body=body, samples=samples, max_ts=max_ts)
+            columns = _valid_columns(samples=samples, gpu_count=node.gpu_count, max_ts=max_ts)
+            if columns is None:
+                # Name the bad samples; should the bulk check and the per-sample
+                # one ever disagree, the database checks again below.
+                _raise_if_invalid(samples=samples, gpu_count=node.gpu_count, max_ts=max_ts)
+            accepted = None
+            if columns is not None and samples:
+                accepted = _copy_postgres(node=node, columns=columns)
+            if accepted is None:
+                accepted = _insert_postgres(node=node, body=body, samples=samples, max_ts=max_ts)
         else:
             _raise_if_invalid(samples=samples, gpu_count=node.gpu_count, max_ts=max_ts)
             accepted = _insert_portable(node=node, samples=samples)
@@ -132,6 +182,91 @@ def _insert_postgres(*, node: Node, body: bytes, samples: list[Any], max_ts: flo
         # the refusal was not about the input.
         _raise_if_invalid(samples=samples, gpu_count=node.gpu_count, max_ts=max_ts)
         raise
+
+
+def _valid_columns(
+    *, samples: list[Any], gpu_count: int, max_ts: float
+) -> tuple[Sequence[Any], ...] | None:
+    """The batch as columns ready for COPY when every sample is valid, else None.
+
+    The same rules as `samples_errors`, checked per column: exact types (bool is
+    not a number here, numeric strings are not numbers), then bounds by min/max.
+    """
+    if not samples:
+        return ()
+    if set(map(type, samples)) != {dict}:
+        return None
+    try:
+        rows = list(map(_FIELDS, samples))
+    except KeyError:
+        return None
+    seq, gpu, ts, util, mem, power, temp, ecc, xid = zip(*rows, strict=True)
+    missing = [s.get("missing", False) for s in samples]
+    if not (
+        all(set(map(type, col)) <= _INT for col in (seq, gpu, mem, ecc, xid))
+        and all(set(map(type, col)) <= _NUMBER for col in (ts, util, power, temp))
+        and set(map(type, missing)) <= _BOOL
+    ):
+        return None
+    if not (
+        min(seq) >= 0
+        and max(seq) <= _INT64
+        and min(gpu) >= 0
+        and max(gpu) < min(gpu_count, _INT32 + 1)
+        and min(ts) > 0
+        and max(ts) <= max_ts
+        and min(util) >= 0
+        and max(util) <= 100
+        and all(min(col) >= 0 and max(col) <= _INT32 for col in (mem, ecc, xid))
+        and all(min(col) >= 0 and math.isfinite(max(col)) for col in (power, temp))
+    ):
+        return None
+    return seq, gpu, ts, util, mem, power, temp, ecc, xid, missing
+
+
+def _copy_postgres(*, node: Node, columns: tuple[Sequence[Any], ...]) -> int | None:
+    """Binary COPY of a valid batch none of which is stored yet; None when the
+    batch needs the ON CONFLICT path (re-sent, overlapping or colliding)."""
+    seq = columns[0]
+    first, last = min(seq), max(seq)
+    if len(set(seq)) != len(seq):
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_STORED_IN_RANGE_SQL, [node.pk, first, last])
+        if cursor.fetchone() is not None:
+            return None
+        try:
+            data = _copy_data(node_id=node.pk, columns=columns)
+        except struct.error:  # a value the columns cannot hold; let the database say so
+            return None
+        if settings.TELEMETRY_ASYNC_COMMIT:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+        try:
+            with (
+                transaction.atomic(),
+                connection.wrap_database_errors,
+                cursor.copy(_COPY_SQL) as copy,
+            ):
+                copy.write(data)
+        except IntegrityError:
+            # A concurrent post of some of these samples committed first.
+            return None
+    return len(seq)
+
+
+def _copy_data(*, node_id: int, columns: tuple[Sequence[Any], ...]) -> bytes:
+    """The batch in PostgreSQL's binary COPY format."""
+    seq, gpu, ts, util, mem, power, temp, ecc, xid, missing = columns
+    # PostgreSQL's to_timestamp(): rint((seconds - epoch) * 1e6), half to even like round().
+    micros = [round((t - _PG_EPOCH) * 1e6) for t in ts]
+    pack = _COPY_ROW.pack
+    rows = [
+        pack(11, 8, node_id, 8, q, 2, g, 8, t, 8, u, 4, m, 8, p, 8, c, 4, e, 4, x, 1, b)
+        for q, g, t, u, m, p, c, e, x, b in zip(
+            seq, gpu, micros, util, mem, power, temp, ecc, xid, missing, strict=True
+        )
+    ]
+    return b"".join([_COPY_HEADER, *rows, _COPY_TRAILER])
 
 
 def _insert_portable(*, node: Node, samples: list[dict[str, Any]]) -> int:

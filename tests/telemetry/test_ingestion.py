@@ -103,6 +103,15 @@ def test_a_missing_or_unknown_token_is_unauthorised(node_and_token, header_token
         ({"seq": "seven"}, "seq", "Expected an integer."),
         ({"xid_errors": None}, "xid_errors", "Expected an integer."),
         ({"missing": "yes"}, "missing", "Expected true or false."),
+        ({"missing": None}, "missing", "Expected true or false."),
+        ({"mem_used_mib": "61440"}, "mem_used_mib", "Expected an integer."),
+        ({"mem_used_mib": 61440.0}, "mem_used_mib", "Expected an integer."),
+        ({"util": "87.5"}, "util", "Expected a number."),
+        ({"ecc_errors": True}, "ecc_errors", "Expected an integer."),
+        ({"power_w": True}, "power_w", "Expected a number."),
+        ({"seq": 2**63}, "seq", "Too large."),
+        ({"mem_used_mib": 2**31}, "mem_used_mib", "Too large."),
+        ({"ts": 0}, "ts", "Expected seconds since the epoch (UTC)."),
     ],
 )
 def test_a_malformed_batch_is_refused_naming_the_sample_and_nothing_is_stored(
@@ -136,3 +145,81 @@ def test_more_than_five_thousand_samples_are_refused(node_and_token):
     assert status == 400
     assert answer["errors"] == {"samples": ["At most 5000 samples per request."]}
     assert not TelemetrySample.objects.exists()
+
+
+def test_a_seq_repeated_inside_a_batch_is_stored_once(node_and_token):
+    # given: samples 0, 1, 1, 2
+    node, token = node_and_token
+    body = batch(0, 3)
+    body["samples"].insert(2, dict(body["samples"][1]))
+    # when
+    status, answer = post(token, body)
+    # then
+    assert (status, answer) == (200, {"accepted": 3, "duplicates": 1})
+    assert list(TelemetrySample.objects.filter(node=node).values_list("seq", flat=True)) == [
+        0,
+        1,
+        2,
+    ]
+
+
+def test_a_batch_without_samples_is_accepted_and_stores_nothing(node_and_token):
+    node, token = node_and_token
+    assert post(token, {"samples": []}) == (200, {"accepted": 0, "duplicates": 0})
+    assert not TelemetrySample.objects.exists()
+
+
+@pytest.mark.postgres
+def test_a_copy_colliding_with_samples_stored_meanwhile_falls_back_to_on_conflict(
+    node_and_token, monkeypatch
+):
+    # given: 4 of the batch's samples were stored after the range probe ran
+    # (simulated: the probe sees nothing, as it would before a concurrent commit)
+    node, token = node_and_token
+    post(token, batch(0, 4))
+    monkeypatch.setattr(
+        "market.telemetry._STORED_IN_RANGE_SQL", "SELECT 1 WHERE %s < 0 AND %s < 0 AND %s < 0"
+    )
+    # when
+    status, answer = post(token, batch(0, 10))
+    # then: COPY hit the unique key, rolled back to its savepoint, ON CONFLICT stored the rest
+    assert (status, answer) == (200, {"accepted": 6, "duplicates": 4})
+    assert list(TelemetrySample.objects.filter(node=node).values_list("seq", flat=True)) == list(
+        range(10)
+    )
+
+
+@pytest.mark.postgres
+def test_the_copy_path_stores_exactly_what_the_insert_path_stores(node_and_token):
+    # given: the same readings, once through COPY (a fresh range), once re-sent
+    # after deleting them so the ON CONFLICT path stores them (a stored neighbour
+    # in the range sends the batch there)
+    node, token = node_and_token
+    readings = [
+        sample(1, ts=T0 + 0.1234565, gpu=1, util=0, power_w=0.5, temp_c=1e-3, missing=True),
+        sample(2, ts=T0 + 1.0000005, util=100, mem_used_mib=2**31 - 1, ecc_errors=7),
+        sample(3, ts=int(T0), xid_errors=2**31 - 1, temp_c=12),
+    ]
+    columns = [
+        "seq",
+        "gpu_index",
+        "ts",
+        "utilisation",
+        "memory_used_mib",
+        "power_w",
+        "temperature_c",
+        "ecc_errors",
+        "xid_errors",
+        "missing",
+    ]
+    stored = TelemetrySample.objects.filter(node=node).order_by("seq")
+    post(token, {"samples": readings})
+    copied = list(stored.values_list(*columns))
+    TelemetrySample.objects.filter(node=node).delete()
+    post(token, {"samples": [sample(0, ts=T0)]})
+    # when
+    status, answer = post(token, {"samples": [sample(0, ts=T0), *readings]})
+    # then
+    assert (status, answer) == (200, {"accepted": 3, "duplicates": 1})
+    assert list(stored.values_list(*columns))[1:] == copied
+    assert copied[2][2] == dt.datetime.fromtimestamp(int(T0), tz=dt.UTC)
