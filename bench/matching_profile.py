@@ -53,7 +53,9 @@ def engine_load(spec: str):
 
 
 def market_reset() -> None:
-    from django.db import connection
+    from django.db import connections
+
+    connection = connections["default"]
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE market_leaseevent, market_lease, market_orderevent CASCADE")
@@ -80,6 +82,11 @@ def timed_round(module, now) -> tuple[float, dict[str, float], object]:
 
     for name, fn in originals.items():
         setattr(module, name, wrap(name, fn))
+    from django.db import connections
+
+    connection = connections["default"]
+
+    connection.commit = wrap("db_commit", type(connection).commit.__get__(connection))
     try:
         started = time.perf_counter()
         result = module.match_round(now=now)
@@ -87,6 +94,7 @@ def timed_round(module, now) -> tuple[float, dict[str, float], object]:
     finally:
         for name, fn in originals.items():
             setattr(module, name, fn)
+        del connection.commit
     return total, dict(spent), result
 
 

@@ -72,7 +72,7 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
                 o for o in m._orders_load(queryset, models=models) if o.need > 0 and o.models
             ]
             book = m._book_load(now=now)
-            book_offers = {o.id: o for lst in book.by_model.values() for o in lst}
+            book_offers = {o.id: o for o in book.offers}
             return engine_orders, book, book_offers
 
         engine_orders, _book, book_offers = load()
@@ -113,7 +113,7 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
         def run(label, order_key, offer_key=None, plan=None):
             engine_orders, book, _offers = load()
             if offer_key is not None:
-                all_offers = [o for lst in book.by_model.values() for o in lst]
+                all_offers = list(book.offers)
                 for offer in all_offers:
                     offer.key = offer_key(offer)
                 book = m._Book(all_offers)
@@ -131,7 +131,7 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
         used = defaultdict(int)
         for f in fills_a:
             used[f.order.id] += f.gpus
-        offers_a = {o.id: o for lst in book_a.by_model.values() for o in lst}
+        offers_a = {o.id: o for o in book_a.offers}
         left_pairs = sum(
             1
             for order in engine_orders
@@ -174,7 +174,7 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
         def plan_pair_greedy(engine_orders, book, now):
             """Breaks cheapest-first: all tradeable pairs by (bid - ask) x hours, best first."""
             by_id = {o.id: o for o in engine_orders}
-            offers_by_id = {o.id: o for lst in book.by_model.values() for o in lst}
+            offers_by_id = {o.id: o for o in book.offers}
             pairs = sorted(
                 (
                     ((by_id[oid].max_price - offers_by_id[fid].price) * by_id[oid].hours, oid, fid)
