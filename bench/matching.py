@@ -9,7 +9,11 @@
    run, matches again through the engine and compares with two LP upper
    bounds solved by HiGHS (interior point): the most GPUs any allocation
    could place, and the most welfare (sum of (bid - ask) x GPU-hours). The
-   LP relaxes gang orders, so both bounds are optimistic.
+   LP relaxes gang orders, so both bounds are optimistic. Its compatibility
+   (`compatible` below) is the engine's exactly: bench/matching_variants.py
+   checks every order x offer pair against `market.matching._compatible` on
+   the engine's own loaded book (0 differences on the default instance) and
+   compares the engine with variants of the matching rules.
 
 Usage (from the repository root, PostgreSQL on 127.0.0.1):
     python bench/matching.py                      # 10,000 orders x 5,000 offers

@@ -1,0 +1,175 @@
+"""Where a matching round spends its time (printed figures, not a test).
+
+Generates the bench/matching.py market once into a scratch PostgreSQL database,
+then runs `match_round` several times, resetting the market between runs
+(leases and events deleted, orders and offers back to their initial
+counters), and prints the wall time of each phase. Engines can be compared in
+the same run (same minute, same load): `--engine path/to/matching.py` loads
+another version of the engine module (e.g. `git show main:market/matching.py >
+/tmp/matching_main.py`), `--engine current` is the working tree's.
+
+    python bench/matching_profile.py --runs 3 --engine /tmp/matching_main.py --engine current
+    python bench/matching_profile.py --cprofile          # cProfile of one round, top 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+PHASES = [
+    "_orders_load",
+    "_book_load",
+    "_plan",
+    "_commit",
+    "_lock",
+    "_leases_insert",
+    "_order_progress",
+    "_bulk_add",
+]
+
+
+def engine_load(spec: str):
+    if spec == "current":
+        import market.matching as module
+
+        return module
+    name = f"engine_{abs(hash(spec))}"
+    loader = importlib.util.spec_from_file_location(name, spec)
+    module = importlib.util.module_from_spec(loader)
+    sys.modules[name] = module
+    loader.loader.exec_module(module)
+    return module
+
+
+def market_reset() -> None:
+    from django.db import connections
+
+    connection = connections["default"]
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE market_leaseevent, market_lease, market_orderevent CASCADE")
+        cursor.execute("UPDATE market_order SET gpus_filled = 0, status = 'open'")
+        cursor.execute("UPDATE market_offer SET gpus_available = gpus_total")
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE market_order")
+        cursor.execute("VACUUM ANALYZE market_offer")
+
+
+def timed_round(module, now) -> tuple[float, dict[str, float], object]:
+    spent: dict[str, float] = defaultdict(float)
+    originals = {name: getattr(module, name) for name in PHASES if hasattr(module, name)}
+
+    def wrap(name, fn):
+        def inner(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+
+        return inner
+
+    for name, fn in originals.items():
+        setattr(module, name, wrap(name, fn))
+    from django.db import connections
+
+    connection = connections["default"]
+
+    connection.commit = wrap("db_commit", type(connection).commit.__get__(connection))
+    try:
+        started = time.perf_counter()
+        result = module.match_round(now=now)
+        total = time.perf_counter() - started
+    finally:
+        for name, fn in originals.items():
+            setattr(module, name, fn)
+        del connection.commit
+    return total, dict(spent), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", type=int, default=10_000)
+    parser.add_argument("--offers", type=int, default=5_000)
+    parser.add_argument("--seed", type=int, default=20260301)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--engine", action="append", default=[])
+    parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--sort", default="cumulative", help="cProfile sort key")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_matching"
+        ),
+    )
+    args = parser.parse_args()
+    engines = args.engine or ["current"]
+
+    import matching as bench
+
+    bench.database_recreate(args.database_url)
+    os.environ["DATABASE_URL"] = args.database_url
+    os.environ.pop("REDIS_URL", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from market.models import GPUModel, Lease
+
+    try:
+        call_command("migrate", verbosity=0)
+        models = list(GPUModel.objects.all())
+        now = timezone.now().replace(microsecond=0)
+        sites, offers, orders, n_p, n_b = bench.generate(
+            seed=args.seed, n_orders=args.orders, n_offers=args.offers, models=models, now=now
+        )
+        providers, buyers = bench.organisations(n_p, n_b)
+        bench.load(sites, offers, orders, providers, buyers, now)
+        modules = {spec: engine_load(spec) for spec in engines}
+        if args.cprofile:
+            import cProfile
+            import pstats
+
+            market_reset()
+            profile = cProfile.Profile()
+            profile.enable()
+            modules[engines[-1]].match_round(now=now)
+            profile.disable()
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(30)
+            return
+        totals: dict[str, list[float]] = defaultdict(list)
+        for run in range(args.runs):
+            for spec, module in modules.items():  # interleaved: same minute, same load
+                if totals:  # the first round runs on the freshly loaded market, as in the bench
+                    market_reset()
+                total, spent, result = timed_round(module, now)
+                gpus = sum(Lease.objects.values_list("gpu_count", flat=True))
+                totals[spec].append(total)
+                phases = " ".join(f"{k.strip('_')}={v:.3f}" for k, v in spent.items())
+                print(
+                    f"run {run} {Path(spec).name:>22}: {total:.3f} s  {phases}  "
+                    f"leases={result.leases_created} gpus={gpus}"
+                )
+        for spec, values in totals.items():
+            print(f"median {Path(spec).name:>22}: {statistics.median(values):.3f} s")
+    finally:
+        bench.database_drop(args.database_url)
+
+
+if __name__ == "__main__":
+    main()
