@@ -5,8 +5,7 @@ import datetime as dt
 import pytest
 
 from accounts.models import Organisation
-from billing.ledger import account_get
-from billing.models import FraudFlag, Invoice, LedgerAccount, LedgerTransaction, Posting
+from billing.models import FraudFlag, Invoice
 from tests.billing.conftest import MAY
 from tests.factories import NodeFactory, OrderFactory, OrganisationFactory, UserFactory, member_of
 from tests.vouchers.factories import programme
@@ -74,15 +73,10 @@ def test_the_overview_counts_what_waits_for_the_operator(operator):
     assert "/admin/market/order/?status__in=open,partially_filled" in body
 
 
-def test_the_overview_shows_an_unbalanced_ledger(operator):
-    # given a posting written around transaction_post, so the ledger no longer sums to zero
-    account = account_get(purpose=LedgerAccount.Purpose.BANK, currency="CNY")
-    Posting.objects.create(
-        transaction=LedgerTransaction.objects.create(business_key="broken", kind="test"),
-        account=account,
-        amount=1,
-        currency="CNY",
-    )
+def test_the_overview_shows_an_unbalanced_ledger(operator, monkeypatch):
+    # given the balance check fails (PostgreSQL's trigger refuses to commit an
+    # unbalanced transaction, so the check's answer is what this test sets)
+    monkeypatch.setattr("billing.operator_overview.ledger_is_balanced", lambda: False)
 
     response = operator.get("/operator/")
 
