@@ -1,9 +1,10 @@
 """Reads of billing, always scoped to the caller's organisation."""
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
 from accounts.models import Organisation
-from billing.models import Invoice, Payout
+from accounts.selectors import organisation_for_user
+from billing.models import Invoice, Payout, PayoutMethod, PayoutRun
 
 
 def invoice_list(*, buyer: Organisation) -> QuerySet[Invoice]:
@@ -25,6 +26,26 @@ def payout_list(*, provider: Organisation) -> QuerySet[Payout]:
         .select_related("run")
         .prefetch_related("lines__invoice")
     )
+
+
+def payout_visible_to(*, user, pk: int) -> Payout | None:
+    """A payout its provider's members may see, or any payout for staff."""
+    rows = Payout.objects.select_related("run", "provider")
+    if not user.is_staff:
+        organisation = organisation_for_user(user)
+        if organisation is None or not organisation.is_provider:
+            return None
+        rows = rows.filter(provider=organisation)
+    return rows.filter(pk=pk).first()
+
+
+def payout_run_list() -> QuerySet[PayoutRun]:
+    """Every payout run with its payout count and total (operator's view)."""
+    return PayoutRun.objects.annotate(
+        payout_count=Count("payouts"),
+        bank_count=Count("payouts", filter=Q(payouts__method=PayoutMethod.BANK_TRANSFER)),
+        total_amount=Sum("payouts__amount"),
+    ).order_by("-created_at", "-pk")
 
 
 def provider_invoice_lines(*, provider: Organisation):

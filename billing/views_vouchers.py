@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -16,6 +17,7 @@ from django.views.decorators.http import require_POST
 from accounts.selectors import organisation_for_user
 from billing import fraud, subsidy_selectors, subsidy_services, vouchers
 from billing.claims import claim_csv, claim_months, claim_rows, claim_summary
+from billing.forms_programmes import VoucherIssueForm
 from billing.forms_vouchers import ApproveForm, ReasonForm, VoucherApplyForm
 from billing.models import FraudFlag, Redemption, VoucherApplication
 from billing.subsidy_charts import budget_burn_down_svg
@@ -97,6 +99,15 @@ def programme_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .filter(programme=programme)
         .order_by("-pk")[:50]
     )
+    issued = list(
+        subsidy_selectors.vouchers_for(organisation=request.organisation)
+        .filter(programme=programme)
+        .order_by("-pk")[:50]
+    )
+    balances = subsidy_selectors.voucher_balances(vouchers=issued)
+    applications = subsidy_selectors.applications_for(organisation=request.organisation).filter(
+        programme=programme, status=VoucherApplication.Status.PENDING
+    )
     return render(
         request,
         "billing/subsidy_programme.html",
@@ -107,6 +118,9 @@ def programme_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "breakdowns": breakdowns,
             "redemptions": redemptions,
             "months": claim_months(programme=programme),
+            "vouchers": [(v, balances[v.pk]) for v in issued],
+            "applications": applications,
+            "issue_form": VoucherIssueForm(programme=programme),
         },
     )
 
@@ -149,10 +163,11 @@ def application_decide(request: HttpRequest, pk: int, decision: str) -> HttpResp
     )
     if decision not in ("approve", "reject"):
         raise Http404
+    back = _back_to(request, default="subsidy-dashboard")
     form = ApproveForm(request.POST) if decision == "approve" else ReasonForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("Check the form: %s") % form.errors.as_text())
-        return redirect("subsidy-dashboard")
+        return back
     try:
         if decision == "approve":
             subsidy_services.application_approve(
@@ -165,7 +180,17 @@ def application_decide(request: HttpRequest, pk: int, decision: str) -> HttpResp
         messages.success(request, _("Decision recorded."))
     except ApplicationError as exc:
         _flash_error(request, exc)
-    return redirect("subsidy-dashboard")
+    return back
+
+
+def _back_to(request: HttpRequest, *, default: str) -> HttpResponse:
+    """Back to the page the form was on (`next`, same site only), else `default`."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(default)
 
 
 _REVIEW = {

@@ -21,6 +21,8 @@ urlpatterns = [
     path("market/", include("market.urls_market")),
     path("", include("billing.urls_billing")),
     path("", include("billing.urls_vouchers")),
+    path("", include("billing.urls_programmes")),
+    path("", include("billing.urls_operator")),
     path("", include("market.urls_telemetry")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,31 @@
+"""The operator's overview page (Django staff only)."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+
+from billing.operator_overview import OPEN_ORDER_STATES, operator_overview
+
+
+def _admin(changelist: str, query: str) -> str:
+    return f"{reverse(f'admin:{changelist}_changelist')}?{query}"
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied
+    links = {
+        "unverified": _admin("accounts_organisation", "verified__exact=0"),
+        "degraded": _admin("market_node", "state__exact=degraded"),
+        "offline": _admin("market_node", "state__exact=offline"),
+        "orders": _admin("market_order", "status__in=" + ",".join(OPEN_ORDER_STATES)),
+        "invoices": _admin("billing_invoice", "status__exact=open"),
+        "flags": _admin("billing_fraudflag", "status__exact=open"),
+        "ledger": reverse("admin:billing_ledgeraccount_changelist"),
+    }
+    return render(
+        request, "billing/operator.html", {"overview": operator_overview(), "links": links}
+    )
