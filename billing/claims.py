@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from billing.models import Redemption, SubsidyProgramme
+from core.money import format_major
 
 HEADER = [
     "provider",
@@ -111,13 +112,6 @@ def claim_rows(*, programme: SubsidyProgramme, year: int, month: int) -> list[Cl
     return rows
 
 
-def _yuan(amount: int) -> str:
-    """Minor units as a plain decimal string (display only, no rounding)."""
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(amount), 100)
-    return f"{sign}{major}.{minor:02d}"
-
-
 def claim_csv(*, programme: SubsidyProgramme, year: int, month: int) -> str:
     rows = claim_rows(programme=programme, year=year, month=month)
     out = io.StringIO()
@@ -136,9 +130,9 @@ def claim_csv(*, programme: SubsidyProgramme, year: int, month: int) -> str:
                 row.gpu_model,
                 "yes" if row.domestic else "no",
                 row.gpu_hours,
-                _yuan(row.gross_amount),
+                format_major(row.gross_amount),
                 Decimal(row.rate_bp) / 100,
-                _yuan(row.subsidy_amount),
+                format_major(row.subsidy_amount),
                 row.settlement_mode,
             ]
         )
@@ -157,9 +151,9 @@ def claim_csv(*, programme: SubsidyProgramme, year: int, month: int) -> str:
             "",
             "",
             hours,
-            _yuan(gross),
+            format_major(gross),
             "",
-            _yuan(subsidy),
+            format_major(subsidy),
             "",
         ]
     )

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.models import Payout, PayoutRun
+from core.money import format_major
 
 BOM = "\ufeff"
 _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -36,13 +37,6 @@ class Download:
 
 def _filename_part(text: str) -> str:
     return _UNSAFE_IN_FILENAME.sub("-", text).strip("-.") or "run"
-
-
-def _yuan(amount: int) -> str:
-    """Fen as yuan with two decimals, sign first (−150 → '-1.50')."""
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(amount), 100)
-    return f"{sign}{major}.{minor:02d}"
 
 
 def _encoded(text: str) -> bytes:
@@ -86,12 +80,12 @@ def payout_statement_download(*, payout: Payout) -> Download:
                 invoice.number,
                 timezone.localtime(invoice.period_start).date().isoformat(),
                 timezone.localtime(invoice.period_end).date().isoformat(),
-                _yuan(line.amount),
-                _yuan(line.transferred_amount) if line.stripe_transfer_id else "",
+                format_major(line.amount),
+                format_major(line.transferred_amount) if line.stripe_transfer_id else "",
                 line.stripe_transfer_id,
             ]
         )
-    writer.writerow([*common, _("Total"), "", "", _yuan(payout.amount), "", ""])
+    writer.writerow([*common, _("Total"), "", "", format_major(payout.amount), "", ""])
     filename = (
         f"payout-statement-{_filename_part(payout.run.key)}-{_filename_part(payout.reference)}.csv"
     )

@@ -28,6 +28,14 @@ def apply_basis_points(*, amount: int, basis_points: int) -> int:
     return round_minor(Decimal(amount) * Decimal(basis_points) / BASIS_POINTS)
 
 
+def format_major(amount: int) -> str:
+    """Minor units as a plain decimal string for files (CSV, bank batches):
+    −150 → '-1.50'. Exact, no rounding, no symbol or grouping."""
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(int(amount)), 100)
+    return f"{sign}{major}.{minor:02d}"
+
+
 def format_money(amount: int, currency: str = "CNY") -> str:
     """Human form, e.g. 123456 CNY → '¥1,234.56'. Display only, never for arithmetic."""
     sign = "-" if amount < 0 else ""

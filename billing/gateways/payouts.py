@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from billing.gateways import stripe as stripe_gateway
 from billing.models import Payout, PayoutLine, PayoutMethod, PayoutRun
+from core.money import format_major
 
 PURPOSE = "算力服务结算"  # 用途 as the bank prints it on the provider's statement
 
@@ -101,10 +102,6 @@ BANK_BATCH_COLUMNS = [
 ]
 
 
-def _yuan(amount: int) -> str:
-    return f"{amount // 100}.{amount % 100:02d}"
-
-
 def bank_batch_csv(*, run: PayoutRun) -> str:
     """The run's bank payouts as a batch payment file: one row per provider,
     amounts in yuan with two decimals, our reference for de-duplication."""
@@ -131,7 +128,7 @@ def bank_batch_csv(*, run: PayoutRun) -> str:
                 account.bank_code,
                 account.province,
                 account.city,
-                _yuan(payout.amount),
+                format_major(payout.amount),
                 "人民币" if payout.currency == "CNY" else payout.currency,
                 PURPOSE,
                 invoices[:60],

@@ -196,3 +196,12 @@ def test_a_credit_note_netted_in_a_payout_shows_as_a_negative_share(client, buye
         ("INV-2026-06-0001", "-181.00"),
         ("Total", "9.00"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("fen", "text"), [(0, "0.00"), (5, "0.05"), (123_456, "1234.56"), (-150, "-1.50"), (-5, "-0.05")]
+)
+def test_amounts_in_files_are_exact_yuan_with_the_sign_first(fen, text):
+    from core.money import format_major
+
+    assert format_major(fen) == text
