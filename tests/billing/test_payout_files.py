@@ -199,7 +199,8 @@ def test_a_credit_note_netted_in_a_payout_shows_as_a_negative_share(client, buye
 
 
 @pytest.mark.parametrize(
-    ("fen", "text"), [(0, "0.00"), (5, "0.05"), (123_456, "1234.56"), (-150, "-1.50"), (-5, "-0.05")]
+    ("fen", "text"),
+    [(0, "0.00"), (5, "0.05"), (123_456, "1234.56"), (-150, "-1.50"), (-5, "-0.05")],
 )
 def test_amounts_in_files_are_exact_yuan_with_the_sign_first(fen, text):
     from core.money import format_major
