@@ -381,3 +381,26 @@ class FraudFlagAdmin(admin.ModelAdmin):
     search_fields = ["subject_key", "review_note"]
     raw_id_fields = ["programme", "voucher", "redemption", "reviewed_by"]
     readonly_fields = ["rule", "subject_key", "details", "status", "reviewed_by", "reviewed_at"]
+
+
+# --- claims part --------------------------------------------------------------------
+from billing.models import SubsidyClaim, SubsidyClaimEvent  # noqa: E402
+
+
+class SubsidyClaimEventInline(admin.TabularInline):
+    model = SubsidyClaimEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["from_status", "to_status", "actor", "reason", "at"]
+
+
+@admin.register(SubsidyClaim)
+class SubsidyClaimAdmin(ReadOnlyAdmin):
+    list_display = ["programme", "year", "month", "status", "deduct_amount", "reimburse_amount"]
+    list_filter = ["status"]
+    inlines = [SubsidyClaimEventInline]
+
+
+@admin.register(SubsidyClaimEvent)
+class SubsidyClaimEventAdmin(ReadOnlyAdmin):
+    list_display = ["claim", "from_status", "to_status", "actor", "at"]

@@ -63,9 +63,10 @@ def _month_bounds(year: int, month: int) -> tuple[dt.datetime, dt.datetime]:
     return start, end
 
 
-def claim_rows(*, programme: SubsidyProgramme, year: int, month: int) -> list[ClaimRow]:
+def claim_redemptions(*, programme: SubsidyProgramme, year: int, month: int):
+    """The applied redemptions of the month, in claim order (what a claim lists)."""
     start, end = _month_bounds(year, month)
-    redemptions = (
+    return (
         Redemption.objects.filter(
             programme=programme,
             status=Redemption.Status.APPLIED,
@@ -86,6 +87,10 @@ def claim_rows(*, programme: SubsidyProgramme, year: int, month: int) -> list[Cl
             "pk",
         )
     )
+
+
+def claim_rows(*, programme: SubsidyProgramme, year: int, month: int) -> list[ClaimRow]:
+    redemptions = claim_redemptions(programme=programme, year=year, month=month)
     rows = []
     for redemption in redemptions:
         line = redemption.invoice_line

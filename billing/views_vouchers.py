@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import organisation_for_user
 from billing import fraud, subsidy_selectors, subsidy_services, vouchers
+from billing.claim_services import claims_by_month
 from billing.claims import claim_csv, claim_months, claim_rows, claim_summary
 from billing.forms_programmes import VoucherIssueForm
 from billing.forms_vouchers import ApproveForm, ReasonForm, VoucherApplyForm
@@ -118,6 +119,9 @@ def programme_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "breakdowns": breakdowns,
             "redemptions": redemptions,
             "months": claim_months(programme=programme),
+            "claims": claims_by_month(
+                programme=programme, months=claim_months(programme=programme)
+            ),
             "vouchers": [(v, balances[v.pk]) for v in issued],
             "applications": applications,
             "issue_form": VoucherIssueForm(programme=programme),

@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("billing.urls_vouchers")),
     path("", include("billing.urls_programmes")),
     path("", include("billing.urls_operator")),
+    path("", include("billing.urls_claims")),
     path("", include("market.urls_telemetry")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -41,3 +41,6 @@ __all__ += [
     "VoucherApplicationEvent",
     "VoucherEvent",
 ]
+from billing.models.claims import SubsidyClaim, SubsidyClaimEvent  # noqa: E402 - claims part
+
+__all__ += ["SubsidyClaim", "SubsidyClaimEvent"]
