@@ -21,6 +21,13 @@ class Pagination(PageNumberPagination):
     max_page_size = 200
 
 
+def paginated(*, request, view, queryset, serializer_class) -> Response:
+    """One page of `queryset`, serialised, with the count and next/previous links."""
+    paginator = Pagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
 def _flatten_errors(data: Any) -> dict[str, Any]:
     if isinstance(data, dict):
         return {key: value for key, value in data.items() if key != "detail"}

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasOrganisation, IsBuyer, IsProvider
 from accounts.selectors import organisation_for_user
-from core.api import Pagination
+from core.api import paginated
 from market import capacity, orders, search
 from market.models import GPUModel, Lease, Node, Offer, Order, Site
 from market.models.capacity import Hub, LatencyClass
@@ -105,9 +105,7 @@ class SiteListCreateView(APIView):
     @extend_schema(responses=SiteOutput(many=True))
     def get(self, request):
         sites = search.sites_of(organisation_for_user(request.user))
-        paginator = Pagination()
-        page = paginator.paginate_queryset(sites, request, view=self)
-        return paginator.get_paginated_response(SiteOutput(page, many=True).data)
+        return paginated(request=request, view=self, queryset=sites, serializer_class=SiteOutput)
 
     @extend_schema(request=SiteCreateInput, responses={201: SiteOutput})
     def post(self, request):
@@ -177,9 +175,7 @@ class NodeListCreateView(APIView):
     @extend_schema(responses=NodeOutput(many=True))
     def get(self, request):
         nodes = search.nodes_of(organisation_for_user(request.user)).order_by("site", "name")
-        paginator = Pagination()
-        page = paginator.paginate_queryset(nodes, request, view=self)
-        return paginator.get_paginated_response(NodeOutput(page, many=True).data)
+        return paginated(request=request, view=self, queryset=nodes, serializer_class=NodeOutput)
 
     @extend_schema(request=NodeCreateInput, responses={201: NodeCreatedOutput})
     def post(self, request):
@@ -291,9 +287,7 @@ class OfferListCreateView(APIView):
         data = OfferSearchInput(data=request.query_params)
         data.is_valid(raise_exception=True)
         offers = search.offers_search(**data.validated_data)
-        paginator = Pagination()
-        page = paginator.paginate_queryset(offers, request, view=self)
-        return paginator.get_paginated_response(OfferOutput(page, many=True).data)
+        return paginated(request=request, view=self, queryset=offers, serializer_class=OfferOutput)
 
     @extend_schema(request=OfferCreateInput, responses={201: OfferOutput})
     def post(self, request):
@@ -324,9 +318,7 @@ class OfferMineView(APIView):
     @extend_schema(responses=OfferOutput(many=True))
     def get(self, request):
         offers = search.offers_of(organisation_for_user(request.user)).order_by("-created_at")
-        paginator = Pagination()
-        page = paginator.paginate_queryset(offers, request, view=self)
-        return paginator.get_paginated_response(OfferOutput(page, many=True).data)
+        return paginated(request=request, view=self, queryset=offers, serializer_class=OfferOutput)
 
 
 class OfferDetailView(APIView):
@@ -490,9 +482,7 @@ class OrderListCreateView(APIView):
     @extend_schema(responses=OrderOutput(many=True))
     def get(self, request):
         placed = search.orders_of(organisation_for_user(request.user)).order_by("-created_at")
-        paginator = Pagination()
-        page = paginator.paginate_queryset(placed, request, view=self)
-        return paginator.get_paginated_response(OrderOutput(page, many=True).data)
+        return paginated(request=request, view=self, queryset=placed, serializer_class=OrderOutput)
 
     @extend_schema(
         request=OrderCreateInput,
@@ -543,9 +533,7 @@ class LeaseListView(APIView):
     @extend_schema(responses=LeaseOutput(many=True))
     def get(self, request):
         leases = search.leases_of(organisation_for_user(request.user)).order_by("-id")
-        paginator = Pagination()
-        page = paginator.paginate_queryset(leases, request, view=self)
-        return paginator.get_paginated_response(LeaseOutput(page, many=True).data)
+        return paginated(request=request, view=self, queryset=leases, serializer_class=LeaseOutput)
 
 
 class LeaseDetailView(APIView):
