@@ -114,3 +114,12 @@ def test_charts_load_no_script_from_outside():
     svg = chart.render(is_unicode=True)
     assert not re.search(r"<script[^>]*(src|href)=", svg)
     assert "kozea.github.io" not in svg
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_the_language_switch_names_each_language_in_itself(client, language):
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = language
+    page = client.get("/").content.decode()
+    assert ">简体中文</button>" in page
+    assert ">English</button>" in page
