@@ -137,7 +137,7 @@ STORAGES = {
 # --- Money -----------------------------------------------------------------
 DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="CNY")
 
-# --- Billing (issue 5) -----------------------------------------------------------
+# --- Billing -------------------------------------------------------------------
 # Invoice period: "monthly" (calendar months in TIME_ZONE), "weekly" or "daily".
 BILLING_PERIOD = env.str("BILLING_PERIOD", default="monthly")
 if BILLING_PERIOD not in {"monthly", "weekly", "daily"}:
@@ -150,8 +150,10 @@ if not (0 <= PLATFORM_FEE_BASIS_POINTS <= 10_000) or SLA_CREDIT_MULTIPLE < 0:
         "PLATFORM_FEE_BASIS_POINTS 0..10000, SLA_CREDIT_MULTIPLE ≥ 0"
     )
 # Called at invoice issue as hook(*, invoice) -> voucher amount (minor units); see
-# billing/settlement.py. The subsidy part appends "billing.vouchers.invoice_apply_vouchers".
-BILLING_SETTLEMENT_HOOKS = env.list("BILLING_SETTLEMENT_HOOKS", default=[])
+# billing/settlement.py. Compute vouchers are the one subscriber today.
+BILLING_SETTLEMENT_HOOKS = env.list(
+    "BILLING_SETTLEMENT_HOOKS", default=["billing.vouchers.invoice_apply_vouchers"]
+)
 # Celery tasks (dotted paths) queued with a lease's id when it completes; the
 # market names no billing code, billing subscribes here.
 LEASE_COMPLETED_TASKS = ["billing.tasks.invoice_refresh_for_lease"]
@@ -218,68 +220,41 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE: dict = {}
+# Seconds between runs. `celery beat` in production; core.scheduler in the embedded mode.
+CELERY_BEAT_SCHEDULE: dict = {
+    # market: matching, lease lifecycle, order expiry
+    "market-match-round": {"task": "market.match_round", "schedule": 5.0},
+    "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
+    "market-orders-expire": {"task": "market.orders_expire", "schedule": 30.0},
+    # telemetry: node health, failover, metering
+    "telemetry-node-health": {"task": "market.nodes_health_check", "schedule": 5.0},
+    "telemetry-failover": {"task": "market.leases_failover", "schedule": 15.0},
+    "telemetry-metering": {"task": "market.leases_meter", "schedule": 60.0},
+    # billing: close periods, refresh drafts, reconcile Stripe, pay providers
+    "billing-settle-closed-periods": {
+        "task": "billing.invoices_settle_closed_period",
+        "schedule": 3600.0,
+    },
+    "billing-refresh-drafts": {"task": "billing.invoice_drafts_refresh", "schedule": 900.0},
+    "billing-stripe-reconcile": {"task": "billing.stripe_events_reconcile", "schedule": 600.0},
+    "billing-payout-run": {"task": "billing.payout_run_scheduled", "schedule": 86400.0},
+    # compute vouchers: expiry and fraud flags
+    "vouchers-expire-due": {"task": "billing.vouchers_expire_due", "schedule": 300.0},
+    "fraud-flags-compute": {"task": "billing.fraud_flags_compute", "schedule": 3600.0},
+}
 # Redis redelivers a message a dead worker had taken after visibility_timeout seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = env.json(
     "CELERY_BROKER_TRANSPORT_OPTIONS", default={"visibility_timeout": 3600}
 )
 
-# Billing (issue 5): close periods, refresh drafts, reconcile Stripe, pay providers.
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "billing-settle-closed-periods": {
-            "task": "billing.invoices_settle_closed_period",
-            "schedule": 3600.0,
-        },
-        "billing-refresh-drafts": {"task": "billing.invoice_drafts_refresh", "schedule": 900.0},
-        "billing-stripe-reconcile": {"task": "billing.stripe_events_reconcile", "schedule": 600.0},
-        "billing-payout-run": {"task": "billing.payout_run_scheduled", "schedule": 86400.0},
-    }
-)
 
-# Compute vouchers (billing/vouchers): expiry and fraud flags.
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "vouchers-expire-due": {
-            "task": "billing.vouchers_expire_due",
-            "schedule": 300.0,
-        },
-        "fraud-flags-compute": {
-            "task": "billing.fraud_flags_compute",
-            "schedule": 3600.0,
-        },
-    }
-)
-# The voucher share of each invoice, computed at issue (billing/settlement.py seam).
-if "billing.vouchers.invoice_apply_vouchers" not in BILLING_SETTLEMENT_HOOKS:
-    BILLING_SETTLEMENT_HOOKS.append("billing.vouchers.invoice_apply_vouchers")
+# --- Compute vouchers: fraud-flag thresholds ---------------------------------------
 # Credit codes sharing this many leading characters count as affiliated (self-dealing).
 VOUCHER_AFFILIATION_PREFIX_LENGTH = env.int("VOUCHER_AFFILIATION_PREFIX_LENGTH", default=14)
 VOUCHER_IDLE_UTILISATION_PERCENT = env.int("VOUCHER_IDLE_UTILISATION_PERCENT", default=15)
 VOUCHER_PRICE_MEDIAN_FACTOR = env.float("VOUCHER_PRICE_MEDIAN_FACTOR", default=2.0)
 VOUCHER_EXPIRY_BURST_DAYS = env.int("VOUCHER_EXPIRY_BURST_DAYS", default=7)
 VOUCHER_EXPIRY_BURST_SHARE = env.float("VOUCHER_EXPIRY_BURST_SHARE", default=0.5)
-
-# --- Celery beat: market (matching, lease lifecycle, order expiry) ---------------
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "market-match-round": {"task": "market.match_round", "schedule": 5.0},
-        "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
-        "market-orders-expire": {"task": "market.orders_expire", "schedule": 30.0},
-    }
-)
-
-# Telemetry, health and metering (part: telemetry) ------------------------------
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "telemetry-node-health": {
-            "task": "market.nodes_health_check",
-            "schedule": 5.0,
-        },
-        "telemetry-failover": {"task": "market.leases_failover", "schedule": 15.0},
-        "telemetry-metering": {"task": "market.leases_meter", "schedule": 60.0},
-    }
-)
 
 # --- Telemetry, health, metering ---------------------------------------------
 # The agents' reporting interval; a node silent for TELEMETRY_SILENT_INTERVALS of them is offline.

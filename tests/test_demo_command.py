@@ -20,7 +20,15 @@ def test_demo_command_serves_home_sign_up_log_in_and_api_docs(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}"}
     env.pop("REDIS_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", "--port", str(port)],
+        [
+            sys.executable,
+            "manage.py",
+            "demo",
+            "--port",
+            str(port),
+            "--agent-state-dir",
+            str(tmp_path / "agents"),
+        ],
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.PIPE,
@@ -53,8 +61,13 @@ def test_demo_command_serves_home_sign_up_log_in_and_api_docs(tmp_path):
             time.sleep(1)
         assert _count(database, "SELECT COUNT(*) FROM market_telemetrysample") > 0
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        # `kill` on the demo alone must stop everything it started
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        leftovers = _group_alive(process.pid)
+        if leftovers:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not leftovers, "the demo left processes running (agents or localstripe)"
     assert f"http://127.0.0.1:{port}/" in output
     assert "demo-password-2026" in output
     assert "Local fake Stripe (localstripe) at http://127.0.0.1:" in output
@@ -65,3 +78,15 @@ def test_demo_command_serves_home_sign_up_log_in_and_api_docs(tmp_path):
 def _count(database, sql: str) -> int:
     with sqlite3.connect(database, timeout=10) as connection:
         return connection.execute(sql).fetchone()[0]
+
+
+def _group_alive(pgid: int, *, wait: float = 15.0) -> bool:
+    """Whether any process of the group is still running after `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.2)
+    return True

@@ -6,8 +6,10 @@ agents).
 """
 
 import logging
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
@@ -25,17 +27,32 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-agents", action="store_true", help="do not start simulated node agents"
         )
+        parser.add_argument(
+            "--agent-state-dir",
+            default=str(settings.BASE_DIR / "var" / "demo-agents"),
+            help="where the simulated agents keep their buffers and sequence numbers",
+        )
 
-    def handle(self, *args, host: str, port: int, no_agents: bool = False, **options):
+    def handle(
+        self,
+        *args,
+        host: str,
+        port: int,
+        no_agents: bool = False,
+        agent_state_dir: str = "",
+        **options,
+    ):
         # Scheduled tasks run every few seconds here; their success lines would
         # bury the address and log-ins printed below.
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("compilemessages", verbosity=0, ignore_patterns=[".venv/*"])
         call_command("demo_data")
+        # `kill` (SIGTERM) stops everything too, as Ctrl-C does: no orphans left.
+        signal.signal(signal.SIGTERM, _interrupt)
         helpers = self._start_helpers(host=host, port=port)
         if not no_agents:
-            helpers += self._start_agents(host=host, port=port)
+            helpers += self._start_agents(host=host, port=port, state_root=Path(agent_state_dir))
         address = f"http://{host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nThe compute exchange is running at {address}"))
         self.stdout.write("Demo log-ins (password: demo-password-2026):")
@@ -72,7 +89,7 @@ class Command(BaseCommand):
             helpers.append(beat)
         return helpers
 
-    def _start_agents(self, *, host: str, port: int) -> list:
+    def _start_agents(self, *, host: str, port: int, state_root: Path) -> list:
         """One simulated node agent per leased demo node, posting real
         telemetry to this server, so lease pages fill in as time passes."""
         from market.capacity import node_token_rotate
@@ -81,7 +98,7 @@ class Command(BaseCommand):
         agents = []
         for node in nodes_with_leases():
             token = node_token_rotate(node=node)
-            state_dir = settings.BASE_DIR / "var" / "demo-agents" / str(node.pk)
+            state_dir = state_root / str(node.pk)
             state_dir.mkdir(parents=True, exist_ok=True)
             process = subprocess.Popen(
                 [
@@ -107,6 +124,10 @@ class Command(BaseCommand):
         if agents:
             self.stdout.write(f"Simulated node agents: {len(agents)} (one per leased node)")
         return agents
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 class _AgentProcess:
