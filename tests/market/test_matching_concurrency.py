@@ -24,7 +24,9 @@ def _run_in_threads(targets):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join(timeout=180)
+    # a racer still running would commit under the next step's feet: say so plainly
+    assert not any(thread.is_alive() for thread in threads), "a matcher thread did not finish"
     assert not errors, errors
 
 
