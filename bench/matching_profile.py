@@ -68,7 +68,17 @@ def market_reset() -> None:
 
 def timed_round(module, now) -> tuple[float, dict[str, float], object]:
     spent: dict[str, float] = defaultdict(float)
-    originals = {name: getattr(module, name) for name in PHASES if hasattr(module, name)}
+    # The engine is split over market.matching and market.matching_store: time the
+    # phases wherever they live (an older single-file engine has them all in one).
+    modules = [module] + [
+        m for m in [sys.modules.get("market.matching_store")] if m and m is not module
+    ]
+    originals = {
+        (owner, name): getattr(owner, name)
+        for owner in modules
+        for name in PHASES
+        if hasattr(owner, name)
+    }
 
     def wrap(name, fn):
         def inner(*args, **kwargs):
@@ -80,8 +90,8 @@ def timed_round(module, now) -> tuple[float, dict[str, float], object]:
 
         return inner
 
-    for name, fn in originals.items():
-        setattr(module, name, wrap(name, fn))
+    for (owner, name), fn in originals.items():
+        setattr(owner, name, wrap(name, fn))
     from django.db import connections
 
     connection = connections["default"]
@@ -92,8 +102,8 @@ def timed_round(module, now) -> tuple[float, dict[str, float], object]:
         result = module.match_round(now=now)
         total = time.perf_counter() - started
     finally:
-        for name, fn in originals.items():
-            setattr(module, name, fn)
+        for (owner, name), fn in originals.items():
+            setattr(owner, name, fn)
         del connection.commit
     return total, dict(spent), result
 
