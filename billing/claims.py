@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from billing.models import Redemption, SubsidyProgramme
 from core.money import format_major
+from core.units import gpu_hours
 
 HEADER = [
     "provider",
@@ -53,7 +54,7 @@ class ClaimRow:
 
     @property
     def gpu_hours(self) -> Decimal:
-        return (Decimal(self.gpu_seconds) / 3600).quantize(Decimal("0.01"))
+        return gpu_hours(self.gpu_seconds)
 
 
 def _month_bounds(year: int, month: int) -> tuple[dt.datetime, dt.datetime]:
@@ -176,7 +177,7 @@ class ClaimGroup:
 
     @property
     def gpu_hours(self) -> Decimal:
-        return (Decimal(self.gpu_seconds) / 3600).quantize(Decimal("0.01"))
+        return gpu_hours(self.gpu_seconds)
 
 
 def claim_summary(rows: list[ClaimRow]) -> list[ClaimGroup]:

@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
 from core.models import StatusEvent
-from core.money import SECONDS_PER_HOUR
+from core.units import gpu_hours
 from market.models import Lease, UsageRecord
 
 
@@ -121,7 +121,7 @@ class InvoiceLine(models.Model):
 
     @property
     def gpu_hours(self) -> Decimal:
-        return (Decimal(self.gpu_seconds) / SECONDS_PER_HOUR).quantize(Decimal("0.0001"))
+        return gpu_hours(self.gpu_seconds, places="0.0001")
 
     @property
     def energy_kwh(self) -> Decimal:
