@@ -18,12 +18,27 @@ from billing.models import (
     Refund,
     SlaCredit,
     StripeEvent,
+    SubsidyClaim,
+    SubsidyClaimEvent,
     SubsidyProgramme,
     Voucher,
     VoucherApplication,
     VoucherApplicationEvent,
     VoucherEvent,
 )
+from core.admin import StatusEventAdmin, StatusEventInline
+
+
+class InvoiceEventInline(StatusEventInline):
+    model = InvoiceEvent
+
+
+class VoucherEventInline(StatusEventInline):
+    model = VoucherEvent
+
+
+class SubsidyClaimEventInline(StatusEventInline):
+    model = SubsidyClaimEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -96,13 +111,6 @@ class InvoiceLineInline(admin.TabularInline):
     fields = readonly_fields
 
 
-class InvoiceEventInline(admin.TabularInline):
-    model = InvoiceEvent
-    extra = 0
-    can_delete = False
-    readonly_fields = ["from_status", "to_status", "actor", "reason", "at"]
-
-
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = [
@@ -131,13 +139,6 @@ class InvoiceAdmin(admin.ModelAdmin):
         "paid_at",
     ]
     inlines = [InvoiceLineInline, InvoiceEventInline]
-
-
-@admin.register(InvoiceEvent)
-class InvoiceEventAdmin(admin.ModelAdmin):
-    list_display = ["invoice", "from_status", "to_status", "actor", "reason", "at"]
-    list_filter = ["to_status"]
-    raw_id_fields = ["invoice", "actor"]
 
 
 @admin.register(InvoiceLine)
@@ -279,13 +280,6 @@ class PayoutLineAdmin(ReadOnlyAdmin):
 
 
 # --- subsidy programmes and vouchers --------------------------------------------
-class VoucherEventInline(admin.TabularInline):
-    model = VoucherEvent
-    extra = 0
-    can_delete = False
-    readonly_fields = ["from_status", "to_status", "actor", "reason", "at"]
-
-
 @admin.register(SubsidyProgramme)
 class SubsidyProgrammeAdmin(admin.ModelAdmin):
     list_display = [
@@ -322,12 +316,6 @@ class VoucherAdmin(admin.ModelAdmin):
     inlines = [VoucherEventInline]
 
 
-@admin.register(VoucherEvent)
-class VoucherEventAdmin(ReadOnlyAdmin):
-    list_display = ["voucher", "from_status", "to_status", "actor", "reason", "at"]
-    list_filter = ["to_status"]
-
-
 @admin.register(VoucherApplication)
 class VoucherApplicationAdmin(admin.ModelAdmin):
     list_display = [
@@ -344,11 +332,6 @@ class VoucherApplicationAdmin(admin.ModelAdmin):
     search_fields = ["applicant__legal_name", "purpose"]
     raw_id_fields = ["programme", "applicant", "decided_by"]
     readonly_fields = ["status", "approved_amount", "decided_by", "decided_at"]
-
-
-@admin.register(VoucherApplicationEvent)
-class VoucherApplicationEventAdmin(ReadOnlyAdmin):
-    list_display = ["application", "from_status", "to_status", "actor", "reason", "at"]
 
 
 @admin.register(Redemption)
@@ -369,11 +352,6 @@ class RedemptionAdmin(ReadOnlyAdmin):
     search_fields = ["beneficiary__legal_name"]
 
 
-@admin.register(RedemptionEvent)
-class RedemptionEventAdmin(ReadOnlyAdmin):
-    list_display = ["redemption", "from_status", "to_status", "actor", "reason", "at"]
-
-
 @admin.register(FraudFlag)
 class FraudFlagAdmin(admin.ModelAdmin):
     list_display = ["id", "rule", "subject_key", "programme", "status", "reviewed_by", "created_at"]
@@ -383,15 +361,7 @@ class FraudFlagAdmin(admin.ModelAdmin):
     readonly_fields = ["rule", "subject_key", "details", "status", "reviewed_by", "reviewed_at"]
 
 
-# --- claims part --------------------------------------------------------------------
-from billing.models import SubsidyClaim, SubsidyClaimEvent  # noqa: E402
-
-
-class SubsidyClaimEventInline(admin.TabularInline):
-    model = SubsidyClaimEvent
-    extra = 0
-    can_delete = False
-    readonly_fields = ["from_status", "to_status", "actor", "reason", "at"]
+# --- subsidy claims ---------------------------------------------------------------
 
 
 @admin.register(SubsidyClaim)
@@ -401,6 +371,9 @@ class SubsidyClaimAdmin(ReadOnlyAdmin):
     inlines = [SubsidyClaimEventInline]
 
 
-@admin.register(SubsidyClaimEvent)
-class SubsidyClaimEventAdmin(ReadOnlyAdmin):
-    list_display = ["claim", "from_status", "to_status", "actor", "at"]
+# State histories: read-only, one shape (core.admin).
+admin.site.register(InvoiceEvent, StatusEventAdmin)
+admin.site.register(VoucherEvent, StatusEventAdmin)
+admin.site.register(VoucherApplicationEvent, StatusEventAdmin)
+admin.site.register(RedemptionEvent, StatusEventAdmin)
+admin.site.register(SubsidyClaimEvent, StatusEventAdmin)

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import StatusEventAdmin, StatusEventInline
 from market.models import (
     GPUModel,
     Lease,
@@ -14,6 +15,14 @@ from market.models import (
     Site,
     UsageRecord,
 )
+
+
+class OrderEventInline(StatusEventInline):
+    model = OrderEvent
+
+
+class LeaseEventInline(StatusEventInline):
+    model = LeaseEvent
 
 
 @admin.register(GPUModel)
@@ -90,13 +99,6 @@ class OfferAdmin(admin.ModelAdmin):
     raw_id_fields = ["provider", "site", "node"]
 
 
-class OrderEventInline(admin.TabularInline):
-    model = OrderEvent
-    extra = 0
-    readonly_fields = ["from_status", "to_status", "actor", "reason", "at"]
-    can_delete = False
-
-
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = [
@@ -116,13 +118,6 @@ class OrderAdmin(admin.ModelAdmin):
     raw_id_fields = ["buyer", "placed_by"]
     filter_horizontal = ["accepted_models"]
     inlines = [OrderEventInline]
-
-
-class LeaseEventInline(admin.TabularInline):
-    model = LeaseEvent
-    extra = 0
-    readonly_fields = ["from_status", "to_status", "actor", "reason", "at"]
-    can_delete = False
 
 
 @admin.register(Lease)
@@ -178,28 +173,13 @@ class NodeHealthEventAdmin(admin.ModelAdmin):
     raw_id_fields = ["node"]
 
 
-@admin.register(OrderEvent)
-class OrderEventAdmin(admin.ModelAdmin):
-    list_display = ["order", "from_status", "to_status", "actor", "reason", "at"]
-    list_filter = ["to_status"]
-    raw_id_fields = ["order", "actor"]
-
-
-@admin.register(LeaseEvent)
-class LeaseEventAdmin(admin.ModelAdmin):
-    list_display = ["lease", "from_status", "to_status", "actor", "reason", "at"]
-    list_filter = ["to_status"]
-    raw_id_fields = ["lease", "actor"]
-
-
-@admin.register(OfferEvent)
-class OfferEventAdmin(admin.ModelAdmin):
-    list_display = ["offer", "from_status", "to_status", "actor", "reason", "at"]
-    list_filter = ["to_status"]
-    raw_id_fields = ["offer", "actor"]
-
-
 @admin.register(NodeHealthCursor)
 class NodeHealthCursorAdmin(admin.ModelAdmin):
     list_display = [field.name for field in NodeHealthCursor._meta.fields][:8]
     raw_id_fields = ["node"]
+
+
+# State histories: read-only, one shape (core.admin).
+admin.site.register(OrderEvent, StatusEventAdmin)
+admin.site.register(LeaseEvent, StatusEventAdmin)
+admin.site.register(OfferEvent, StatusEventAdmin)

@@ -34,3 +34,25 @@ def test_admin_changelists_render_for_an_operator(client):
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         response = client.get(url)
         assert response.status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_an_orders_admin_page_shows_its_history_read_only(client):
+    from market.models import OrderEvent
+    from tests.factories import OrderFactory
+
+    operator = get_user_model().objects.create_superuser(
+        "operator", "op@example.com", "op-password-2026"
+    )
+    client.force_login(operator)
+    order = OrderFactory()
+    OrderEvent.objects.create(
+        order=order, from_status="open", to_status="cancelled", reason="buyer changed plans"
+    )
+
+    page = client.get(f"/admin/market/order/{order.pk}/change/").content.decode()
+    history = client.get("/admin/market/orderevent/")
+
+    assert "buyer changed plans" in page
+    assert "buyer changed plans" in history.content.decode()
+    assert client.get("/admin/market/orderevent/add/").status_code == 403

@@ -1,0 +1,39 @@
+"""Admin pieces every app's state history shares (core.models.StatusEvent).
+
+History rows are evidence: the admin shows them and never edits them.
+"""
+
+from django.contrib import admin
+
+STATUS_EVENT_COLUMNS = ["from_status", "to_status", "actor", "reason", "at"]
+
+
+def _subject(model) -> str:
+    """The foreign key naming what changed (order, lease, invoice, ...)."""
+    return next(f.name for f in model._meta.fields if f.is_relation and f.name != "actor")
+
+
+class StatusEventInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    readonly_fields = STATUS_EVENT_COLUMNS
+    fields = STATUS_EVENT_COLUMNS
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class StatusEventAdmin(admin.ModelAdmin):
+    list_filter = ["to_status"]
+
+    def get_list_display(self, request):
+        return [_subject(self.model), *STATUS_EVENT_COLUMNS]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
