@@ -30,9 +30,19 @@ def test_language_switch_sets_the_language(client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/signup/", "/login/", "/api/docs/", "/api/schema/"])
-def test_public_pages_are_served(client, path):
-    assert client.get(path).status_code == 200
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/signup/", 'name="credit_code"'),
+        ("/login/", 'name="password"'),
+        ("/api/docs/", "swagger-ui"),
+        ("/api/schema/", "/api/v1/orders/"),
+    ],
+)
+def test_public_pages_are_served_with_what_they_are_for(client, path, expected):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert expected in response.content.decode()
 
 
 @pytest.mark.django_db
