@@ -10,8 +10,8 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
-from billing.forms_vouchers import YuanField
 from billing.models import SubsidyProgramme
+from core.forms import YuanField
 from market.models import GPUModel, Site
 from market.models.capacity import Hub
 

@@ -1,20 +1,8 @@
-from decimal import Decimal
-
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import SubsidyProgramme
-
-
-class YuanField(forms.DecimalField):
-    """An amount typed in yuan, cleaned to fen (minor units)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), **kwargs)
-
-    def clean(self, value):
-        cleaned = super().clean(value)
-        return None if cleaned is None else int(cleaned * 100)
+from core.forms import YuanField
 
 
 class VoucherApplyForm(forms.Form):

@@ -28,6 +28,15 @@ def apply_basis_points(*, amount: int, basis_points: int) -> int:
     return round_minor(Decimal(amount) * Decimal(basis_points) / BASIS_POINTS)
 
 
+def minor_from_major(amount: Decimal) -> int:
+    """A typed major-unit amount (e.g. Decimal('12.34') yuan) as minor units.
+    Exact: an amount with more than two decimals is a caller's bug, not rounded."""
+    minor = amount * 100
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{amount} has more than two decimals")
+    return int(minor)
+
+
 def format_major(amount: int) -> str:
     """Minor units as a plain decimal string for files (CSV, bank batches):
     −150 → '-1.50'. Exact, no rounding, no symbol or grouping."""

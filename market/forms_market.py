@@ -8,18 +8,10 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.forms import YuanField
 from market.models import GPUModel, Node, Site
 from market.models.capacity import Hub, LatencyClass
 from market.search import OFFER_SORTS
-
-
-def to_minor(value: Decimal) -> int:
-    return int(value * 100)
-
-
-class YuanField(forms.DecimalField):
-    def __init__(self, **kwargs):
-        super().__init__(max_digits=12, decimal_places=2, min_value=Decimal("0.01"), **kwargs)
 
 
 class SiteForm(forms.Form):
@@ -119,8 +111,6 @@ class OfferSearchForm(forms.Form):
         data = {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
         if "gpu_model" in data:
             data["gpu_model"] = data["gpu_model"].slug
-        if "max_price" in data:
-            data["max_price"] = to_minor(data["max_price"])
         if data.get("sort") not in OFFER_SORTS:
             data.pop("sort", None)
         return data
@@ -169,7 +159,7 @@ class OrderForm(forms.Form):
 
     def order_kwargs(self) -> dict:
         data = dict(self.cleaned_data)
-        data["max_price_amount"] = to_minor(data.pop("max_price"))
+        data["max_price_amount"] = data.pop("max_price")
         data["regions"] = [r.strip() for r in (data["regions"] or "").split(",") if r.strip()]
         data["min_green_share"] = data["min_green_share"] or Decimal(0)
         data["accepted_models"] = list(data["accepted_models"])

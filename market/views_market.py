@@ -22,7 +22,6 @@ from market.forms_market import (
     OrderForm,
     RepriceForm,
     SiteForm,
-    to_minor,
 )
 from market.matching import acceptable_model_ids
 
@@ -131,7 +130,7 @@ def node_create(request: HttpRequest, provider) -> HttpResponse:
 def offer_create(request: HttpRequest, provider) -> HttpResponse:
     def create(data):
         data = dict(data)
-        data["price_amount"] = to_minor(data.pop("price"))
+        data["price_amount"] = data.pop("price")
         capacity.offer_create(provider=provider, actor=request.user, **data)
         messages.success(request, _("Offer listed."))
 
@@ -156,7 +155,7 @@ def offer_action(request: HttpRequest, provider, pk: int, action: str) -> HttpRe
             if not form.is_valid():
                 raise ApplicationError(_("Enter a price above zero."))
             capacity.offer_reprice(
-                offer=offer, price_amount=to_minor(form.cleaned_data["price"]), actor=request.user
+                offer=offer, price_amount=form.cleaned_data["price"], actor=request.user
             )
         elif action in OFFER_ACTIONS:
             OFFER_ACTIONS[action](offer=offer, actor=request.user)

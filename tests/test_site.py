@@ -133,3 +133,21 @@ def test_the_language_switch_names_each_language_in_itself(client, language):
     page = client.get("/").content.decode()
     assert ">简体中文</button>" in page
     assert ">English</button>" in page
+
+
+@pytest.mark.parametrize(
+    ("typed", "fen"), [("12.34", 1234), ("0.01", 1), ("1234567.80", 123456780), ("7", 700)]
+)
+def test_yuan_typed_in_a_form_becomes_exact_fen(typed, fen):
+    from core.forms import YuanField
+
+    assert YuanField().clean(typed) == fen
+
+
+def test_a_yuan_amount_with_three_decimals_is_refused():
+    from django.core.exceptions import ValidationError
+
+    from core.forms import YuanField
+
+    with pytest.raises(ValidationError):
+        YuanField().clean("1.005")
