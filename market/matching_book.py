@@ -322,15 +322,20 @@ def _window(order: _Order, offer: _Offer, now: dt.datetime) -> tuple[dt.datetime
 
 
 def _compatible(order: _Order, offer: _Offer, now: dt.datetime) -> bool:
+    # the engine's hottest function: `_window` is inlined
     if offer.currency != order.currency or offer.green < order.min_green:
         return False
     if order.regions and offer.region not in order.regions:
         return False
     if order.hubs and offer.hub not in order.hubs:
         return False
-    if order.ends_at is None and not offer.min_hours <= order.hours <= offer.max_hours:
-        return False
-    starts_at, ends_at = _window(order, offer, now)
+    starts_at = offer.available_from if offer.available_from > now else now
+    if order.ends_at is None:
+        if not offer.min_hours <= order.hours <= offer.max_hours:
+            return False
+        ends_at = starts_at + order.duration
+    else:
+        ends_at = order.ends_at
     if order.start_by is not None and starts_at > order.start_by:
         return False
     return starts_at < ends_at <= offer.available_until
@@ -458,11 +463,449 @@ def _plan_gang(order: _Order, book: _Book, now: dt.datetime) -> list[_Fill]:
 
 
 def _plan(orders: list[_Order], book: _Book, now: dt.datetime) -> list[_Fill]:
+    """Orders in priority order, each from its cheapest compatible offers; then
+    the round places what is left over by moving earlier fills (`_rebalance`)."""
     fills: list[_Fill] = []
     book.expect(orders)
     for order in orders:
         fills.extend((_plan_gang if order.gang else _plan_partial)(order, book, now))
+    if len(orders) > 1:
+        fills = _rebalance(orders, fills, book, now)
     return fills
+
+
+# --- rebalancing: more GPUs traded in the same round ---------------------------------
+
+
+class _ByModels:
+    """Offers sorted best first, and one such list per set of GPU models
+    asked for (built when first asked for), pruned by `compact`."""
+
+    def __init__(self, offers: list[_Offer]) -> None:
+        self.offers = offers
+        self.sets: dict[frozenset[int], list[_Offer]] = {}
+        self.compacted = 0
+
+    def get(self, models: frozenset[int]) -> list[_Offer]:
+        offers = self.sets.get(models)
+        if offers is None:
+            offers = self.sets[models] = [o for o in self.offers if o.gpu_model_id in models]
+        return offers
+
+    def compact(self, keep, mark: int) -> None:
+        """Drop the offers `keep` refuses, everywhere. Lists are replaced, not
+        edited: a holder's search position in an old list stays valid."""
+        self.offers = [o for o in self.offers if keep(o)]
+        self.sets = {k: [o for o in offers if keep(o)] for k, offers in self.sets.items()}
+        self.compacted = mark
+
+
+@dataclass(slots=True, eq=False)
+class _Move:
+    """`taker` takes `offer`'s GPUs from `holder`, who moves to `to` (free capacity)."""
+
+    cost: int  # welfare the move loses, fen x hours (negative: it gains)
+    taker: _Order
+    offer: _Offer
+    holder: _Order
+    to: _Offer
+
+
+class _Rebalance:
+    """More GPUs traded in the same round, never fewer for anyone.
+
+    After the priority pass an order may be left short while an offer it can
+    use is held by an earlier fill of this round whose order could as well
+    run on an offer nobody took (typically a dearer one, still within its
+    bid). Moving that order there lets the short one in: one more trade,
+    nobody loses a GPU, everyone still pays an ask at or below its bid. This
+    is how a call auction works - it maximises the volume it can execute -
+    and what the DESIGN's cheapest-first rule alone cannot do: highest
+    priority first, each taking the cheapest offers, strands the offers only
+    the high bidders could afford and the orders only the cheap offers suit.
+
+    1. `place`: short orders, in priority order, each making the moves that
+       cost the least welfare first - the holder's extra ask x its hours,
+       minus the taker's surplus.
+    2. `gang`: waiting gang orders, in priority order, take a whole site if
+       its free GPUs plus those its holders can give up (moving to free
+       capacity elsewhere) cover the order.
+    3. `exchange`: a long order moved onto a dear offer swaps with a shorter
+       order of the round on a cheaper offer each can use - the same GPUs
+       traded, less paid in all.
+
+    Only fills of this round move (never a committed lease); gang orders and
+    failover replacements are never moved. Cost stays bounded because free
+    capacity only shrinks (a move fills a free offer and hands the freed GPUs
+    straight to the taker): a holder with no free option never gains one, so
+    an offer none of whose holders can move is dead for the rest of the
+    round, and each offer's cheapest way to free a GPU (`_best`) is kept
+    until the free offer it relies on fills up. Each search looks at a
+    bounded number of candidates (SCAN, LOOK), cheapest first: a large round
+    (bench/matching.py) stays well inside its time, for 0.2-2 % of welfare
+    against unbounded searches."""
+
+    SCAN = 32  # moves priced per short order, cheapest offers first
+    LOOK = 64  # cheaper offers searched for a swap partner, dearest first
+    EXCHANGE_HOURS = 8  # moved orders shorter than this are not worth a swap search
+
+    def __init__(self, fills: list[_Fill], book: _Book, now: dt.datetime) -> None:
+        self.book = book
+        self.now = now
+        self.fills = fills
+        self.got: dict[int, int] = defaultdict(int)
+        self.holdings: dict[int, list[_Fill]] = defaultdict(list)  # offer id -> movable fills
+        for fill in fills:
+            self.got[fill.order.id] += fill.gpus
+            if self._movable(fill.order):
+                self.holdings[fill.offer.id].append(fill)
+        # free GPUs per offer that has any (no other offer ever gains some)
+        self.room: dict[int, int] = {}
+        self.sharing: dict[int, list[_Offer]] = defaultdict(list)  # node id -> free offers
+        free, held = [], []
+        for offer in book.offers:  # best first
+            if offer.available > 0 and (room := offer.free()) > 0:
+                self.room[offer.id] = room
+                free.append(offer)
+                for node in offer.nodes:
+                    self.sharing[node.id].append(offer)
+            if offer.id in self.holdings:
+                held.append(offer)
+        self.open_offers = len(free)
+        self.coupled = {
+            offer.id for offers in self.sharing.values() if len(offers) > 1 for offer in offers
+        }
+        self.free = _ByModels(free)
+        self.held = _ByModels(held)  # pruned of dead offers as the round goes
+        self.all_held = _ByModels(held)
+        self.everything = _ByModels(book.offers)
+        self.moved: list[_Fill] = []
+        self.options: dict[int, list] = {}  # holder id -> [found, candidates, position]
+        self.best: dict[int, tuple[int, _Fill, _Offer]] = {}
+        self.dead: set[int] = set()
+
+    @staticmethod
+    def _movable(order: _Order) -> bool:
+        return not order.gang and order.previous_lease_id is None
+
+    def short(self, order: _Order) -> int:
+        return order.need - self.got[order.id]
+
+    def option(self, holder: _Order, exclude: _Offer | None) -> _Offer | None:
+        """The best offer with free GPUs the holder could move to, if any.
+        Searched lazily, best first; what is found is kept (it only ever
+        fills up, so the search never has to look back)."""
+        state = self.options.get(holder.id)
+        if state is None:
+            state = self.options[holder.id] = [[], self.free.get(holder.models), 0]
+        found, candidates, position = state
+        room = self.room
+        while found and room[found[0].id] <= 0:
+            found.pop(0)
+        for offer in found:
+            if offer is not exclude and room[offer.id] > 0:
+                return offer
+        while position < len(candidates):
+            offer = candidates[position]
+            position += 1
+            if offer.price > holder.max_price:
+                position = len(candidates)
+                break
+            if room[offer.id] > 0 and _compatible(holder, offer, self.now):
+                found.append(offer)
+                if offer is not exclude:
+                    state[2] = position
+                    return offer
+        state[2] = position
+        return None
+
+    def _best(self, offer: _Offer) -> tuple[int, _Fill, _Offer] | None:
+        """The cheapest way to free one of the offer's GPUs: (extra price x
+        hours of the holder, the holder's fill, where the holder goes), or
+        None: no holder can move, the offer is dead for the round."""
+        best = self.best.get(offer.id)
+        if best is not None and best[1].gpus > 0 and self.room[best[2].id] > 0:
+            return best
+        best = None
+        for fill in self.holdings[offer.id]:
+            if fill.gpus <= 0:
+                continue
+            to = self.option(fill.order, offer)
+            if to is not None:
+                cost = (to.price - offer.price) * fill.order.hours
+                if best is None or cost < best[0]:
+                    best = (cost, fill, to)
+        if best is None:
+            self.dead.add(offer.id)
+            self.best.pop(offer.id, None)
+        else:
+            self.best[offer.id] = best
+        return best
+
+    def moves(self, taker: _Order) -> list[_Move]:
+        """The cheapest of the first few moves found on the taker's
+        compatible offers, cheapest offers first."""
+        if len(self.dead) > self.held.compacted * 3 // 2 + 64:
+            dead = self.dead
+            self.held.compact(lambda offer: offer.id not in dead, len(dead))
+        found: list[_Move] = []
+        dead = self.dead
+        for offer in self.held.get(taker.models):
+            if offer.price > taker.max_price:
+                break
+            if offer.id in dead or not _compatible(taker, offer, self.now):
+                continue
+            best = self._best(offer)
+            if best is None:
+                continue
+            gain = (taker.max_price - offer.price) * taker.hours
+            found.append(_Move(best[0] - gain, taker, offer, best[1].order, best[2]))
+            if len(found) >= self.SCAN:
+                break
+        found.sort(key=attrgetter("cost"))
+        return found
+
+    def apply(self, move: _Move) -> int:
+        """Make the move for as many GPUs as still fit; returns how many."""
+        taker, offer, holder, to = move.taker, move.offer, move.holder, move.to
+        held = [f for f in self.holdings[offer.id] if f.order is holder and f.gpus > 0]
+        gpus = min(self.short(taker), sum(f.gpus for f in held), self.room[to.id])
+        if gpus <= 0:
+            return 0
+        left = gpus
+        starts_at, ends_at = _window(taker, offer, self.now)
+        for fill in held:  # the taker gets the very GPUs the holder gives up
+            n = min(fill.gpus, left)
+            fill.gpus -= n
+            left -= n
+            handed = _Fill(taker, offer, fill.node_id, n, starts_at, ends_at)
+            self.fills.append(handed)
+            self.holdings[offer.id].append(handed)
+            if left == 0:
+                break
+        moved = _fill(holder, to, gpus, self.now, self.book)
+        self.fills.extend(moved)
+        self.holdings[to.id].extend(moved)
+        self.moved.extend(moved)
+        self._room_update(moved)
+        self.got[taker.id] += gpus
+        return gpus
+
+    def run(self, orders: list[_Order]) -> list[_Fill]:
+        for taker in orders:
+            if not self.open_offers:
+                break
+            if self._movable(taker):
+                self.place(taker)
+        for order in orders:
+            if not self.open_offers:
+                break
+            waiting = order.gang and not self.got[order.id] and order.previous_lease_id is None
+            if waiting and self.free_gpus() >= order.need:  # it frees up one GPU per GPU it gets
+                self.gang(order)
+        self.exchange()
+        merged: dict[tuple[int, int, int], _Fill] = {}
+        for fill in self.fills:
+            if fill.gpus <= 0:
+                continue
+            key = (fill.order.id, fill.offer.id, fill.node_id)
+            if key in merged:
+                merged[key].gpus += fill.gpus
+            else:
+                merged[key] = fill
+        return list(merged.values())
+
+    def place(self, taker: _Order) -> None:
+        while self.short(taker) > 0:
+            placed = 0
+            for move in self.moves(taker):
+                placed += self.apply(move)
+                if self.short(taker) == 0:
+                    return
+            if not placed:
+                return
+
+    def free_gpus(self) -> int:
+        return sum(room for room in self.room.values() if room > 0)
+
+    def gang(self, order: _Order) -> None:
+        """A gang order still waiting: a site whose free GPUs plus those its
+        movable holders could give up (each moving to free capacity at
+        another site) cover the whole order. The cheapest such site - the
+        gang's own asks plus what the moves cost - wins; what the moves cost
+        in asks, `exchange` then wins back where it can."""
+        by_site: dict[int, list[_Offer]] = defaultdict(list)
+        room, dead = self.room, self.dead
+        for offer in self.everything.get(order.models):
+            if offer.price > order.max_price:
+                break
+            if offer.id in dead and room.get(offer.id, 0) <= 0:
+                continue  # nothing to take there, nobody to move
+            if _compatible(order, offer, self.now):
+                by_site[offer.site_id].append(offer)
+        best = None
+        for site, offers in by_site.items():
+            found = self._gang_site(order, site, offers)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = found
+        if best is None:
+            return
+        _cost, free_part, handovers = best
+        for offer, gpus in free_part:
+            fills = _fill(order, offer, gpus, self.now, self.book)
+            self.fills.extend(fills)
+            self._room_update(fills)
+        for fill, to, gpus in handovers:
+            fill.gpus -= gpus
+            window = _window(order, fill.offer, self.now)
+            self.fills.append(_Fill(order, fill.offer, fill.node_id, gpus, *window))
+            moved = _fill(fill.order, to, gpus, self.now, self.book)
+            self.fills.extend(moved)
+            self.holdings[to.id].extend(moved)
+            self.moved.extend(moved)
+            self._room_update(moved)
+        self.got[order.id] = order.need
+
+    def _gang_site(self, order: _Order, site: int, offers: list[_Offer]):
+        """(cost, free GPUs to take, holders' GPUs to take over) placing the
+        whole gang at this site, or None."""
+        need = order.need
+        scratch: dict[int, int] = {}  # node id -> free GPUs left in this trial
+        free_part: list[tuple[_Offer, int]] = []
+        cost = 0
+        for offer in offers:
+            if need == 0:
+                break
+            if offer.id not in self.room or self.room[offer.id] <= 0:
+                continue
+            room = min(offer.available, sum(scratch.get(n.id, n.free) for n in offer.nodes))
+            gpus = min(room, need)
+            if gpus <= 0:
+                continue
+            left = gpus
+            for node in sorted(offer.nodes, key=lambda n: scratch.get(n.id, n.free), reverse=True):
+                n = min(scratch.get(node.id, node.free), left)
+                scratch[node.id] = scratch.get(node.id, node.free) - n
+                left -= n
+            free_part.append((offer, gpus))
+            cost += offer.price * gpus * order.hours
+            need -= gpus
+        if need == 0:
+            return cost, free_part, []
+        live = [o for o in offers if o.id not in self.dead and o.id in self.holdings]
+        if sum(f.gpus for o in live for f in self.holdings[o.id]) < need:
+            return None
+        handovers: list[tuple[_Fill, _Offer, int]] = []
+        taken: dict[int, int] = defaultdict(int)  # free offer id -> GPUs promised to movers
+        for offer in live:
+            if need == 0:
+                break
+            for fill in self.holdings[offer.id]:
+                if need == 0:
+                    break
+                if fill.gpus <= 0:
+                    continue
+                to = self._option_elsewhere(fill.order, site, taken)
+                if to is None:
+                    continue
+                gpus = min(fill.gpus, need, self.room[to.id] - taken[to.id])
+                taken[to.id] += gpus
+                handovers.append((fill, to, gpus))
+                cost += offer.price * gpus * order.hours
+                cost += (to.price - offer.price) * gpus * fill.order.hours
+                need -= gpus
+        if need:
+            return None
+        return cost, free_part, handovers
+
+    def _option_elsewhere(self, holder: _Order, site: int, taken: dict[int, int]):
+        """A free offer at another site for a holder the gang would displace.
+        Offers sharing nodes with another free offer are left out: promises
+        to two of them could add up to more than their nodes hold."""
+        if self.option(holder, None) is None:  # also advances the holder's search
+            return None
+        for offer in self.options[holder.id][0]:
+            if (
+                offer.site_id != site
+                and offer.id not in self.coupled
+                and self.room[offer.id] - taken[offer.id] > 0
+            ):
+                return offer
+        return None
+
+    def _room_update(self, fills: list[_Fill]) -> None:
+        for fill in fills:  # offers sharing the nodes just used have less room too
+            for other in self.sharing[fill.node_id]:
+                before = self.room[other.id]
+                self.room[other.id] = other.free() if other.available > 0 else 0
+                if before > 0 >= self.room[other.id]:
+                    self.open_offers -= 1
+
+    def exchange(self) -> None:
+        """A moved holder may be a long order now paying a dear ask for all its
+        hours. Where a shorter order of the round holds a cheaper offer the
+        long one can use, and can itself run on the dear offer within its bid,
+        they swap GPUs: the same GPUs traded, (dear - cheap) x (long - short
+        hours) less paid in all. Longest first; the short one may swap on."""
+        work = sorted(
+            (f for f in self.moved if f.order.hours >= self.EXCHANGE_HOURS),
+            key=lambda f: -f.order.hours,
+        )
+        while work:
+            fill = work.pop(0)
+            while fill.gpus > 0:
+                partner = self._partner(fill)
+                if partner is None:
+                    break
+                gpus = min(fill.gpus, partner.gpus)
+                fill.gpus -= gpus
+                partner.gpus -= gpus
+                long_, short = fill.order, partner.order
+                cheap, dear = partner.offer, fill.offer
+                swapped = [
+                    _Fill(long_, cheap, partner.node_id, gpus, *_window(long_, cheap, self.now)),
+                    _Fill(short, dear, fill.node_id, gpus, *_window(short, dear, self.now)),
+                ]
+                self.fills.extend(swapped)
+                self.holdings[cheap.id].append(swapped[0])
+                self.holdings[dear.id].append(swapped[1])
+                if short.hours >= self.EXCHANGE_HOURS:
+                    work.append(swapped[1])
+
+    def _partner(self, fill: _Fill) -> _Fill | None:
+        long_, dear = fill.order, fill.offer
+        best: tuple[int, _Fill] | None = None
+        looked = 0
+        held = self.all_held.get(long_.models)
+        # shorter orders sit on the dearer offers (the priority pass gave the
+        # cheapest to the longest): look down from the dear offer's price
+        end = bisect.bisect_left(held, dear.price, key=attrgetter("price"))
+        for cheap in reversed(held[:end]):
+            if looked >= self.LOOK:
+                break
+            if not _compatible(long_, cheap, self.now):
+                continue
+            looked += 1
+            for other in self.holdings[cheap.id]:
+                short = other.order
+                if (
+                    other.gpus <= 0
+                    or short.hours >= long_.hours
+                    or short.max_price < dear.price
+                    or dear.gpu_model_id not in short.models
+                    or not _compatible(short, dear, self.now)
+                ):
+                    continue
+                saving = (dear.price - cheap.price) * (long_.hours - short.hours)
+                if best is None or saving > best[0]:
+                    best = (saving, other)
+        return best[1] if best else None
+
+
+def _rebalance(
+    orders: list[_Order], fills: list[_Fill], book: _Book, now: dt.datetime
+) -> list[_Fill]:
+    return _Rebalance(fills, book, now).run(orders)
 
 
 # --- commit (one transaction, row locks, re-validation) ------------------------------

@@ -101,9 +101,25 @@ class Lease(models.Model):
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="leases")
     offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="leases")
-    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="leases")
-    buyer = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="leases_bought")
-    provider = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="leases_sold")
+    # the (node, status) index serves lookups by node
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="leases", db_index=False)
+    # Copies of order.buyer and offer.provider, for visibility filters without
+    # a join. No database constraint of their own: the organisations they name
+    # cannot go while the order's and the offer's (constrained) keys hold them,
+    # and a matching round writes thousands of leases in one commit, where
+    # every constraint is one more lookup per row.
+    buyer = models.ForeignKey(
+        Organisation,
+        on_delete=models.PROTECT,
+        related_name="leases_bought",
+        db_constraint=False,
+    )
+    provider = models.ForeignKey(
+        Organisation,
+        on_delete=models.PROTECT,
+        related_name="leases_sold",
+        db_constraint=False,
+    )
     gpu_count = models.PositiveIntegerField()
     price_amount = models.BigIntegerField(_("price per GPU-hour (minor units)"))
     currency = models.CharField(max_length=3, default="CNY")
