@@ -1,14 +1,35 @@
 """The matching engine: buyers' orders meet providers' offers.
 
-Rules (DESIGN.md, "Matching"):
-- price-time priority: orders are served highest bid first, then oldest; each
-  takes the cheapest compatible offers first. Ties between offers at one
-  price: greener site, then more reliable provider, then older offer.
+Rules (DESIGN.md, "Matching", with the priority made precise below):
+- price-time priority: an order placed is matched at once against the book
+  (`order_match`), taking the cheapest compatible offers first. Ties between
+  offers at one price: greener site, then more reliable provider, then older
+  offer. Orders left waiting are matched in rounds (`match_round`), served in
+  priority order: the larger bid for the whole lease first (bid per GPU-hour
+  x hours: what a round sells is a GPU for the order's hours, so that is the
+  price of what the order buys; between orders of one length it is the bid),
+  then the higher bid per GPU-hour, then the older order.
+- a round then trades as many GPUs as it can (market/matching_book.py,
+  `_Rebalance`), as a call auction does: an order left short takes an offer
+  an earlier fill of the round holds, when that fill's order can move to an
+  offer nobody took, within its bid; a waiting gang order can take a site
+  that way; and a long order moved onto a dear offer swaps with a shorter
+  one on a cheaper offer. Nobody loses a GPU to it, and nobody pays more
+  than its bid; committed leases never move.
 - pay-as-ask: a lease carries the offer's price, never more than the bid.
 - heterogeneous substitution: an order accepts a set of GPU models, or any
   model above a TFLOPS / memory floor (optionally domestic only).
 - partial fills unless the order is `gang`; a gang order fills all its GPUs
   at one site in one go, or waits.
+
+Why not highest-bid-first with cheapest offers alone (the first version):
+on bench/matching.py it placed 84 % of the GPUs an LP shows allocatable and
+71 % of the welfare (sum of (bid - ask) x GPU-hours). Serving the highest
+bidders from the cheapest offers strands the offers only they could afford
+and the orders only the cheap offers suit; and per-GPU-hour priority lets a
+one-hour order outrank a three-day one worth far more to both sides. With
+whole-lease priority and the rebalancing: 99 % and 98 % (closing note of
+issue 3 for the figures, bench/matching_variants.py for the variants tried).
 
 Capacity has two levels. An offer sells at most `gpus_available` GPUs; a node
 never holds more GPUs in pending/active leases than it has, whichever offers
@@ -35,10 +56,9 @@ counters, status moves and their events one UPDATE + INSERT. What remains is
 mostly PostgreSQL's own work: index maintenance and the deferred foreign-key
 checks of the new rows at commit.
 
-Priority among waiting orders is fixed by the rules (bid, then age), and so
-is the offer order (ask, then greener, more reliable, older): with prices in
-integer minor units, ties are rare and no further tie-break changed the
-outcome measurably (bench/matching_variants.py), so none is added.
+Ties: with prices in integer minor units, ties are rare and no further
+tie-break changed the outcome measurably (bench/matching_variants.py), so
+none is added.
 
 Layout: this module is the engine's entry (order_match, match_round,
 order_quote); market/matching_book.py holds the snapshot and the plan (no
@@ -142,8 +162,8 @@ def _priority(order: _Order) -> tuple:
 
 
 def match_round(*, now: dt.datetime | None = None) -> RoundResult:
-    """Match every open order against the whole book, in price-time priority:
-    one snapshot, one in-memory pass, one committing transaction."""
+    """Match every open order against the whole book, in priority order, then
+    rebalance: one snapshot, one in-memory plan, one committing transaction."""
     now = now or timezone.now()
     with _gc_paused():
         models = list(GPUModel.objects.all())

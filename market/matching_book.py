@@ -134,6 +134,7 @@ class _Offer:
     hub: str
     nodes: list[_Node]
     key: tuple = ()
+    rank: int = 0  # place in the book, best first
 
     def free(self) -> int:
         return min(self.available, sum(node.free for node in self.nodes))
@@ -191,6 +192,8 @@ class _Book:
 
     def __init__(self, offers: list[_Offer]) -> None:
         self.offers = sorted(offers, key=attrgetter("key"))
+        for rank, offer in enumerate(self.offers):
+            offer.rank = rank
         self._prices = [offer.price for offer in self.offers]
         self._merged: dict[frozenset[int], list[_Offer]] = {}
         self._dead: dict[frozenset[int], int] = defaultdict(int)
@@ -462,14 +465,16 @@ def _plan_gang(order: _Order, book: _Book, now: dt.datetime) -> list[_Fill]:
     return fills
 
 
-def _plan(orders: list[_Order], book: _Book, now: dt.datetime) -> list[_Fill]:
+def _plan(
+    orders: list[_Order], book: _Book, now: dt.datetime, *, rebalance: bool = True
+) -> list[_Fill]:
     """Orders in priority order, each from its cheapest compatible offers; then
     the round places what is left over by moving earlier fills (`_rebalance`)."""
     fills: list[_Fill] = []
     book.expect(orders)
     for order in orders:
         fills.extend((_plan_gang if order.gang else _plan_partial)(order, book, now))
-    if len(orders) > 1:
+    if rebalance and len(orders) > 1:
         fills = _rebalance(orders, fills, book, now)
     return fills
 
@@ -478,24 +483,32 @@ def _plan(orders: list[_Order], book: _Book, now: dt.datetime) -> list[_Fill]:
 
 
 class _ByModels:
-    """Offers sorted best first, and one such list per set of GPU models
-    asked for (built when first asked for), pruned by `compact`."""
+    """Offers in book order (best first), and one such list per set of GPU
+    models asked for, built when first asked for, pruned by `compact`."""
 
     def __init__(self, offers: list[_Offer]) -> None:
-        self.offers = offers
+        self.by_model: dict[int, list[_Offer]] = defaultdict(list)
+        for offer in offers:
+            self.by_model[offer.gpu_model_id].append(offer)
         self.sets: dict[frozenset[int], list[_Offer]] = {}
         self.compacted = 0
 
     def get(self, models: frozenset[int]) -> list[_Offer]:
         offers = self.sets.get(models)
         if offers is None:
-            offers = self.sets[models] = [o for o in self.offers if o.gpu_model_id in models]
+            lists = [self.by_model[m] for m in models if m in self.by_model]
+            offers = lists[0] if len(lists) == 1 else []
+            if len(lists) > 1:
+                offers = sorted(itertools.chain.from_iterable(lists), key=attrgetter("rank"))
+            self.sets[models] = offers
         return offers
 
     def compact(self, keep, mark: int) -> None:
         """Drop the offers `keep` refuses, everywhere. Lists are replaced, not
         edited: a holder's search position in an old list stays valid."""
-        self.offers = [o for o in self.offers if keep(o)]
+        self.by_model = defaultdict(
+            list, {m: [o for o in lst if keep(o)] for m, lst in self.by_model.items()}
+        )
         self.sets = {k: [o for o in offers if keep(o)] for k, offers in self.sets.items()}
         self.compacted = mark
 
@@ -580,6 +593,7 @@ class _Rebalance:
         self.all_held = _ByModels(held)
         self.everything = _ByModels(book.offers)
         self.moved: list[_Fill] = []
+        self.fits: dict[tuple[int, int], bool] = {}  # (order id, dear offer id) -> compatible
         self.options: dict[int, list] = {}  # holder id -> [found, candidates, position]
         self.best: dict[int, tuple[int, _Fill, _Offer]] = {}
         self.dead: set[int] = set()
@@ -879,22 +893,25 @@ class _Rebalance:
         held = self.all_held.get(long_.models)
         # shorter orders sit on the dearer offers (the priority pass gave the
         # cheapest to the longest): look down from the dear offer's price
+        fits = self.fits
         end = bisect.bisect_left(held, dear.price, key=attrgetter("price"))
-        for cheap in reversed(held[:end]):
+        for index in range(end - 1, -1, -1):
             if looked >= self.LOOK:
                 break
+            cheap = held[index]
             if not _compatible(long_, cheap, self.now):
                 continue
             looked += 1
             for other in self.holdings[cheap.id]:
                 short = other.order
-                if (
-                    other.gpus <= 0
-                    or short.hours >= long_.hours
-                    or short.max_price < dear.price
-                    or dear.gpu_model_id not in short.models
-                    or not _compatible(short, dear, self.now)
-                ):
+                if other.gpus <= 0 or short.hours >= long_.hours or short.max_price < dear.price:
+                    continue
+                pair = (short.id, dear.id)
+                if pair not in fits:
+                    fits[pair] = dear.gpu_model_id in short.models and _compatible(
+                        short, dear, self.now
+                    )
+                if not fits[pair]:
                     continue
                 saving = (dear.price - cheap.price) * (long_.hours - short.hours)
                 if best is None or saving > best[0]:

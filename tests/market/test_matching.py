@@ -229,6 +229,109 @@ def test_round_serves_the_higher_bid_first():
     assert low.leases.count() == 0
 
 
+def test_round_serves_the_larger_whole_lease_bid_first():
+    # given 4 GPUs and two 4-GPU orders: ¥30 for 1 hour (¥30 per GPU in all)
+    # and ¥25 for 10 hours (¥250 per GPU in all)
+    OfferFactory(node=NodeFactory(gpu_count=4))
+    brief = h800_order(gpu_count=4, hours=1, max_price_amount=3_000)
+    long_ = h800_order(gpu_count=4, hours=10, max_price_amount=2_500)
+
+    match_round()
+
+    assert list(long_.leases.values_list("gpu_count", "price_amount")) == [(4, 2_000)]
+    assert not brief.leases.exists()
+
+
+def test_round_moves_an_earlier_fill_so_a_lower_bid_trades_too():
+    # given 8 H800s at ¥20 and 8 at ¥25, and two 8-GPU orders of 10 hours
+    # bidding ¥30 and ¥22: served first from the cheapest offer, the ¥30
+    # order would leave the ¥22 order nothing it can afford
+    cheap = OfferFactory(price_amount=2_000)
+    dear = OfferFactory(price_amount=2_500)
+    high = h800_order(gpu_count=8, hours=10, max_price_amount=3_000)
+    low = h800_order(gpu_count=8, hours=10, max_price_amount=2_200)
+
+    result = match_round()
+
+    # then both trade: the ¥30 order at ¥25, the ¥22 order at ¥20
+    assert list(high.leases.values_list("offer_id", "gpu_count", "price_amount")) == [
+        (dear.pk, 8, 2_500)
+    ]
+    assert list(low.leases.values_list("offer_id", "gpu_count", "price_amount")) == [
+        (cheap.pk, 8, 2_000)
+    ]
+    assert (result.gpus_allocated, result.orders_touched) == (16, 2)
+    assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.FILLED}
+    assert set(Offer.objects.values_list("gpus_available", flat=True)) == {0}
+
+
+def test_round_never_moves_a_committed_lease():
+    # given the ¥30 order already holds the ¥20 offer from an earlier match
+    cheap = OfferFactory(price_amount=2_000)
+    high = h800_order(gpu_count=8, hours=10, max_price_amount=3_000)
+    order_match(order_id=high.pk)
+    dear = OfferFactory(price_amount=2_500)
+    low = h800_order(gpu_count=8, hours=10, max_price_amount=2_200)
+
+    result = match_round()
+
+    # then the ¥22 order keeps waiting: nothing it can afford is free
+    assert result.leases_created == 0
+    assert list(high.leases.values_list("offer_id", "price_amount")) == [(cheap.pk, 2_000)]
+    assert not low.leases.exists()
+    dear.refresh_from_db()
+    assert dear.gpus_available == 8
+
+
+def test_a_waiting_gang_order_takes_a_site_whose_holder_can_move():
+    # given site A: 8 GPUs at ¥20, site B: 8 at ¥24; a 24-hour order for 8 GPUs
+    # at up to ¥30 (served first: ¥720 per GPU in all) and a 10-hour gang order
+    # for 8 at up to ¥22 (¥220)
+    site_a, site_b = SiteFactory(name="A"), SiteFactory(name="B")
+    at_a = OfferFactory(node=NodeFactory(site=site_a), price_amount=2_000)
+    at_b = OfferFactory(node=NodeFactory(site=site_b), price_amount=2_400)
+    first = h800_order(gpu_count=8, hours=24, max_price_amount=3_000)
+    gang = h800_order(gpu_count=8, hours=10, max_price_amount=2_200, gang=True)
+
+    match_round()
+
+    # then the first order runs at B, and the gang order gets all of site A
+    assert list(first.leases.values_list("offer_id", "gpu_count", "price_amount")) == [
+        (at_b.pk, 8, 2_400)
+    ]
+    assert list(gang.leases.values_list("offer_id", "gpu_count", "price_amount")) == [
+        (at_a.pk, 8, 2_000)
+    ]
+
+
+def test_a_long_order_moved_to_a_dear_offer_swaps_with_a_shorter_one():
+    # given H800s: 4 at ¥20, 4 at ¥22, 4 at ¥26; orders for 4 GPUs each:
+    # 72 h at ¥30, 10 h at ¥21 and 1 h at ¥30, served in that order
+    x = OfferFactory(node=NodeFactory(gpu_count=4), price_amount=2_000)
+    z = OfferFactory(node=NodeFactory(gpu_count=4), price_amount=2_200)
+    y = OfferFactory(node=NodeFactory(gpu_count=4), price_amount=2_600)
+    long_ = h800_order(gpu_count=4, hours=72, max_price_amount=3_000)
+    mid = h800_order(gpu_count=4, hours=10, max_price_amount=2_100)
+    brief = h800_order(gpu_count=4, hours=1, max_price_amount=3_000)
+
+    match_round()
+
+    # the priority pass: 72 h on ¥20, 1 h on ¥22, nothing for the ¥21 order;
+    # the ¥21 order takes ¥20 and the 72 h order moves to ¥26; then the 72 h
+    # and 1 h orders swap: (26 - 22) x (72 - 1) x 4 = ¥1,136 less paid
+    def got(order):
+        return list(order.leases.values_list("offer_id", "price_amount"))
+
+    assert got(long_) == [(z.pk, 2_200)]
+    assert got(mid) == [(x.pk, 2_000)]
+    assert got(brief) == [(y.pk, 2_600)]
+    paid = sum(
+        lease.price_amount * lease.gpu_count * lease.order.hours
+        for lease in Lease.objects.select_related("order")
+    )
+    assert paid == (2_200 * 72 + 2_000 * 10 + 2_600 * 1) * 4
+
+
 def test_orders_past_their_start_by_are_not_matched():
     OfferFactory()
     h800_order(start_by=timezone.now() + dt.timedelta(minutes=5))
