@@ -4,7 +4,8 @@ Generates the bench/matching.py LP instance (2,000 orders x 1,000 offers by
 default) into a scratch PostgreSQL database, loads it through the engine's own
 loaders, and plans it in memory (one round, no database writes: the commit of
 a single uncontested round accepts every planned fill) under several order
-priorities / offer tie-breaks. Also checks that the LP bound's compatibility
+priorities / offer tie-breaks, with and without the rebalancing, and with
+the rebalancing's searches bounded differently. Also checks that the LP bound's compatibility
 (bench/matching.py `compatible`) is exactly the engine's `_compatible` on
 every order x offer pair, and brackets the gang relaxation of the LP.
 
@@ -53,6 +54,7 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
     from django.utils import timezone
 
     from market import matching as m
+    from market import matching_book as mb
     from market.models import GPUModel, Order
 
     try:
@@ -110,21 +112,25 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
             )
             return {"variant": label, "gpus": gpus, "welfare": welfare, "seconds": seconds}
 
-        def run(label, order_key, offer_key=None, plan=None):
+        def run(label, order_key, offer_key=None, plan=None, rebalance=True):
             engine_orders, book, _offers = load()
             if offer_key is not None:
                 all_offers = list(book.offers)
                 for offer in all_offers:
                     offer.key = offer_key(offer)
-                book = m._Book(all_offers)
+                book = mb._Book(all_offers)
             started = time.perf_counter()
             engine_orders.sort(key=order_key)
-            fills = (plan or m._plan)(engine_orders, book, now)
+            if plan is None:
+                fills = m._plan(engine_orders, book, now, rebalance=rebalance)
+            else:
+                fills = plan(engine_orders, book, now)
             return score(fills, label, time.perf_counter() - started), fills, book
 
+        by_bid = lambda o: (-o.max_price, o.id)  # noqa: E731
         rows = []
         current, fills_a, book_a = run(
-            "(a) current: highest bid, then oldest", lambda o: (-o.max_price, o.id)
+            "(a) the engine: whole-lease bid first, then rebalancing", m._priority
         )
         rows.append(current)
         # leftover check: after the round, could any waiting order still trade?
@@ -142,34 +148,39 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
         print(
             f"(a) leaves {left_pairs} (partial order, offer with free GPUs) tradeable pairs unmatched"
         )
-
-        rows.append(run("(b) time priority: oldest first", lambda o: o.id)[0])
+        rows.append(run("(b) (a) without the rebalancing", m._priority, rebalance=False)[0])
+        rows.append(
+            run("(c) first version: highest bid first, no rebalancing", by_bid, rebalance=False)[0]
+        )
+        rows.append(run("(d) highest bid first, then rebalancing", by_bid)[0])
+        rows.append(
+            run("(e) time priority: oldest first, no rebalancing", lambda o: o.id, rebalance=False)[
+                0
+            ]
+        )
         rows.append(
             run(
-                "(c1) (a) + equal bids: fewest options first",
+                "(f) (c) + equal bids: fewest options first",
                 lambda o: (-o.max_price, options.get(o.id, 0), o.id),
+                rebalance=False,
             )[0]
         )
         rows.append(
             run(
-                "(c2) (a) + after the listed offer tie-breaks: scarcest offer last",
-                lambda o: (-o.max_price, o.id),
-                offer_key=lambda off: (*off.key[:-1], scarcity[off.id], off.key[-1]),
-            )[0]
-        )
-        rows.append(
-            run(
-                "(c3) (a) + equal price: least-wanted offer first (before greener; breaks the list)",
-                lambda o: (-o.max_price, o.id),
+                "(g) (c) + equal price: least-wanted offer first (before greener)",
+                by_bid,
                 offer_key=lambda off: (off.price, scarcity[off.id], *off.key[1:]),
+                rebalance=False,
             )[0]
         )
-        rows.append(
-            run(
-                "(d1) priority by bid x hours (breaks price-time priority)",
-                lambda o: (-o.max_price * o.hours, o.id),
-            )[0]
-        )
+        for scan, look in [(8, 16), (10**6, 10**6)]:
+            saved = mb._Rebalance.SCAN, mb._Rebalance.LOOK
+            mb._Rebalance.SCAN, mb._Rebalance.LOOK = scan, look
+            try:
+                label = "unbounded" if scan > 10**5 else f"SCAN={scan}, LOOK={look}"
+                rows.append(run(f"(h) (a) with searches {label}", m._priority)[0])
+            finally:
+                mb._Rebalance.SCAN, mb._Rebalance.LOOK = saved
 
         def plan_pair_greedy(engine_orders, book, now):
             """Breaks cheapest-first: all tradeable pairs by (bid - ask) x hours, best first."""
@@ -186,19 +197,19 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
             )
             fills = []
             for gang in [o for o in engine_orders if o.gang]:
-                fills.extend(m._plan_gang(gang, book, now))
+                fills.extend(mb._plan_gang(gang, book, now))
             need = {o.id: o.need for o in engine_orders if not o.gang}
             for _w, oid, fid in pairs:
                 offer = offers_by_id[fid]
                 gpus = min(need[oid], offer.free()) if offer.available > 0 else 0
                 if gpus > 0:
-                    fills.extend(m._fill(by_id[oid], offer, gpus, now, book))
+                    fills.extend(mb._fill(by_id[oid], offer, gpus, now, book))
                     need[oid] -= gpus
             return fills
 
         rows.append(
             run(
-                "(d2) greedy on pairs by (bid-ask) x hours, gang first (breaks cheapest-first)",
+                "(i) greedy on pairs by (bid-ask) x hours, gang first (no priority at all)",
                 lambda o: o.id,
                 plan=plan_pair_greedy,
             )[0]
