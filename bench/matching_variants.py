@@ -173,14 +173,14 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
                 rebalance=False,
             )[0]
         )
-        for scan, look in [(8, 16), (10**6, 10**6)]:
-            saved = mb._Rebalance.SCAN, mb._Rebalance.LOOK
-            mb._Rebalance.SCAN, mb._Rebalance.LOOK = scan, look
+        for scan in [8, 10**6]:
+            saved = mb._Rebalance.SCAN
+            mb._Rebalance.SCAN = scan
             try:
-                label = "unbounded" if scan > 10**5 else f"SCAN={scan}, LOOK={look}"
-                rows.append(run(f"(h) (a) with searches {label}", m._priority)[0])
+                label = "unbounded" if scan > 10**5 else f"SCAN={scan}"
+                rows.append(run(f"(h) (a) with move search {label}", m._priority)[0])
             finally:
-                mb._Rebalance.SCAN, mb._Rebalance.LOOK = saved
+                mb._Rebalance.SCAN = saved
 
         def plan_pair_greedy(engine_orders, book, now):
             """Breaks cheapest-first: all tradeable pairs by (bid - ask) x hours, best first."""

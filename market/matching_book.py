@@ -553,13 +553,12 @@ class _Rebalance:
     straight to the taker): a holder with no free option never gains one, so
     an offer none of whose holders can move is dead for the rest of the
     round, and each offer's cheapest way to free a GPU (`_best`) is kept
-    until the free offer it relies on fills up. Each search looks at a
-    bounded number of candidates (SCAN, LOOK), cheapest first: a large round
-    (bench/matching.py) stays well inside its time, for 0.2-2 % of welfare
-    against unbounded searches."""
+    until the free offer it relies on fills up. `place` prices a bounded
+    number of moves (SCAN), cheapest offers first: a large round
+    (bench/matching.py) stays well inside its time, for 0.2-0.6 % of welfare
+    against an unbounded search."""
 
     SCAN = 32  # moves priced per short order, cheapest offers first
-    LOOK = 64  # cheaper offers searched for a swap partner, dearest first
     EXCHANGE_HOURS = 8  # moved orders shorter than this are not worth a swap search
 
     def __init__(self, fills: list[_Fill], book: _Book, now: dt.datetime) -> None:
@@ -590,10 +589,11 @@ class _Rebalance:
         }
         self.free = _ByModels(free)
         self.held = _ByModels(held)  # pruned of dead offers as the round goes
-        self.all_held = _ByModels(held)
         self.everything = _ByModels(book.offers)
         self.moved: list[_Fill] = []
-        self.fits: dict[tuple[int, int], bool] = {}  # (order id, dear offer id) -> compatible
+        self.richest: dict[int, list[_Fill]] = {}  # for `exchange`
+        self.partners: dict[int, list[list]] = {}
+        self.fits: dict[tuple[int, int], bool] = {}  # (order id, offer id) -> compatible
         self.options: dict[int, list] = {}  # holder id -> [found, candidates, position]
         self.best: dict[int, tuple[int, _Fill, _Offer]] = {}
         self.dead: set[int] = set()
@@ -865,6 +865,23 @@ class _Rebalance:
             (f for f in self.moved if f.order.hours >= self.EXCHANGE_HOURS),
             key=lambda f: -f.order.hours,
         )
+        if not work:
+            return
+        # who could take a dear offer's place: fills of shorter orders, per GPU
+        # model they accept, richest first (a partner must afford the dear ask)
+        longest = max(f.order.hours for f in work)
+        floor = min(f.offer.price for f in work)
+        models = {f.offer.gpu_model_id for f in work}
+        self.richest = defaultdict(list)
+        for fills in self.holdings.values():
+            for fill in fills:
+                order = fill.order
+                if fill.gpus > 0 and order.hours < longest and order.max_price >= floor:
+                    for model in order.models & models:
+                        self.richest[model].append(fill)
+        for fills in self.richest.values():
+            fills.sort(key=lambda f: -f.order.max_price)
+        self.partners = {}
         while work:
             fill = work.pop(0)
             while fill.gpus > 0:
@@ -886,36 +903,59 @@ class _Rebalance:
                 if short.hours >= self.EXCHANGE_HOURS:
                     work.append(swapped[1])
 
+    def _pool(self, dear: _Offer) -> list[list]:
+        """The fills that could take the dear offer's place: shorter orders on
+        cheaper offers that can pay its ask (`_fits` says whether they can run
+        on it, when asked), as one list per
+        order length (shortest first), each cheapest offer first, with the
+        position of its first fill that still has GPUs."""
+        pool = self.partners.get(dear.id)
+        if pool is None:
+            by_hours: dict[int, list[_Fill]] = defaultdict(list)
+            for fill in self.richest.get(dear.gpu_model_id, ()):
+                if fill.order.max_price < dear.price:
+                    break
+                if fill.offer.price < dear.price:
+                    by_hours[fill.order.hours].append(fill)
+            pool = self.partners[dear.id] = [
+                [hours, sorted(fills, key=lambda f: f.offer.price), 0]
+                for hours, fills in sorted(by_hours.items())
+            ]
+        return pool
+
+    def _fits(self, order: _Order, offer: _Offer) -> bool:
+        pair = (order.id, offer.id)
+        fits = self.fits.get(pair)
+        if fits is None:
+            fits = self.fits[pair] = _compatible(order, offer, self.now)
+        return fits
+
     def _partner(self, fill: _Fill) -> _Fill | None:
+        """The swap saving most: per shorter length, the cheapest offer whose
+        holder can take the dear one and that the long order can use."""
         long_, dear = fill.order, fill.offer
         best: tuple[int, _Fill] | None = None
-        looked = 0
-        held = self.all_held.get(long_.models)
-        # shorter orders sit on the dearer offers (the priority pass gave the
-        # cheapest to the longest): look down from the dear offer's price
-        fits = self.fits
-        end = bisect.bisect_left(held, dear.price, key=attrgetter("price"))
-        for index in range(end - 1, -1, -1):
-            if looked >= self.LOOK:
+        for entry in self._pool(dear):
+            hours, fills, start = entry
+            if hours >= long_.hours:
                 break
-            cheap = held[index]
-            if not _compatible(long_, cheap, self.now):
-                continue
-            looked += 1
-            for other in self.holdings[cheap.id]:
-                short = other.order
-                if other.gpus <= 0 or short.hours >= long_.hours or short.max_price < dear.price:
+            while start < len(fills) and fills[start].gpus <= 0:
+                start += 1
+            entry[2] = start
+            for index in range(start, len(fills)):
+                other = fills[index]
+                cheap = other.offer
+                if (
+                    other.gpus <= 0
+                    or cheap.gpu_model_id not in long_.models
+                    or not _compatible(long_, cheap, self.now)
+                    or not self._fits(other.order, dear)
+                ):
                     continue
-                pair = (short.id, dear.id)
-                if pair not in fits:
-                    fits[pair] = dear.gpu_model_id in short.models and _compatible(
-                        short, dear, self.now
-                    )
-                if not fits[pair]:
-                    continue
-                saving = (dear.price - cheap.price) * (long_.hours - short.hours)
+                saving = (dear.price - cheap.price) * (long_.hours - hours)
                 if best is None or saving > best[0]:
                     best = (saving, other)
+                break
         return best[1] if best else None
 
 
