@@ -119,3 +119,43 @@ def test_a_round_and_single_order_matches_racing_share_the_capacity(monkeypatch,
     matching.match_round()
     assert Lease.objects.aggregate(n=Sum("gpu_count"))["n"] == 24
     _assert_no_gpu_allocated_twice()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_rebalancing_rounds_at_once_never_allocate_a_gpu_twice(monkeypatch, seeded_catalogue):
+    # given three sites, each with 8 H800s at ¥20 and 8 at ¥25, and per site an
+    # order bidding ¥30 and one bidding ¥22: each round plans 48 GPUs only by
+    # moving the ¥30 orders onto the ¥25 offers (the rebalancing)
+    h800 = gpu("nvidia-h800-sxm")
+    for _ in range(3):
+        site = SiteFactory()
+        OfferFactory(node=NodeFactory(site=site), price_amount=2_000)
+        OfferFactory(node=NodeFactory(site=site), price_amount=2_500)
+    for _ in range(3):
+        OrderFactory(accepted_models=[h800], gpu_count=8, hours=10, max_price_amount=3_000)
+        OrderFactory(accepted_models=[h800], gpu_count=8, hours=10, max_price_amount=2_200)
+    barrier = threading.Barrier(2, timeout=30)
+    real_commit = matching._commit
+    planned = []
+
+    def commit_after_both_planned(fills, **kwargs):
+        planned.append(sorted((f.order.max_price, f.offer.price, f.gpus) for f in fills))
+        barrier.wait()
+        return real_commit(fills, **kwargs)
+
+    monkeypatch.setattr(matching, "_commit", commit_after_both_planned)
+    results = []
+
+    _run_in_threads([lambda: results.append(matching.match_round())] * 2)
+
+    # then both planned the rebalanced market, and it was allocated once
+    connections.close_all()
+    expected = sorted([(2_200, 2_000, 8)] * 3 + [(3_000, 2_500, 8)] * 3)
+    assert planned == [expected, expected]
+    assert sorted(r.gpus_allocated for r in results) == [0, 48]
+    assert (
+        sorted(Lease.objects.values_list("order__max_price_amount", "price_amount"))
+        == [(2_200, 2_000)] * 3 + [(3_000, 2_500)] * 3
+    )
+    _assert_no_gpu_allocated_twice()
