@@ -194,7 +194,10 @@ class _Book:
         self.offers = sorted(offers, key=attrgetter("key"))
         for rank, offer in enumerate(self.offers):
             offer.rank = rank
-        self._prices = [offer.price for offer in self.offers]
+        self._by_model: dict[int, list[_Offer]] = defaultdict(list)
+        for offer in self.offers:
+            self._by_model[offer.gpu_model_id].append(offer)
+        self._prices = {m: [o.price for o in lst] for m, lst in self._by_model.items()}
         self._merged: dict[frozenset[int], list[_Offer]] = {}
         self._dead: dict[frozenset[int], int] = defaultdict(int)
         self._caps: dict[frozenset[int], int] = {}
@@ -212,12 +215,14 @@ class _Book:
         merged = self._merged.get(models)
         if merged is None:
             cap = max(self._caps.get(models, 0), order.max_price)
-            end = bisect.bisect_right(self._prices, cap)
-            merged = self._merged[models] = [
-                offer
-                for offer in itertools.islice(self.offers, end)
-                if offer.gpu_model_id in models and offer.available > 0
-            ]
+            merged = []
+            for model in models:
+                if model in self._by_model:
+                    end = bisect.bisect_right(self._prices[model], cap)
+                    merged.extend(self._by_model[model][:end])  # exhausted ones: dropped lazily
+            if len(models) > 1:  # back into book order
+                merged.sort(key=attrgetter("rank"))
+            self._merged[models] = merged
             self._dead[models] = 0
         return merged
 
