@@ -393,13 +393,15 @@ def _plan_partial(order: _Order, book: _Book, now: dt.datetime) -> list[_Fill]:
     return fills
 
 
-def _site_cost(offers: list[_Offer], need: int) -> int | None:
-    """Cost of `need` GPUs from one site's offers taken cheapest first, or
-    None if the site cannot hold them all (node capacity shared between the
-    site's offers is accounted for)."""
-    scratch: dict[int, int] = {}
-    cost = 0
+def _site_take(offers: Iterable[_Offer], need: int) -> tuple[list[tuple[_Offer, int]], int]:
+    """Up to `need` GPUs from one site's offers, taken in the order given, as
+    (offer, GPUs) pairs, and what is still missing - a trial: nothing is
+    taken, but node capacity shared between the offers is accounted for."""
+    scratch: dict[int, int] = {}  # node id -> free GPUs left in this trial
+    takes: list[tuple[_Offer, int]] = []
     for offer in offers:
+        if need == 0:
+            break
         room = min(offer.available, sum(scratch.get(n.id, n.free) for n in offer.nodes))
         gpus = min(room, need)
         if gpus <= 0:
@@ -409,11 +411,16 @@ def _site_cost(offers: list[_Offer], need: int) -> int | None:
             n = min(scratch.get(node.id, node.free), left)
             scratch[node.id] = scratch.get(node.id, node.free) - n
             left -= n
-        cost += gpus * offer.price
+        takes.append((offer, gpus))
         need -= gpus
-        if need == 0:
-            return cost
-    return None
+    return takes, need
+
+
+def _site_cost(offers: list[_Offer], need: int) -> int | None:
+    """Cost of `need` GPUs from one site's offers taken cheapest first, or
+    None if the site cannot hold them all."""
+    takes, missing = _site_take(offers, need)
+    return None if missing else sum(offer.price * gpus for offer, gpus in takes)
 
 
 def _plan_gang(order: _Order, book: _Book, now: dt.datetime) -> list[_Fill]:
@@ -788,27 +795,9 @@ class _Rebalance:
     def _gang_site(self, order: _Order, site: int, offers: list[_Offer]):
         """(cost, free GPUs to take, holders' GPUs to take over) placing the
         whole gang at this site, or None."""
-        need = order.need
-        scratch: dict[int, int] = {}  # node id -> free GPUs left in this trial
-        free_part: list[tuple[_Offer, int]] = []
-        cost = 0
-        for offer in offers:
-            if need == 0:
-                break
-            if offer.id not in self.room or self.room[offer.id] <= 0:
-                continue
-            room = min(offer.available, sum(scratch.get(n.id, n.free) for n in offer.nodes))
-            gpus = min(room, need)
-            if gpus <= 0:
-                continue
-            left = gpus
-            for node in sorted(offer.nodes, key=lambda n: scratch.get(n.id, n.free), reverse=True):
-                n = min(scratch.get(node.id, node.free), left)
-                scratch[node.id] = scratch.get(node.id, node.free) - n
-                left -= n
-            free_part.append((offer, gpus))
-            cost += offer.price * gpus * order.hours
-            need -= gpus
+        room = self.room
+        free_part, need = _site_take((o for o in offers if room.get(o.id, 0) > 0), order.need)
+        cost = sum(offer.price * gpus for offer, gpus in free_part) * order.hours
         if need == 0:
             return cost, free_part, []
         live = [o for o in offers if o.id not in self.dead and o.id in self.holdings]

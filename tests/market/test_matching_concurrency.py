@@ -30,6 +30,22 @@ def _run_in_threads(targets):
     assert not errors, errors
 
 
+def _commit_when_all_planned(monkeypatch, racers: int) -> list[list]:
+    """Hold every matcher's commit until all `racers` have planned (so they
+    plan from one snapshot); returns the fills each planned, as they come."""
+    barrier = threading.Barrier(racers, timeout=30)
+    real_commit = matching._commit
+    planned = []
+
+    def commit_when_all_planned(fills, **kwargs):
+        planned.append(fills)
+        barrier.wait()
+        return real_commit(fills, **kwargs)
+
+    monkeypatch.setattr(matching, "_commit", commit_when_all_planned)
+    return planned
+
+
 def _assert_no_gpu_allocated_twice():
     for offer in Offer.objects.all():
         leased = offer.leases.aggregate(n=Sum("gpu_count"))["n"] or 0
@@ -59,16 +75,7 @@ def test_two_rounds_at_once_never_allocate_a_gpu_twice(monkeypatch, seeded_catal
     for i in range(30):
         OrderFactory(accepted_models=[h800], gpu_count=3, gang=i % 3 == 0)
     # both rounds plan from the same snapshot before either commits
-    barrier = threading.Barrier(2, timeout=30)
-    real_commit = matching._commit
-    planned = []
-
-    def commit_after_both_planned(fills, **kwargs):
-        planned.append(sum(f.gpus for f in fills))
-        barrier.wait()
-        return real_commit(fills, **kwargs)
-
-    monkeypatch.setattr(matching, "_commit", commit_after_both_planned)
+    planned = _commit_when_all_planned(monkeypatch, 2)
     results = []
 
     # when
@@ -76,7 +83,7 @@ def test_two_rounds_at_once_never_allocate_a_gpu_twice(monkeypatch, seeded_catal
 
     # then each planned all 30 GPUs, but only 30 were allocated in all
     connections.close_all()
-    assert planned == [30, 30]
+    assert [sum(f.gpus for f in fills) for fills in planned] == [30, 30]
     assert sum(r.gpus_allocated for r in results) == 30
     assert sorted(r.gpus_allocated for r in results)[0] == 0
     assert sum(r.conflicts for r in results) > 0
@@ -93,14 +100,8 @@ def test_a_round_and_single_order_matches_racing_share_the_capacity(monkeypatch,
         OfferFactory(node=NodeFactory(site=site, gpu_count=8))
     OfferFactory(node=None, site=site, gpu_model=h800, gpus_total=24)
     orders = [OrderFactory(accepted_models=[h800], gpu_count=5) for _ in range(8)]
-    barrier = threading.Barrier(3, timeout=30)
     real_commit = matching._commit
-
-    def commit_after_all_planned(fills, **kwargs):
-        barrier.wait()
-        return real_commit(fills, **kwargs)
-
-    monkeypatch.setattr(matching, "_commit", commit_after_all_planned)
+    _commit_when_all_planned(monkeypatch, 3)
 
     _run_in_threads(
         [
@@ -135,16 +136,7 @@ def test_two_rebalancing_rounds_at_once_never_allocate_a_gpu_twice(monkeypatch, 
     for _ in range(3):
         OrderFactory(accepted_models=[h800], gpu_count=8, hours=10, max_price_amount=3_000)
         OrderFactory(accepted_models=[h800], gpu_count=8, hours=10, max_price_amount=2_200)
-    barrier = threading.Barrier(2, timeout=30)
-    real_commit = matching._commit
-    planned = []
-
-    def commit_after_both_planned(fills, **kwargs):
-        planned.append(sorted((f.order.max_price, f.offer.price, f.gpus) for f in fills))
-        barrier.wait()
-        return real_commit(fills, **kwargs)
-
-    monkeypatch.setattr(matching, "_commit", commit_after_both_planned)
+    planned = _commit_when_all_planned(monkeypatch, 2)
     results = []
 
     _run_in_threads([lambda: results.append(matching.match_round())] * 2)
@@ -152,7 +144,10 @@ def test_two_rebalancing_rounds_at_once_never_allocate_a_gpu_twice(monkeypatch, 
     # then both planned the rebalanced market, and it was allocated once
     connections.close_all()
     expected = sorted([(2_200, 2_000, 8)] * 3 + [(3_000, 2_500, 8)] * 3)
-    assert planned == [expected, expected]
+    assert [sorted((f.order.max_price, f.offer.price, f.gpus) for f in p) for p in planned] == [
+        expected,
+        expected,
+    ]
     assert sorted(r.gpus_allocated for r in results) == [0, 48]
     assert (
         sorted(Lease.objects.values_list("order__max_price_amount", "price_amount"))
