@@ -4,7 +4,9 @@
    and --orders orders with mixed constraints, writes it to a scratch database
    (created and dropped here, `bench_matching` by default), and times one
    `market.matching.match_round` over all of it - loading, matching and every
-   database write included.
+   database write included. Then, as the baseline measured in the same run,
+   the same round on the same market without the rebalancing (the priority
+   pass alone) and the ratio between the two.
 2. On a --lp-orders x --lp-offers instance from the same generator, in the same
    run, matches again through the engine and compares with two LP upper
    bounds solved by HiGHS (interior point): the most GPUs any allocation
@@ -419,6 +421,39 @@ def settle() -> None:
         cursor.execute("CHECKPOINT")  # the load's own, not in the timed round
 
 
+def market_reset() -> None:
+    """Back to the generated market, nothing matched: no leases, every order
+    open, every offer whole."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE market_leaseevent, market_lease, market_orderevent CASCADE")
+        cursor.execute("UPDATE market_order SET gpus_filled = 0, status = 'open'")
+        cursor.execute("UPDATE market_offer SET gpus_available = gpus_total")
+        cursor.execute("VACUUM ANALYZE market_order")
+        cursor.execute("VACUUM ANALYZE market_offer")
+
+
+def baseline_round(now) -> tuple[float, int]:
+    """The same round on the same market without the rebalancing - the
+    priority pass alone, which is all the first version of the engine did -
+    timed the same way: (seconds, GPUs allocated)."""
+    import functools
+
+    from market import matching
+
+    market_reset()
+    settle()
+    plan = matching._plan
+    matching._plan = functools.partial(plan, rebalance=False)
+    try:
+        started = time.perf_counter()
+        result = matching.match_round(now=now)
+        return time.perf_counter() - started, result.gpus_allocated
+    finally:
+        matching._plan = plan
+
+
 # --- LP upper bounds ------------------------------------------------------------------
 
 
@@ -540,6 +575,11 @@ def main() -> None:
         print(
             f"matching round: {match_seconds:.3f} s wall, {result.leases_created:,} leases, "
             f"{result.gpus_allocated:,} GPUs allocated, {result.orders_touched:,} orders filled in part or whole"
+        )
+        baseline_seconds, baseline_gpus = baseline_round(now)
+        print(
+            f"baseline, the same round without the rebalancing: {baseline_seconds:.3f} s wall, "
+            f"{baseline_gpus:,} GPUs allocated; ratio {match_seconds / baseline_seconds:.2f}"
         )
 
         sites, lp_offers, lp_orders, lp_result, lp_match_seconds, lp_allocated, lp_welfare = (

@@ -52,20 +52,6 @@ def engine_load(spec: str):
     return module
 
 
-def market_reset() -> None:
-    from django.db import connections
-
-    connection = connections["default"]
-
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE market_leaseevent, market_lease, market_orderevent CASCADE")
-        cursor.execute("UPDATE market_order SET gpus_filled = 0, status = 'open'")
-        cursor.execute("UPDATE market_offer SET gpus_available = gpus_total")
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE market_order")
-        cursor.execute("VACUUM ANALYZE market_offer")
-
-
 def timed_round(module, now) -> tuple[float, dict[str, float], object]:
     spent: dict[str, float] = defaultdict(float)
     # The engine is split over market.matching and market.matching_store: time the
@@ -155,7 +141,7 @@ def main() -> None:
             import cProfile
             import pstats
 
-            market_reset()
+            bench.market_reset()
             profile = cProfile.Profile()
             profile.enable()
             modules[engines[-1]].match_round(now=now)
@@ -166,7 +152,7 @@ def main() -> None:
         for run in range(args.runs):
             for spec, module in modules.items():  # interleaved: same minute, same load
                 if totals:  # the first round runs on the freshly loaded market, as in the bench
-                    market_reset()
+                    bench.market_reset()
                 total, spent, result = timed_round(module, now)
                 gpus = sum(Lease.objects.values_list("gpu_count", flat=True))
                 totals[spec].append(total)
