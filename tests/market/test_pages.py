@@ -161,6 +161,8 @@ def test_my_orders_shows_only_my_orders_and_their_leases(client, buyer, buyer_or
 
     assert f"Order {mine.order_id}" in page and "¥12.34" in page
     assert "¥43.21" not in page
+    # how a price above the cheapest offer can come about
+    assert "never above its maximum price" in page
 
 
 @pytest.mark.parametrize("path", ["/market/capacity/", "/market/orders/", "/market/orders/new/"])
