@@ -274,6 +274,47 @@ def database_drop(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
+def database_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_matching"
+        ),
+        help="a scratch PostgreSQL database: dropped and created here, dropped at the end",
+    )
+
+
+def scratch_setup(url: str) -> tuple[list, dt.datetime]:
+    """(Re)create the scratch database, point Django at it (no Redis: tasks
+    run in process) and migrate; returns the GPU catalogue and `now`."""
+    database_recreate(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.pop("REDIS_URL", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from market.models import GPUModel
+
+    call_command("migrate", verbosity=0)
+    return list(GPUModel.objects.all()), timezone.now().replace(microsecond=0)
+
+
+def market_make(*, seed: int, n_orders: int, n_offers: int, models: list, now: dt.datetime):
+    """Generate a market and write it to the (empty) market tables: (sites,
+    offers, orders, offer index -> Offer id, Order id -> generated order)."""
+    sites, offers, orders, n_p, n_b = generate(
+        seed=seed, n_orders=n_orders, n_offers=n_offers, models=models, now=now
+    )
+    providers, buyers = organisations(n_p, n_b)
+    offer_ids, order_of = load(sites, offers, orders, providers, buyers, now)
+    return sites, offers, orders, offer_ids, order_of
+
+
 def organisations(n_providers: int, n_buyers: int):
     from accounts.models import Organisation
     from tests.factories import make_credit_code
@@ -509,16 +550,14 @@ def lp_bounds(orders, offers, sites, now) -> tuple[float, float, float, int, int
 # --- main ----------------------------------------------------------------------------
 
 
-def run_instance(*, seed, n_orders, n_offers, models, now, providers_buyers=None):
+def run_instance(*, seed, n_orders, n_offers, models, now):
     from market.matching import match_round
     from market.models import Lease
 
     market_truncate()
-    sites, offers, orders, n_p, n_b = generate(
+    sites, offers, orders, _offer_ids, order_of = market_make(
         seed=seed, n_orders=n_orders, n_offers=n_offers, models=models, now=now
     )
-    providers, buyers = organisations(n_p, n_b)
-    _offer_ids, order_of = load(sites, offers, orders, providers, buyers, now)
     settle()
     started = time.perf_counter()
     result = match_round(now=now)
@@ -536,34 +575,12 @@ def main() -> None:
     parser.add_argument("--lp-orders", type=int, default=2_000)
     parser.add_argument("--lp-offers", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=20260301)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_matching"
-        ),
-        help="a scratch PostgreSQL database: dropped and created here, dropped at the end",
-    )
+    database_argument(parser)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
 
-    database_recreate(args.database_url)
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.utils import timezone
-
-    from market.models import GPUModel
-
     try:
-        call_command("migrate", verbosity=0)
-        models = list(GPUModel.objects.all())
-        now = timezone.now().replace(microsecond=0)
-
+        models, now = scratch_setup(args.database_url)
         _s, offers, orders, result, match_seconds, allocated, _w = run_instance(
             seed=args.seed, n_orders=args.orders, n_offers=args.offers, models=models, now=now
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import statistics
 import sys
 import time
@@ -103,39 +102,19 @@ def main() -> None:
     parser.add_argument("--engine", action="append", default=[])
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--sort", default="cumulative", help="cProfile sort key")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_matching"
-        ),
-    )
+    import matching as bench
+
+    bench.database_argument(parser)
     args = parser.parse_args()
     engines = args.engine or ["current"]
 
-    import matching as bench
-
-    bench.database_recreate(args.database_url)
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.utils import timezone
-
-    from market.models import GPUModel, Lease
-
     try:
-        call_command("migrate", verbosity=0)
-        models = list(GPUModel.objects.all())
-        now = timezone.now().replace(microsecond=0)
-        sites, offers, orders, n_p, n_b = bench.generate(
+        models, now = bench.scratch_setup(args.database_url)
+        from market.models import Lease
+
+        bench.market_make(
             seed=args.seed, n_orders=args.orders, n_offers=args.offers, models=models, now=now
         )
-        providers, buyers = bench.organisations(n_p, n_b)
-        bench.load(sites, offers, orders, providers, buyers, now)
         modules = {spec: engine_load(spec) for spec in engines}
         if args.cprofile:
             import cProfile

@@ -15,7 +15,6 @@ every order x offer pair, and brackets the gang relaxation of the LP.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections import defaultdict
@@ -32,40 +31,20 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
     parser.add_argument("--offers", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=20260301)
     parser.add_argument("--no-lp", action="store_true", help="skip HiGHS (shares vs the engine)")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_matching"
-        ),
-    )
-    args = parser.parse_args()
-
     import matching as bench
 
-    bench.database_recreate(args.database_url)
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.utils import timezone
-
-    from market import matching as m
-    from market import matching_book as mb
-    from market.models import GPUModel, Order
+    bench.database_argument(parser)
+    args = parser.parse_args()
 
     try:
-        call_command("migrate", verbosity=0)
-        models = list(GPUModel.objects.all())
-        now = timezone.now().replace(microsecond=0)
-        sites, offers, orders, n_p, n_b = bench.generate(
+        models, now = bench.scratch_setup(args.database_url)
+        from market import matching as m
+        from market import matching_book as mb
+        from market.models import Order
+
+        sites, offers, orders, offer_ids, order_of = bench.market_make(
             seed=args.seed, n_orders=args.orders, n_offers=args.offers, models=models, now=now
         )
-        providers, buyers = bench.organisations(n_p, n_b)
-        offer_ids, order_of = bench.load(sites, offers, orders, providers, buyers, now)
         gen_offer = {pk: offers[idx] for idx, pk in offer_ids.items()}
 
         def load():
