@@ -42,6 +42,18 @@ def _pay(buyer_client, invoice):
     return response.json()
 
 
+def _pay_and_catch_the_webhook(localstripe, buyer_client, buyer_org):
+    """An open ¥200.00 invoice paid with pm_card_visa, and the signed
+    payment_intent.succeeded delivery localstripe made for it (not yet
+    passed to the exchange): (invoice, body, headers)."""
+    invoice = open_invoice(buyer=buyer_org)
+    paid = _pay(buyer_client, invoice)
+    body, headers = localstripe.relay.wait_for(
+        "payment_intent.succeeded", object_id=paid["payment_intent"]
+    )
+    return invoice, body, headers
+
+
 @pytest.mark.django_db
 @pytest.mark.integration
 def test_paying_with_pm_card_visa_marks_the_invoice_paid_through_the_signed_webhook(
@@ -85,11 +97,7 @@ def test_paying_with_pm_card_visa_marks_the_invoice_paid_through_the_signed_webh
 def test_a_tampered_webhook_is_refused_and_changes_nothing(
     localstripe, buyer_org, buyer_client, django_capture_on_commit_callbacks
 ):
-    invoice = open_invoice(buyer=buyer_org)
-    paid = _pay(buyer_client, invoice)
-    body, headers = localstripe.relay.wait_for(
-        "payment_intent.succeeded", object_id=paid["payment_intent"]
-    )
+    invoice, body, headers = _pay_and_catch_the_webhook(localstripe, buyer_client, buyer_org)
     tampered = body.replace(b'"amount": 20000', b'"amount": 99999')
     assert tampered != body
 
@@ -129,11 +137,7 @@ def test_a_webhook_signed_more_than_300_seconds_ago_is_refused(settings):
 def test_the_same_event_delivered_three_times_posts_once(
     localstripe, buyer_org, buyer_client, django_capture_on_commit_callbacks
 ):
-    invoice = open_invoice(buyer=buyer_org)
-    paid = _pay(buyer_client, invoice)
-    body, headers = localstripe.relay.wait_for(
-        "payment_intent.succeeded", object_id=paid["payment_intent"]
-    )
+    invoice, body, headers = _pay_and_catch_the_webhook(localstripe, buyer_client, buyer_org)
 
     with django_capture_on_commit_callbacks(execute=True):
         answers = [_deliver(Client(), body, headers).json() for _ in range(3)]
@@ -152,11 +156,7 @@ def test_the_same_event_delivered_three_times_concurrently_gives_one_ledger_tran
     catalogue, localstripe, buyer_org, buyer_client
 ):
     # given a real signed delivery
-    invoice = open_invoice(buyer=buyer_org)
-    paid = _pay(buyer_client, invoice)
-    body, headers = localstripe.relay.wait_for(
-        "payment_intent.succeeded", object_id=paid["payment_intent"]
-    )
+    invoice, body, headers = _pay_and_catch_the_webhook(localstripe, buyer_client, buyer_org)
     barrier = threading.Barrier(3)
     statuses = []
 
@@ -188,11 +188,7 @@ def test_the_same_event_delivered_three_times_concurrently_gives_one_ledger_tran
 def test_a_late_processing_event_never_downgrades_a_paid_invoice(
     localstripe, buyer_org, buyer_client, django_capture_on_commit_callbacks
 ):
-    invoice = open_invoice(buyer=buyer_org)
-    paid = _pay(buyer_client, invoice)
-    body, headers = localstripe.relay.wait_for(
-        "payment_intent.succeeded", object_id=paid["payment_intent"]
-    )
+    invoice, body, headers = _pay_and_catch_the_webhook(localstripe, buyer_client, buyer_org)
     with django_capture_on_commit_callbacks(execute=True):
         _deliver(Client(), body, headers)
     # when a 'processing' event for the same intent arrives late
