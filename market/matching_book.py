@@ -696,17 +696,24 @@ class _Rebalance:
         taker, offer, holder, to = move.taker, move.offer, move.holder, move.to
         held = [f for f in self.holdings[offer.id] if f.order is holder and f.gpus > 0]
         gpus = min(self.short(taker), sum(f.gpus for f in held), self.room[to.id])
-        if gpus <= 0:
-            return 0
-        left = gpus
+        if gpus > 0:
+            self._hand_over(held, gpus, taker, to)
+        return max(gpus, 0)
+
+    def _hand_over(self, held: list[_Fill], gpus: int, taker: _Order, to: _Offer) -> None:
+        """`gpus` of the holder's fills (one order, one offer) go to the taker -
+        the very GPUs, node by node - and the holder takes as many on `to`."""
+        offer, holder = held[0].offer, held[0].order
         starts_at, ends_at = _window(taker, offer, self.now)
-        for fill in held:  # the taker gets the very GPUs the holder gives up
+        left = gpus
+        for fill in held:
             n = min(fill.gpus, left)
             fill.gpus -= n
             left -= n
             handed = _Fill(taker, offer, fill.node_id, n, starts_at, ends_at)
             self.fills.append(handed)
-            self.holdings[offer.id].append(handed)
+            if self._movable(taker):
+                self.holdings[offer.id].append(handed)
             if left == 0:
                 break
         moved = _fill(holder, to, gpus, self.now, self.book)
@@ -715,7 +722,6 @@ class _Rebalance:
         self.moved.extend(moved)
         self._room_update(moved)
         self.got[taker.id] += gpus
-        return gpus
 
     def run(self, orders: list[_Order]) -> list[_Fill]:
         for taker in orders:
@@ -781,16 +787,9 @@ class _Rebalance:
             fills = _fill(order, offer, gpus, self.now, self.book)
             self.fills.extend(fills)
             self._room_update(fills)
+        self.got[order.id] += sum(gpus for _offer, gpus in free_part)
         for fill, to, gpus in handovers:
-            fill.gpus -= gpus
-            window = _window(order, fill.offer, self.now)
-            self.fills.append(_Fill(order, fill.offer, fill.node_id, gpus, *window))
-            moved = _fill(fill.order, to, gpus, self.now, self.book)
-            self.fills.extend(moved)
-            self.holdings[to.id].extend(moved)
-            self.moved.extend(moved)
-            self._room_update(moved)
-        self.got[order.id] = order.need
+            self._hand_over([fill], gpus, order, to)
 
     def _gang_site(self, order: _Order, site: int, offers: list[_Offer]):
         """(cost, free GPUs to take, holders' GPUs to take over) placing the
