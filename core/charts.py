@@ -1,6 +1,11 @@
 """The house style for server-side SVG charts (pygal): the site's fonts and
 colours, and no script tags — pygal's default loads tooltips from a CDN,
-which an exchange running on a closed network cannot reach."""
+which an exchange running on a closed network cannot reach.
+
+Charts are inlined into pages under the Content-Security-Policy: the SVG keeps
+only its <style> element (the page gives it the request's nonce, see the
+`inline_svg` filter), never a script or a style attribute.
+"""
 
 import pygal
 from pygal.style import Style
@@ -21,6 +26,17 @@ HOUSE_STYLE = Style(
 )
 
 
+def _without_script_or_tooltip(root):
+    """Drop pygal's config <script> (its tooltip JavaScript is never loaded here) and
+    the tooltip overlay it would drive (the SVG's one inline style attribute)."""
+    for parent in list(root.iter()):
+        for child in list(parent):
+            tag = child.tag.rsplit("}", 1)[-1] if isinstance(child.tag, str) else ""
+            if tag == "script" or "tooltip-overlay" in (child.get("class") or "").split():
+                parent.remove(child)
+    return root
+
+
 def line_chart(**config) -> pygal.Line:
     """A pygal line chart in the house style; `config` overrides the defaults."""
     defaults = {
@@ -33,4 +49,6 @@ def line_chart(**config) -> pygal.Line:
         "js": [],
         "value_formatter": lambda value: f"{value:,.1f}",
     }
-    return pygal.Line(**{**defaults, **config})
+    chart = pygal.Line(**{**defaults, **config})
+    chart.add_xml_filter(_without_script_or_tooltip)
+    return chart

@@ -36,6 +36,27 @@ def _gpu_catalogue(request):
 
 
 @pytest.fixture(autouse=True)
+def _pages_obey_the_csp(monkeypatch):
+    """Every HTML page a test fetches through Django's test client must run whole under
+    its Content-Security-Policy (tests/csp.py): no inline code without the nonce, no
+    inline handlers or style attributes, nothing from another origin."""
+    from django.test.client import Client
+
+    from tests.csp import csp_problems
+
+    request = Client.request
+
+    def checked(self, **kwargs):
+        response = request(self, **kwargs)
+        if response.status_code == 200 and response.get("Content-Type", "").startswith("text/html"):
+            problems = csp_problems(response)
+            assert not problems, f"{kwargs.get('PATH_INFO')}: {problems}"
+        return response
+
+    monkeypatch.setattr(Client, "request", checked)
+
+
+@pytest.fixture(autouse=True)
 def _english_by_default(settings):
     """Assertions read English; tests of the Chinese UI set the language themselves."""
     from django.utils import translation

@@ -45,11 +45,21 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A fresh page; the test fails if the browser refused anything under the
+    Content-Security-Policy (Chromium reports each refusal on the console)."""
     context = browser.new_context(locale="en-US")
     page = context.new_page()
     page.set_default_timeout(15_000)
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
+    assert refused == [], refused
 
 
 @pytest.fixture

@@ -35,3 +35,11 @@ def test_a_wrong_check_character_is_explained_next_to_the_field(page, live_serve
 
     error = page.locator(".field.has-error:has(#id_credit_code) small.error")
     assert "check character" in error.inner_text()
+
+
+def test_the_api_docs_render_swagger_ui_under_the_content_security_policy(page, live_server):
+    page.goto(live_server.url + "/api/docs/")
+
+    page.locator(".opblock-summary-path", has_text="/api/v1/orders/").first.wait_for()
+    assert "Compute exchange API" in page.inner_text(".information-container")
+
