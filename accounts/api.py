@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from accounts.models import Organisation
 from accounts.selectors import organisation_for_user, user_tokens
 from accounts.services import api_token_create, api_token_revoke, organisation_create
+from accounts.throttles import SignUpThrottle, TokenCreateThrottle, TokenObtainThrottle
 from core.errors import ApplicationError, NotFound
 
 
@@ -34,20 +35,35 @@ class TokenObtainInput(serializers.Serializer):
 class TokenCreatedOutput(serializers.Serializer):
     token = serializers.CharField()
     token_prefix = serializers.CharField()
+    expiry = serializers.DateTimeField()
+
+
+def _token_created(instance, key: str) -> Response:
+    return Response(
+        {"token": key, "token_prefix": instance.token_key, "expiry": instance.expiry},
+        status=status.HTTP_201_CREATED,
+    )
 
 
 class TokenObtainView(APIView):
-    """Exchange a username and password for a new API token (shown once)."""
+    """Exchange a username and password for a new API token (shown once; it expires
+    after the server's token lifetime, `expiry`).
+
+    After too many wrong passwords for one username from one address, sign-ins for
+    that pair are refused - right password or not - with 429 and `Retry-After`."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [TokenObtainThrottle]
 
     @extend_schema(request=TokenObtainInput, responses={201: TokenCreatedOutput})
     def post(self, request):
         data = TokenObtainInput(data=request.data)
         data.is_valid(raise_exception=True)
+        # The lockout (django-axes) marks the Django request it is given; its middleware
+        # then answers for a locked-out pair (accounts/lockout.py).
         user = authenticate(
-            request,
+            request._request,
             username=data.validated_data["username"],
             password=data.validated_data["password"],
         )
@@ -57,20 +73,21 @@ class TokenObtainView(APIView):
                 errors={"non_field_errors": ["Wrong username or password."]},
             )
         instance, key = api_token_create(user=user)
-        return Response(
-            {"token": key, "token_prefix": instance.token_key}, status=status.HTTP_201_CREATED
-        )
+        return _token_created(instance, key)
 
 
 class TokenListOutput(serializers.Serializer):
     token_prefix = serializers.CharField(source="token_key")
     created = serializers.DateTimeField()
+    expiry = serializers.DateTimeField(allow_null=True)
 
 
 class TokenListCreateView(APIView):
-    """The caller's API tokens (prefixes only); POST makes a new one."""
+    """The caller's unexpired API tokens (prefixes only); POST makes a new one, unless
+    the caller already holds the most allowed (409: revoke one first)."""
 
     permission_classes = [IsAuthenticated]
+    throttle_classes = [TokenCreateThrottle]
 
     @extend_schema(responses=TokenListOutput(many=True))
     def get(self, request):
@@ -79,9 +96,7 @@ class TokenListCreateView(APIView):
     @extend_schema(request=None, responses={201: TokenCreatedOutput})
     def post(self, request):
         instance, key = api_token_create(user=request.user)
-        return Response(
-            {"token": key, "token_prefix": instance.token_key}, status=status.HTTP_201_CREATED
-        )
+        return _token_created(instance, key)
 
 
 class TokenRevokeView(APIView):
@@ -104,6 +119,7 @@ class OrganisationCreateView(APIView):
     """Register the caller's organisation (a user belongs to one)."""
 
     permission_classes = [IsAuthenticated]
+    throttle_classes = [SignUpThrottle]
 
     @extend_schema(request=OrganisationCreateInput, responses={201: OrganisationOutput})
     def post(self, request):

@@ -1,4 +1,6 @@
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import Membership, Organisation
 
@@ -17,6 +19,8 @@ def organisation_for_user(user: AbstractBaseUser | AnonymousUser) -> Organisatio
 
 
 def user_tokens(*, user: AbstractBaseUser):
+    """The user's API tokens that still work, newest first."""
     from knox.models import AuthToken
 
-    return AuthToken.objects.filter(user=user).order_by("-created")
+    live = Q(expiry__isnull=True) | Q(expiry__gt=timezone.now())
+    return AuthToken.objects.filter(live, user=user).order_by("-created")

@@ -3,10 +3,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from knox.models import AuthToken
+from knox.settings import knox_settings
 
 from accounts.credit_code import credit_code_problem, normalise
 from accounts.models import Membership, Organisation
-from core.errors import ApplicationError, NotFound
+from core.errors import ApplicationError, Conflict, NotFound
 
 User = get_user_model()
 
@@ -63,9 +64,23 @@ def organisation_verify(*, organisation: Organisation, by: AbstractBaseUser) -> 
     return organisation
 
 
+@transaction.atomic
 def api_token_create(*, user: AbstractBaseUser) -> tuple[AuthToken, str]:
-    """A new API token; the plain key is returned once and only its digest is kept."""
-    return AuthToken.objects.create(user=user, expiry=None)
+    """A new API token; the plain key is returned once and only its digest is kept.
+
+    It expires after knox's TOKEN_TTL; a user holds at most TOKEN_LIMIT_PER_USER
+    unexpired tokens (409 beyond: revoke one first). Expired tokens are deleted here."""
+    now = timezone.now()
+    # The user's row lock serialises two creations racing for the last free place.
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    AuthToken.objects.filter(user=user, expiry__lte=now).delete()
+    limit = knox_settings.TOKEN_LIMIT_PER_USER
+    if limit is not None and AuthToken.objects.filter(user=user).count() >= limit:
+        raise Conflict(
+            f"You already hold {limit} API tokens, the most allowed; revoke one first.",
+            errors={"token": [f"At most {limit} unexpired tokens per user."]},
+        )
+    return AuthToken.objects.create(user=user, expiry=knox_settings.TOKEN_TTL)
 
 
 def api_token_revoke(*, user: AbstractBaseUser, token_key: str) -> None:

@@ -5,13 +5,19 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from knox.settings import knox_settings
 
 from accounts.forms import SignUpForm
 from accounts.selectors import user_tokens
 from accounts.services import api_token_create, api_token_revoke, user_sign_up
+from accounts.throttles import SignUpThrottle, TokenCreateThrottle
+from core.errors import ApplicationError
+from core.throttles import page_throttled
 
 
 def sign_up(request: HttpRequest) -> HttpResponse:
+    if throttled := page_throttled(request, SignUpThrottle):
+        return throttled
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = user_sign_up(
@@ -37,6 +43,8 @@ def account(request: HttpRequest) -> HttpResponse:
         {
             "tokens": user_tokens(user=request.user),
             "new_token": request.session.pop("new_token", None),
+            "token_ttl_days": knox_settings.TOKEN_TTL.days,
+            "token_limit": knox_settings.TOKEN_LIMIT_PER_USER,
         },
     )
 
@@ -44,9 +52,15 @@ def account(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_create(request: HttpRequest) -> HttpResponse:
-    _instance, key = api_token_create(user=request.user)
-    # Shown once on the next page, then gone: only its digest is stored.
-    request.session["new_token"] = key
+    if throttled := page_throttled(request, TokenCreateThrottle):
+        return throttled
+    try:
+        _instance, key = api_token_create(user=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        # Shown once on the next page, then gone: only its digest is stored.
+        request.session["new_token"] = key
     return redirect("account")
 
 

@@ -7,6 +7,8 @@ fake. `EXCHANGE_ENV=production` switches on the deployment hardening that
 SECRET_KEY.
 """
 
+import datetime as dt
+import re
 from pathlib import Path
 
 import environ
@@ -50,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "core",
     "accounts",
     "market",
@@ -69,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a sign-in refused by the lockout into its answer (accounts/lockout.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -114,6 +119,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# The lockout backend first: it refuses a locked-out sign-in before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -175,12 +185,21 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Scoped throttles (core/throttles.py) read their rates here; see "Abuse limits" below.
+    "DEFAULT_THROTTLE_RATES": {},
 }
+# API tokens expire API_TOKEN_TTL_DAYS after creation; a user holds at most
+# API_TOKEN_LIMIT_PER_USER unexpired ones (accounts.services.api_token_create).
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=30)
+API_TOKEN_LIMIT_PER_USER = env.int("API_TOKEN_LIMIT_PER_USER", default=10)
 REST_KNOX = {
-    "TOKEN_TTL": None,
+    "TOKEN_TTL": dt.timedelta(days=API_TOKEN_TTL_DAYS),
+    "TOKEN_LIMIT_PER_USER": API_TOKEN_LIMIT_PER_USER,
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
+if API_TOKEN_TTL_DAYS < 1 or API_TOKEN_LIMIT_PER_USER < 1:
+    raise environ.ImproperlyConfigured("API_TOKEN_TTL_DAYS and API_TOKEN_LIMIT_PER_USER ≥ 1")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Compute exchange API",
     "DESCRIPTION": "GPU-hours marketplace with public compute vouchers (算力券).",
@@ -253,6 +272,70 @@ CELERY_BROKER_TRANSPORT_OPTIONS = env.json(
     "CELERY_BROKER_TRANSPORT_OPTIONS", default={"visibility_timeout": 3600}
 )
 
+
+# --- Cache: throttle counters (and anything else cached) ---------------------------
+# Shared by every web process once Redis is there (a per-process cache would let each
+# gunicorn worker grant the full rate); CACHE_REDIS_URL may name another Redis database
+# than the broker's, so clearing the cache never touches queued tasks.
+CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default=REDIS_URL)
+if CACHE_REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_REDIS_URL,
+            "KEY_PREFIX": "exchange",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Abuse limits ----------------------------------------------------------------
+# Behind a TLS proxy the client's address is the last X-Forwarded-For entry added by the
+# TRUSTED_PROXY_COUNT proxies in front; 0 (no proxy) uses the socket's address.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT or None
+# Requests per period ("<n>/<s|min|hour|day>"), counted per scope in the cache above; a
+# 429 answer carries Retry-After. Keys: THROTTLE_RATE_<SCOPE> (AUTH_TOKEN, SIGN_UP, ...).
+# telemetry: an agent posts one batch every TELEMETRY_INTERVAL_SECONDS (12/min at 5 s)
+# and drains its buffer in batches of up to 5,000 samples after an outage; 30/min
+# leaves 2.5 times the steady rate and 150k samples a minute for catching up.
+THROTTLE_RATES = {
+    # per client address: username + password exchanged for a token
+    "auth-token": env.str("THROTTLE_RATE_AUTH_TOKEN", default="20/min"),
+    # per client address: accounts and organisations registered (page and API)
+    "sign-up": env.str("THROTTLE_RATE_SIGN_UP", default="10/hour"),
+    # per user: API tokens made on the account page or POST auth/tokens/
+    "token-create": env.str("THROTTLE_RATE_TOKEN_CREATE", default="20/hour"),
+    # per buyer organisation: orders placed (page and API)
+    "orders": env.str("THROTTLE_RATE_ORDERS", default="60/min"),
+    # per node: telemetry batches
+    "telemetry": env.str("THROTTLE_RATE_TELEMETRY", default="30/min"),
+}
+for _scope, _rate in THROTTLE_RATES.items():
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", _rate):
+        raise environ.ImproperlyConfigured(f"throttle rate {_scope}: {_rate!r} is not <n>/<period>")
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = THROTTLE_RATES
+
+# Sign-in lockout (django-axes), for the log-in form, the admin's and POST auth/token/:
+# after LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that
+# pair is refused - right password or not - for LOGIN_COOLOFF_MINUTES (a failure during
+# the lockout starts it again). Counted in the database; a success resets the count.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_COOLOFF_MINUTES = env.int("LOGIN_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
+if TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+if AXES_FAILURE_LIMIT < 1 or LOGIN_COOLOFF_MINUTES < 1:
+    raise environ.ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_COOLOFF_MINUTES ≥ 1")
+
+# Node agent tokens stop working this many days after they were issued (rotate to renew).
+NODE_TOKEN_TTL_DAYS = env.int("NODE_TOKEN_TTL_DAYS", default=365)
+if NODE_TOKEN_TTL_DAYS < 1:
+    raise environ.ImproperlyConfigured("NODE_TOKEN_TTL_DAYS ≥ 1")
 
 # --- Compute vouchers: fraud-flag thresholds ---------------------------------------
 # Credit codes sharing this many leading characters count as affiliated (self-dealing).

@@ -18,6 +18,7 @@ from core.api import paginated
 from market import capacity, orders, search
 from market.models import GPUModel, Lease, Node, Offer, Order, Site
 from market.models.capacity import Hub, LatencyClass
+from market.throttles import OrderPlacementThrottle
 
 # --- catalogue ------------------------------------------------------------------------
 
@@ -150,6 +151,8 @@ class NodeOutput(serializers.ModelSerializer):
             "state",
             "state_reason",
             "last_seen_at",
+            "token_expires_at",
+            "token_revoked_at",
             "created_at",
         ]
 
@@ -197,6 +200,32 @@ class NodeDetailView(APIView):
     @extend_schema(responses=NodeOutput)
     def get(self, request, pk: int):
         node = get_object_or_404(search.nodes_of(organisation_for_user(request.user)), pk=pk)
+        return Response(NodeOutput(node).data)
+
+
+class NodeTokenRotateView(APIView):
+    """A new agent token for the node, in the response this once; the old token stops
+    working at once. The new one expires after the server's node-token lifetime."""
+
+    permission_classes = [IsProvider]
+
+    @extend_schema(request=None, responses=NodeCreatedOutput)
+    def post(self, request, pk: int):
+        node = get_object_or_404(search.nodes_of(organisation_for_user(request.user)), pk=pk)
+        node.agent_token = capacity.node_token_rotate(node=node)
+        return Response(NodeCreatedOutput(node).data)
+
+
+class NodeTokenRevokeView(APIView):
+    """Revoke the node's agent token with no replacement: telemetry with it gets 401
+    until the token is rotated."""
+
+    permission_classes = [IsProvider]
+
+    @extend_schema(request=None, responses=NodeOutput)
+    def post(self, request, pk: int):
+        node = get_object_or_404(search.nodes_of(organisation_for_user(request.user)), pk=pk)
+        capacity.node_token_revoke(node=node)
         return Response(NodeOutput(node).data)
 
 
@@ -478,6 +507,7 @@ class OrderCreateInput(serializers.Serializer):
 
 class OrderListCreateView(APIView):
     permission_classes = [IsBuyer]
+    throttle_classes = [OrderPlacementThrottle]
 
     @extend_schema(responses=OrderOutput(many=True))
     def get(self, request):
@@ -491,7 +521,8 @@ class OrderListCreateView(APIView):
     )
     def post(self, request):
         """Place an order. With an `Idempotency-Key` header, repeating the same
-        request returns the first order (200) instead of placing another."""
+        request returns the first order (200) instead of placing another. Orders
+        per organisation are rate-limited (429 with Retry-After)."""
         data = OrderCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "").strip()[:80] or None

@@ -16,6 +16,7 @@ from accounts.selectors import organisation_for_user
 from market.models import Node, UsageRecord
 from market.selectors_telemetry import usage_records_for_organisation
 from market.telemetry import telemetry_ingest
+from market.throttles import TelemetryThrottle
 
 # --- node credential ------------------------------------------------------------
 
@@ -32,12 +33,12 @@ class NodeAgent:
 
 
 class NodeTokenAuthentication(BaseAuthentication):
-    """`Authorization: Node <node id>.<secret>`; 401 for a missing or unknown token."""
+    """`Authorization: Node <node id>.<secret>`; 401 for an unknown, revoked or expired token."""
 
     keyword = "Node"
 
     def authenticate(self, request):
-        from market.telemetry import node_for_token
+        from market.telemetry import node_for_token, node_token_expired
 
         parts = get_authorization_header(request).split()
         if not parts or parts[0].decode(errors="replace") != self.keyword:
@@ -47,6 +48,10 @@ class NodeTokenAuthentication(BaseAuthentication):
         node = node_for_token(token=parts[1].decode(errors="replace"))
         if node is None:
             raise exceptions.AuthenticationFailed("Unknown node token.")
+        if node_token_expired(node=node, now=timezone.now()):
+            raise exceptions.AuthenticationFailed(
+                "This node token has expired; rotate it on My capacity or through the API."
+            )
         return NodeAgent(node=node), node
 
     def authenticate_header(self, request) -> str:
@@ -94,10 +99,12 @@ class TelemetryBatchOutput(serializers.Serializer):
 class TelemetryIngestView(APIView):
     """A node agent posts a batch of up to 5,000 samples. All or nothing: a bad
     sample gets a 400 naming it and nothing from the batch is stored.
-    Re-sent samples (same seq) are counted as duplicates, never stored twice."""
+    Re-sent samples (same seq) are counted as duplicates, never stored twice.
+    Batches per node are rate-limited (429 with Retry-After, which the agent honours)."""
 
     authentication_classes = [NodeTokenAuthentication]
     permission_classes = [IsAuthenticated]
+    throttle_classes = [TelemetryThrottle]
 
     @extend_schema(
         request=TelemetryBatchInput,

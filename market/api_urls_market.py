@@ -9,6 +9,16 @@ urlpatterns = [
     path("sites/<int:pk>/", api.SiteDetailView.as_view(), name="api-site"),
     path("nodes/", api.NodeListCreateView.as_view(), name="api-nodes"),
     path("nodes/<int:pk>/", api.NodeDetailView.as_view(), name="api-node"),
+    path(
+        "nodes/<int:pk>/token/rotate/",
+        api.NodeTokenRotateView.as_view(),
+        name="api-node-token-rotate",
+    ),
+    path(
+        "nodes/<int:pk>/token/revoke/",
+        api.NodeTokenRevokeView.as_view(),
+        name="api-node-token-revoke",
+    ),
     path("offers/", api.OfferListCreateView.as_view(), name="api-offers"),
     path("offers/mine/", api.OfferMineView.as_view(), name="api-offers-mine"),
     path("offers/<int:pk>/", api.OfferDetailView.as_view(), name="api-offer"),

@@ -104,11 +104,32 @@ def node_create(
 
 def node_token_rotate(*, node: Node) -> str:
     """Give the node a new agent token (shown once) and revoke the old one
-    at once: a provider who lost a token, or suspects a leak, re-keys here."""
+    at once: a provider who lost a token, or suspects a leak, re-keys here.
+    The new token works for NODE_TOKEN_TTL_DAYS; rotating again renews it."""
     token = f"{node.pk}.{secrets.token_urlsafe(32)}"
-    Node.objects.filter(pk=node.pk).update(token_digest=node_token_digest(token))
-    node.token_digest = node_token_digest(token)
+    fields = {
+        "token_digest": node_token_digest(token),
+        "token_expires_at": timezone.now() + dt.timedelta(days=settings.NODE_TOKEN_TTL_DAYS),
+        "token_revoked_at": None,
+    }
+    Node.objects.filter(pk=node.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(node, name, value)
     return token
+
+
+def node_token_revoke(*, node: Node) -> None:
+    """Stop the node's agent token at once, with no new one (a node taken out of
+    service, a token known to be stolen); `node_token_rotate` issues the next."""
+    fields = {
+        # A digest of a secret nobody holds: the column stays unique and non-empty.
+        "token_digest": node_token_digest(secrets.token_urlsafe(32)),
+        "token_expires_at": None,
+        "token_revoked_at": timezone.now(),
+    }
+    Node.objects.filter(pk=node.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(node, name, value)
 
 
 def _offer_capacity(*, site: Site, node: Node | None, gpu_model: GPUModel) -> int:

@@ -104,15 +104,20 @@ def node_token_digest(*, token: str) -> str:
 
 def node_for_token(*, token: str) -> Node | None:
     """The node whose agent token this is (tokens are `<node id>.<secret>`;
-    only the SHA-256 of the whole token is stored)."""
+    only the SHA-256 of the whole token is stored), expired or not: see
+    `node_token_expired`. A revoked or rotated-away token matches no node."""
     if not token or len(token) > 200:
         return None
     return (
         Node.objects.select_related(None)
-        .only("pk", "gpu_count", "state")
+        .only("pk", "gpu_count", "state", "token_expires_at")
         .filter(token_digest=node_token_digest(token=token))
         .first()
     )
+
+
+def node_token_expired(*, node: Node, now: dt.datetime) -> bool:
+    return node.token_expires_at is None or node.token_expires_at <= now
 
 
 def telemetry_ingest(*, node: Node, body: bytes, now: dt.datetime) -> IngestResult:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("capacity/", views.my_capacity, name="capacity"),
     path("capacity/sites/", views.site_create, name="site_create"),
     path("capacity/nodes/", views.node_create, name="node_create"),
+    path("capacity/nodes/<int:pk>/token/<str:action>/", views.node_token, name="node_token"),
     path("capacity/offers/", views.offer_create, name="offer_create"),
     path("capacity/offers/<int:pk>/<str:action>/", views.offer_action, name="offer_action"),
     path("orders/", views.my_orders, name="orders"),

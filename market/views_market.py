@@ -9,11 +9,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import organisation_for_user
 from core.errors import ApplicationError
+from core.throttles import page_throttled
 from market import capacity, orders, search
 from market.forms_market import (
     NodeForm,
@@ -24,6 +26,7 @@ from market.forms_market import (
     SiteForm,
 )
 from market.matching import acceptable_model_ids
+from market.throttles import OrderPlacementThrottle
 
 
 def _organisation_of_kind(kind: str):
@@ -87,6 +90,7 @@ def my_capacity(request: HttpRequest, provider) -> HttpResponse:
             "node_form": NodeForm(sites=sites),
             "offer_form": OfferForm(sites=sites, nodes=search.nodes_of(provider)),
             "new_token": request.session.pop("new_node_token", None),
+            "now": timezone.now(),
         },
     )
 
@@ -123,6 +127,27 @@ def node_create(request: HttpRequest, provider) -> HttpResponse:
 
     form = NodeForm(request.POST, sites=search.sites_of(provider))
     return _capacity_form_post(request, form, create)
+
+
+@provider_page
+@require_POST
+def node_token(request: HttpRequest, provider, pk: int, action: str) -> HttpResponse:
+    """Rotate (a new token, shown once) or revoke a node's agent token."""
+    node = get_object_or_404(search.nodes_of(provider), pk=pk)
+    if action == "rotate":
+        token = capacity.node_token_rotate(node=node)
+        # Shown once on the next page, then gone: only its digest is stored.
+        request.session["new_node_token"] = {"node": node.name, "token": token}
+    elif action == "revoke":
+        capacity.node_token_revoke(node=node)
+        messages.success(
+            request,
+            _("The agent token of node %(node)s is revoked; its agent can no longer report.")
+            % {"node": node.name},
+        )
+    else:
+        raise Http404
+    return redirect("market:capacity")
 
 
 @provider_page
@@ -170,6 +195,8 @@ def offer_action(request: HttpRequest, provider, pk: int, action: str) -> HttpRe
 
 @buyer_page
 def order_new(request: HttpRequest, buyer) -> HttpResponse:
+    if throttled := page_throttled(request, OrderPlacementThrottle):
+        return throttled
     form = OrderForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

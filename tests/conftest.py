@@ -1,3 +1,6 @@
+import copy
+import uuid
+
 import pytest
 from django.conf import settings
 from knox.models import AuthToken
@@ -36,6 +39,19 @@ def _gpu_catalogue(request):
 
 
 @pytest.fixture(autouse=True)
+def _own_cache_keys(settings):
+    """Throttle counters live in the cache, and the database ids they are keyed by repeat
+    from test to test: each test gets its own key space in the same cache backend (Redis
+    when REDIS_URL is set), so no test is throttled by requests another test made."""
+    caches = copy.deepcopy(settings.CACHES)
+    space = f"test-{uuid.uuid4().hex}"
+    caches["default"]["KEY_PREFIX"] = space
+    if caches["default"]["BACKEND"].endswith("LocMemCache"):
+        caches["default"]["LOCATION"] = space
+    settings.CACHES = caches
+
+
+@pytest.fixture(autouse=True)
 def _pages_obey_the_csp(monkeypatch):
     """Every HTML page a test fetches through Django's test client must run whole under
     its Content-Security-Policy (tests/csp.py): no inline code without the nonce, no
@@ -54,6 +70,19 @@ def _pages_obey_the_csp(monkeypatch):
         return response
 
     monkeypatch.setattr(Client, "request", checked)
+
+
+@pytest.fixture
+def throttle_rates(settings):
+    """Set some scopes' rates for one test: `throttle_rates(orders="2/min")`."""
+
+    def set_rates(**rates: str) -> None:
+        config = copy.deepcopy(settings.REST_FRAMEWORK)
+        for scope, rate in rates.items():
+            config["DEFAULT_THROTTLE_RATES"][scope.replace("_", "-")] = rate
+        settings.REST_FRAMEWORK = config
+
+    return set_rates
 
 
 @pytest.fixture(autouse=True)

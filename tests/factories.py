@@ -89,6 +89,7 @@ class NodeFactory(factory.django.DjangoModelFactory):
     gpu_count = 8
     interconnect = "NVLink + 400G InfiniBand"
     token_digest = factory.LazyFunction(lambda: hashlib.sha256(secrets.token_bytes(32)).hexdigest())
+    token_expires_at = factory.LazyFunction(lambda: timezone.now() + dt.timedelta(days=365))
 
 
 class OfferFactory(factory.django.DjangoModelFactory):

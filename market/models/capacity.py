@@ -59,7 +59,9 @@ class Site(models.Model):
 class Node(models.Model):
     """A server with GPUs of one model. Its agent posts telemetry with a
     token shown once at creation; only a SHA-256 digest is stored (the token
-    is 256 random bits, so a slow hash adds nothing).
+    is 256 random bits, so a slow hash adds nothing). The token works until
+    `token_expires_at`; its provider rotates it (a new token, the old one dead
+    at once) or revokes it (no token works until the next rotation).
 
     States: online ⇄ degraded → offline → online; any → maintenance → online.
     """
@@ -79,6 +81,9 @@ class Node(models.Model):
     state_reason = models.CharField(max_length=200, blank=True)
     state_changed_at = models.DateTimeField(null=True, blank=True)
     token_digest = models.CharField(max_length=64, unique=True)
+    # Null once revoked: no token of this node works until it is rotated.
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    token_revoked_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

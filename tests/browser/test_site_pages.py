@@ -43,3 +43,21 @@ def test_the_api_docs_render_swagger_ui_under_the_content_security_policy(page, 
     page.locator(".opblock-summary-path", has_text="/api/v1/orders/").first.wait_for()
     assert "Compute exchange API" in page.inner_text(".information-container")
 
+
+def test_a_locked_out_user_reads_why_on_the_log_in_page(page, live_server, django_user_model):
+    django_user_model.objects.create_user("lin.buyer", password="correct-horse-battery")
+    for _ in range(5):
+        page.goto(f"{live_server.url}/login/")
+        page.fill("#id_username", "lin.buyer")
+        page.fill("#id_password", "wrong-guess")
+        page.click("main form button[type=submit]")
+
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "lin.buyer")
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("main form button[type=submit]")
+
+    assert "Too many failed log-ins for this account. Try again in 15 minutes." in page.inner_text(
+        "main"
+    )
+    assert "lin.buyer" not in page.inner_text("header")

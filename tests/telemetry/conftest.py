@@ -1,18 +1,13 @@
-import secrets
-
 import pytest
 
-from market.telemetry import node_token_digest
+from market.capacity import node_token_rotate
 from tests.factories import NodeFactory
 
 
 def node_with_token(**kwargs):
     """A node and its agent token `<node id>.<secret>` (only the digest is stored)."""
     node = NodeFactory(**kwargs)
-    token = f"{node.pk}.{secrets.token_urlsafe(32)}"
-    node.token_digest = node_token_digest(token=token)
-    node.save(update_fields=["token_digest"])
-    return node, token
+    return node, node_token_rotate(node=node)
 
 
 def sample(seq: int, *, ts: float, gpu: int = 0, **overrides) -> dict:
