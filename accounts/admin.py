@@ -1,7 +1,10 @@
 from django.contrib import admin, messages
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from accounts.models import Membership, Organisation
-from accounts.services import organisation_verify
+from accounts.services import organisation_unverify, organisation_verify
+from core.errors import ApplicationError
 
 
 class MembershipInline(admin.TabularInline):
@@ -10,28 +13,69 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ["user"]
 
 
+class CompetingClaimsFilter(admin.SimpleListFilter):
+    """Credit codes that more than one organisation registered: staff decide which
+    one the code belongs to."""
+
+    title = "competing claims"
+    parameter_name = "competing"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Code claimed by several organisations")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(claims__gt=1)
+        return queryset
+
+
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
     list_display = [
         "legal_name",
         "kind",
         "credit_code",
+        "claims",
         "region",
         "is_sme",
         "verified",
         "created_at",
     ]
-    list_filter = ["kind", "verified", "is_sme", "region"]
+    list_filter = [CompetingClaimsFilter, "kind", "verified", "is_sme", "region"]
     search_fields = ["legal_name", "credit_code"]
-    readonly_fields = ["verified_at", "verified_by", "created_at"]
+    readonly_fields = ["verified", "verified_at", "verified_by", "created_at"]
     inlines = [MembershipInline]
-    actions = ["verify"]
+    actions = ["verify", "unverify"]
+
+    def get_queryset(self, request):
+        same_code = (
+            Organisation.objects.filter(credit_code=OuterRef("credit_code"))
+            .order_by()
+            .values("credit_code")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(claims=Coalesce(Subquery(same_code), 1))
+
+    @admin.display(description="claims on this code", ordering="claims")
+    def claims(self, organisation: Organisation) -> int:
+        return organisation.claims
 
     @admin.action(description="Mark selected organisations verified")
     def verify(self, request, queryset):
         for organisation in queryset.filter(verified=False):
-            organisation_verify(organisation=organisation, by=request.user)
-        self.message_user(request, "Verified.", messages.SUCCESS)
+            try:
+                organisation_verify(organisation=organisation, by=request.user)
+            except ApplicationError as error:
+                self.message_user(request, f"{organisation}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{organisation}: verified.", messages.SUCCESS)
+
+    @admin.action(description="Withdraw the verification of the selected organisations")
+    def unverify(self, request, queryset):
+        for organisation in queryset.filter(verified=True):
+            organisation_unverify(organisation=organisation)
+        self.message_user(request, "Verification withdrawn.", messages.SUCCESS)
 
 
 @admin.register(Membership)

@@ -116,7 +116,9 @@ class OrganisationCreateInput(serializers.Serializer):
 
 
 class OrganisationCreateView(APIView):
-    """Register the caller's organisation (a user belongs to one)."""
+    """Register the caller's organisation (a user belongs to one). It cannot trade until
+    staff have verified its credit code; registering a code another organisation has
+    already claimed files a competing claim for staff to decide."""
 
     permission_classes = [IsAuthenticated]
     throttle_classes = [SignUpThrottle]

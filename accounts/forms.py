@@ -34,8 +34,4 @@ class SignUpForm(UserCreationForm):
         problem = credit_code_problem(code)
         if problem:
             raise forms.ValidationError(problem)
-        if Organisation.objects.filter(credit_code=code).exists():
-            raise forms.ValidationError(
-                _("An organisation with this credit code is already registered.")
-            )
         return code

@@ -15,9 +15,12 @@ def validate_credit_code(value: str) -> None:
 class Organisation(models.Model):
     """A company or public body on the exchange.
 
-    `verified` is set by an administrator after checking the credit code
-    against the business registry; unverified organisations can browse but
-    some programmes only pay verified buyers.
+    Registering is a claim on a unified social credit code: `verified` is set by
+    an administrator after checking the claim against the business registry.
+    Several organisations may claim one code (the real company is never locked
+    out by whoever registered its code first); at most one of them is verified.
+    Unverified organisations can browse and set up, but not trade (no orders,
+    no offers), and some programmes only pay verified buyers.
     """
 
     class Kind(models.TextChoices):
@@ -30,7 +33,7 @@ class Organisation(models.Model):
     credit_code = models.CharField(
         _("unified social credit code"),
         max_length=18,
-        unique=True,
+        db_index=True,
         validators=[validate_credit_code],
     )
     region = models.CharField(_("province"), max_length=32, blank=True)
@@ -45,6 +48,13 @@ class Organisation(models.Model):
 
     class Meta:
         ordering = ["legal_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["credit_code"],
+                condition=models.Q(verified=True),
+                name="organisation_credit_code_verified_once",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.legal_name

@@ -7,7 +7,7 @@ from knox.settings import knox_settings
 
 from accounts.credit_code import credit_code_problem, normalise
 from accounts.models import Membership, Organisation
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 
 User = get_user_model()
 
@@ -15,18 +15,16 @@ User = get_user_model()
 def organisation_create(
     *, owner: AbstractBaseUser, kind: str, legal_name: str, credit_code: str, region: str = ""
 ) -> Organisation:
-    """Register an organisation with `owner` as its first member (role owner)."""
+    """Register an organisation with `owner` as its first member (role owner).
+
+    The organisation is a claim on its credit code until staff verify it
+    (`organisation_verify`); until then it cannot trade. Anyone may claim a code that
+    is already claimed, even verified: whoever registered first does not lock the real
+    company out, and staff see every claim on a code side by side."""
     code = normalise(credit_code)
     problem = credit_code_problem(code)
     if problem:
         raise ApplicationError("Invalid credit code.", errors={"credit_code": [problem]})
-    if Organisation.objects.filter(credit_code=code).exists():
-        raise ApplicationError(
-            "This organisation is already registered.",
-            errors={
-                "credit_code": ["An organisation with this credit code is already registered."]
-            },
-        )
     if Membership.objects.filter(user=owner).exists():
         raise ApplicationError("You already belong to an organisation.")
     with transaction.atomic():
@@ -56,12 +54,60 @@ def user_sign_up(
     return user
 
 
+def organisation_competing_claims(*, organisation: Organisation):
+    """The other organisations registered with the same credit code."""
+    return Organisation.objects.filter(credit_code=organisation.credit_code).exclude(
+        pk=organisation.pk
+    )
+
+
+@transaction.atomic
 def organisation_verify(*, organisation: Organisation, by: AbstractBaseUser) -> Organisation:
+    """Staff confirm, against the business registry, that `organisation` is the company
+    its credit code names. One organisation per code can be verified (a partial unique
+    constraint backs this): to move a code to another claimant, unverify the holder."""
+    holder = (
+        organisation_competing_claims(organisation=organisation)
+        .filter(verified=True)
+        .select_for_update()
+        .first()
+    )
+    if holder is not None:
+        raise Conflict(
+            f"{holder.legal_name} is already verified for this credit code; "
+            "unverify it first if the code is theirs no longer.",
+            errors={"credit_code": ["Another organisation is verified for this code."]},
+        )
     Organisation.objects.filter(pk=organisation.pk, verified=False).update(
         verified=True, verified_at=timezone.now(), verified_by=by
     )
     organisation.refresh_from_db()
     return organisation
+
+
+def organisation_unverify(*, organisation: Organisation) -> Organisation:
+    """Withdraw a verification (a claim staff found wrong): the organisation can no
+    longer trade, and the code can be verified for a competing claim."""
+    Organisation.objects.filter(pk=organisation.pk, verified=True).update(
+        verified=False, verified_at=None, verified_by=None
+    )
+    organisation.refresh_from_db()
+    return organisation
+
+
+def organisation_check_can_trade(*, organisation: Organisation) -> None:
+    """Only a verified organisation places orders or lists offers: an unverified one is
+    a claim on a credit code that staff have not checked yet."""
+    if not organisation.verified:
+        raise PermissionDenied(
+            "Your organisation is awaiting verification of its credit code; "
+            "it can trade once staff have verified it.",
+            errors={
+                "organisation": [
+                    "Your organisation is awaiting verification of its credit code by staff."
+                ]
+            },
+        )
 
 
 @transaction.atomic

@@ -8,8 +8,13 @@ from django.views.decorators.http import require_POST
 from knox.settings import knox_settings
 
 from accounts.forms import SignUpForm
-from accounts.selectors import user_tokens
-from accounts.services import api_token_create, api_token_revoke, user_sign_up
+from accounts.selectors import organisation_for_user, user_tokens
+from accounts.services import (
+    api_token_create,
+    api_token_revoke,
+    organisation_competing_claims,
+    user_sign_up,
+)
 from accounts.throttles import SignUpThrottle, TokenCreateThrottle
 from core.errors import ApplicationError
 from core.throttles import page_throttled
@@ -30,7 +35,21 @@ def sign_up(request: HttpRequest) -> HttpResponse:
             region=form.cleaned_data["region"],
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, _("Welcome! Your organisation is registered."))
+        messages.success(
+            request,
+            _(
+                "Welcome! Your organisation is registered. It can trade once staff have "
+                "verified its credit code against the business registry."
+            ),
+        )
+        if organisation_competing_claims(organisation=organisation_for_user(user)).exists():
+            messages.warning(
+                request,
+                _(
+                    "Another organisation has also registered this credit code. Staff will "
+                    "check both claims and verify the company the code belongs to."
+                ),
+            )
         return redirect("home")
     return render(request, "accounts/sign_up.html", {"form": form})
 

@@ -17,6 +17,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Organisation
+from accounts.services import organisation_check_can_trade
 from core.errors import ApplicationError
 from market.models import GPUModel, Node, Offer, OfferEvent, Site
 from market.models.capacity import Hub, LatencyClass
@@ -158,7 +159,9 @@ def offer_create(
     """List GPUs of one node, or of the site's pool of nodes of one model.
 
     An offer can never promise more GPUs than its node (or pool) has; the
-    matching engine also never leases a node's GPUs twice across offers."""
+    matching engine also never leases a node's GPUs twice across offers. Only a
+    verified provider lists offers."""
+    organisation_check_can_trade(organisation=provider)
     errors: dict[str, list[str]] = {}
     if site.provider_id != provider.pk or (node is not None and node.site_id != site.pk):
         errors["node"] = ["This node is not at this site."]

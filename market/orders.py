@@ -18,6 +18,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Organisation
+from accounts.services import organisation_check_can_trade
 from core.errors import ApplicationError, Conflict
 from market.matching import OPEN_STATUSES, acceptable_model_ids
 from market.models import GPUModel, Lease, Node, Order, OrderEvent
@@ -113,7 +114,9 @@ def order_create(
 ) -> tuple[Order, bool]:
     """Place an order; returns (order, created). With an idempotency key, the
     same request again returns the first order (created=False); the same key
-    with a different request is a 409 and stores nothing."""
+    with a different request is a 409 and stores nothing. Only a verified buyer
+    places orders."""
+    organisation_check_can_trade(organisation=buyer)
     payload = {
         "accepted_models": sorted(m.slug for m in accepted_models),
         "min_tflops": min_tflops,

@@ -52,14 +52,6 @@ def test_sign_up_accepts_lowercase_and_spaces_in_the_code(client):
 
 
 @pytest.mark.django_db
-def test_an_organisation_cannot_be_registered_twice(client, buyer_org):
-    response = client.post(reverse("sign_up"), {**FORM, "credit_code": buyer_org.credit_code})
-
-    assert "already registered" in response.context["form"].errors["credit_code"][0]
-    assert Organisation.objects.count() == 1
-
-
-@pytest.mark.django_db
 def test_register_organisation_through_the_api_rejects_a_bad_code_with_a_field_error(api_client):
     user = User.objects.create_user("api.user", password="x-Long-password-1")
     api_client.force_authenticate(user)
