@@ -2,6 +2,9 @@
 published after commit, republished by the relay until it has run once."""
 
 import datetime as dt
+import json
+import subprocess
+import sys
 
 import pytest
 from django.conf import settings
@@ -162,3 +165,27 @@ def test_the_relay_is_on_the_beat_schedule_and_registered():
     entry = settings.CELERY_BEAT_SCHEDULE["core-outbox-relay"]
     assert entry["task"] == "core.outbox_relay" and entry["task"] in current_app.tasks
     assert entry["schedule"] < settings.OUTBOX_REDELIVER_SECONDS
+
+
+def _settings_in_a_fresh_process(**env: str) -> dict:
+    code = (
+        "import json; from django.conf import settings as s; "
+        "print(json.dumps([s.CELERY_BROKER_TRANSPORT_OPTIONS, s.OUTBOX_REDELIVER_SECONDS]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_the_visibility_timeout_and_the_redelivery_follow_the_task_time_limit():
+    # a crashed worker's money task comes back a minute after the longest a task may run
+    assert _settings_in_a_fresh_process() == [{"visibility_timeout": 240}, 240]
+    assert _settings_in_a_fresh_process(
+        CELERY_TASK_TIME_LIMIT="600", CELERY_TASK_SOFT_TIME_LIMIT="540"
+    ) == [{"visibility_timeout": 660}, 660]
