@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import Organisation
 from billing.ledger import ledger_is_balanced
 from billing.models import FraudFlag, Invoice
+from core.outbox import OutboxBacklog, outbox_backlog
 from core.scheduled_tasks import ScheduledTask, scheduled_tasks
 from market.models import Node, Order
 from market.tasks_telemetry import leases_meter
@@ -40,6 +41,7 @@ class Overview:
     outstanding: list[tuple[str, int]]  # (currency, Σ buyer share − paid) of open invoices
     flags_open: int
     ledger_balanced: bool
+    outbox: OutboxBacklog  # tasks written but not yet run to the end
     scheduled_tasks: list[ScheduledTask]  # failing ones first
     metering: Metering
 
@@ -85,4 +87,5 @@ def operator_overview() -> Overview:
         ledger_balanced=ledger_is_balanced(),
         scheduled_tasks=tasks,
         metering=_metering(tasks, now=timezone.now()),
+        outbox=outbox_backlog(),
     )

@@ -6,6 +6,10 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from core import scheduled_tasks
+        # Connects the Celery signals that mark outbox rows completed.
+        from core import outbox  # noqa: F401
 
-        scheduled_tasks.connect()
+        # Records the scheduled tasks' last success and failure.
+        from core.scheduled_tasks import connect
+
+        connect()
