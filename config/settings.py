@@ -136,6 +136,15 @@ STORAGES = {
 
 # --- Money -----------------------------------------------------------------
 DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="CNY")
+# The ISO 4217 codes the exchange settles in (programmes, ledger accounts).
+EXCHANGE_CURRENCIES = env.list("EXCHANGE_CURRENCIES", default=[DEFAULT_CURRENCY])
+if DEFAULT_CURRENCY not in EXCHANGE_CURRENCIES or not all(
+    len(code) == 3 and code.isascii() and code.isupper() and code.isalpha()
+    for code in EXCHANGE_CURRENCIES
+):
+    raise environ.ImproperlyConfigured(
+        "EXCHANGE_CURRENCIES must be ISO 4217 codes (e.g. CNY) and include DEFAULT_CURRENCY"
+    )
 
 # --- Billing -------------------------------------------------------------------
 # Invoice period: "monthly" (calendar months in TIME_ZONE), "weekly" or "daily".
