@@ -1,6 +1,13 @@
 from django.apps import AppConfig
+from django.urls import register_converter
 
 
 class CoreConfig(AppConfig):
     name = "core"
     verbose_name = "Core"
+
+    def ready(self) -> None:
+        from core.converters import MonthConverter, YearConverter
+
+        register_converter(YearConverter, "year")
+        register_converter(MonthConverter, "month")
