@@ -11,3 +11,5 @@ class CoreConfig(AppConfig):
 
         register_converter(YearConverter, "year")
         register_converter(MonthConverter, "month")
+        # Connects the Celery signals that mark outbox rows completed.
+        from core import outbox  # noqa: F401
