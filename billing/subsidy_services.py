@@ -166,6 +166,8 @@ def voucher_issue(
         errors["face_amount"] = [error]
     if valid_until <= valid_from:
         errors["valid_until"] = ["The voucher must end after it starts, within the programme."]
+    elif valid_until <= now:
+        errors["valid_until"] = ["The voucher's validity has already ended."]
     if errors:
         raise ApplicationError("The voucher cannot be issued.", errors=errors)
     status = VS.ACTIVE if valid_from <= now else VS.ISSUED

@@ -163,3 +163,31 @@ def test_a_claim_page_of_a_real_month_still_answers(client, authority, authority
 
     assert client.get(f"/subsidy/programmes/{prog.pk}/claims/2026/5/").status_code == 200
     assert client.get(f"/subsidy/programmes/{prog.pk}/claims/2026/05.csv").status_code == 200
+
+
+def test_a_voucher_whose_validity_already_ended_is_refused(authority_client, authority_org):
+    from accounts.models import Organisation
+    from billing.models import Voucher
+    from tests.vouchers.factories import programme, spread_organisation
+
+    prog = programme(authority_org)  # began 60 days ago
+    holder = spread_organisation(Organisation.Kind.BUYER)
+    now = timezone.now()
+    before = LedgerTransaction.objects.count()
+
+    response = authority_client.post(
+        "/api/v1/vouchers/",
+        {
+            "programme": prog.pk,
+            "holder": holder.pk,
+            "face_amount": 10_000,
+            "valid_from": (now - dt.timedelta(days=50)).isoformat(),
+            "valid_until": (now - dt.timedelta(days=20)).isoformat(),
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["valid_until"]
+    assert not Voucher.objects.exists()
+    assert LedgerTransaction.objects.count() == before
