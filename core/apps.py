@@ -13,3 +13,8 @@ class CoreConfig(AppConfig):
         register_converter(MonthConverter, "month")
         # Connects the Celery signals that mark outbox rows completed.
         from core import outbox  # noqa: F401
+
+        # Records the scheduled tasks' last success and failure.
+        from core.scheduled_tasks import connect
+
+        connect()
