@@ -16,6 +16,7 @@ from accounts.selectors import organisation_for_user
 from billing import fraud, subsidy_selectors, subsidy_services, vouchers
 from billing.models import FraudFlag, Redemption, SubsidyProgramme, Voucher, VoucherApplication
 from core.errors import NotFound
+from core.openapi import errors
 
 
 def _org(request) -> Organisation:
@@ -178,7 +179,7 @@ class VoucherListCreateView(ListAPIView):
         self._page = super().paginate_queryset(queryset)
         return self._page
 
-    @extend_schema(request=VoucherIssueInput, responses={201: VoucherOutput})
+    @extend_schema(request=VoucherIssueInput, responses={201: VoucherOutput, **errors(404)})
     def post(self, request):
         if not IsAuthority().has_permission(request, self):
             self.permission_denied(request, message=IsAuthority.message)
@@ -201,7 +202,7 @@ class ReasonInput(serializers.Serializer):
 class VoucherRevokeView(APIView):
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=ReasonInput, responses=VoucherOutput)
+    @extend_schema(request=ReasonInput, responses={200: VoucherOutput, **errors(409)})
     def post(self, request, pk: int):
         voucher = get_object_or_404(
             subsidy_selectors.vouchers_for(organisation=_org(request)), pk=pk
@@ -215,7 +216,7 @@ class VoucherRevokeView(APIView):
 
 
 class VoucherApplicationOutput(serializers.ModelSerializer):
-    voucher = serializers.PrimaryKeyRelatedField(read_only=True)
+    voucher = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = VoucherApplication
@@ -281,7 +282,9 @@ def _authority_application(request, pk: int) -> VoucherApplication:
 class VoucherApplicationApproveView(APIView):
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=VoucherApplicationApproveInput, responses={201: VoucherOutput})
+    @extend_schema(
+        request=VoucherApplicationApproveInput, responses={201: VoucherOutput, **errors(409)}
+    )
     def post(self, request, pk: int):
         application = _authority_application(request, pk)
         data = VoucherApplicationApproveInput(data=request.data)
@@ -295,7 +298,7 @@ class VoucherApplicationApproveView(APIView):
 class VoucherApplicationRejectView(APIView):
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=ReasonInput, responses=VoucherApplicationOutput)
+    @extend_schema(request=ReasonInput, responses={200: VoucherApplicationOutput, **errors(409)})
     def post(self, request, pk: int):
         application = _authority_application(request, pk)
         data = ReasonInput(data=request.data)
@@ -340,7 +343,7 @@ class RedemptionReviewView(APIView):
 
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=RedemptionReviewInput, responses=RedemptionOutput)
+    @extend_schema(request=RedemptionReviewInput, responses={200: RedemptionOutput, **errors(409)})
     def post(self, request, pk: int, action: str):
         if action not in _REVIEW_ACTIONS:
             raise NotFound("No such action.")
@@ -391,7 +394,7 @@ class FraudFlagListView(ListAPIView):
 class FraudFlagReviewView(APIView):
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=FraudFlagReviewInput, responses=FraudFlagOutput)
+    @extend_schema(request=FraudFlagReviewInput, responses={200: FraudFlagOutput, **errors(409)})
     def post(self, request, pk: int):
         flag = get_object_or_404(
             subsidy_selectors.flags_for_authority(authority=_org(request)), pk=pk

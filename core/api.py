@@ -10,6 +10,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import ApplicationError
@@ -21,11 +22,18 @@ class Pagination(PageNumberPagination):
     max_page_size = 200
 
 
-def paginated(*, request, view, queryset, serializer_class) -> Response:
-    """One page of `queryset`, serialised, with the count and next/previous links."""
-    paginator = Pagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+class PaginatedAPIView(APIView):
+    """An APIView whose GET answers one page of a list. It declares its
+    `pagination_class`, as DRF's generic views do, so that the OpenAPI schema
+    documents the page (count, next, previous, results) and not a bare array."""
+
+    pagination_class = Pagination
+
+    def paginated(self, *, queryset, serializer_class) -> Response:
+        """One page of `queryset`, serialised, with the count and next/previous links."""
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, self.request, view=self)
+        return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 def _flatten_errors(data: Any) -> dict[str, Any]:

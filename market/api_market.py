@@ -14,7 +14,8 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasOrganisation, IsBuyer, IsProvider
 from accounts.selectors import organisation_for_user
-from core.api import paginated
+from core.api import PaginatedAPIView
+from core.openapi import errors
 from market import capacity, orders, search
 from market.models import GPUModel, Lease, Node, Offer, Order, Site
 from market.models.capacity import Hub, LatencyClass
@@ -99,13 +100,13 @@ class SiteUpdateInput(SiteCreateInput):
         super().__init__(*args, partial=True, **kwargs)
 
 
-class SiteListCreateView(APIView):
+class SiteListCreateView(PaginatedAPIView):
     permission_classes = [IsProvider]
 
     @extend_schema(responses=SiteOutput(many=True))
     def get(self, request):
         sites = search.sites_of(organisation_for_user(request.user))
-        return paginated(request=request, view=self, queryset=sites, serializer_class=SiteOutput)
+        return self.paginated(queryset=sites, serializer_class=SiteOutput)
 
     @extend_schema(request=SiteCreateInput, responses={201: SiteOutput})
     def post(self, request):
@@ -169,13 +170,13 @@ class NodeCreateInput(serializers.Serializer):
     interconnect = serializers.CharField(max_length=60, required=False, default="")
 
 
-class NodeListCreateView(APIView):
+class NodeListCreateView(PaginatedAPIView):
     permission_classes = [IsProvider]
 
     @extend_schema(responses=NodeOutput(many=True))
     def get(self, request):
         nodes = search.nodes_of(organisation_for_user(request.user)).order_by("site", "name")
-        return paginated(request=request, view=self, queryset=nodes, serializer_class=NodeOutput)
+        return self.paginated(queryset=nodes, serializer_class=NodeOutput)
 
     @extend_schema(request=NodeCreateInput, responses={201: NodeCreatedOutput})
     def post(self, request):
@@ -208,10 +209,10 @@ class OfferOutput(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.legal_name", read_only=True)
     site = SiteOutput(read_only=True)
     price_per_pflops_hour = serializers.DecimalField(
-        max_digits=20, decimal_places=2, read_only=True, default=None
+        max_digits=20, decimal_places=2, read_only=True, allow_null=True, default=None
     )
     reliability = serializers.DecimalField(
-        max_digits=5, decimal_places=4, read_only=True, default=None
+        max_digits=5, decimal_places=4, read_only=True, allow_null=True, default=None
     )
     status = serializers.CharField(read_only=True)
 
@@ -272,7 +273,7 @@ class OfferUpdateInput(serializers.Serializer):
     price_amount = serializers.IntegerField(min_value=1)
 
 
-class OfferListCreateView(APIView):
+class OfferListCreateView(PaginatedAPIView):
     """GET: public search of live offers. POST: a provider lists an offer."""
 
     def get_permissions(self):
@@ -287,7 +288,7 @@ class OfferListCreateView(APIView):
         data = OfferSearchInput(data=request.query_params)
         data.is_valid(raise_exception=True)
         offers = search.offers_search(**data.validated_data)
-        return paginated(request=request, view=self, queryset=offers, serializer_class=OfferOutput)
+        return self.paginated(queryset=offers, serializer_class=OfferOutput)
 
     @extend_schema(request=OfferCreateInput, responses={201: OfferOutput})
     def post(self, request):
@@ -310,7 +311,7 @@ class OfferListCreateView(APIView):
         return Response(OfferOutput(offer).data, status=status.HTTP_201_CREATED)
 
 
-class OfferMineView(APIView):
+class OfferMineView(PaginatedAPIView):
     """The provider's own offers in every status."""
 
     permission_classes = [IsProvider]
@@ -318,7 +319,7 @@ class OfferMineView(APIView):
     @extend_schema(responses=OfferOutput(many=True))
     def get(self, request):
         offers = search.offers_of(organisation_for_user(request.user)).order_by("-created_at")
-        return paginated(request=request, view=self, queryset=offers, serializer_class=OfferOutput)
+        return self.paginated(queryset=offers, serializer_class=OfferOutput)
 
 
 class OfferDetailView(APIView):
@@ -476,17 +477,17 @@ class OrderCreateInput(serializers.Serializer):
         return models
 
 
-class OrderListCreateView(APIView):
+class OrderListCreateView(PaginatedAPIView):
     permission_classes = [IsBuyer]
 
     @extend_schema(responses=OrderOutput(many=True))
     def get(self, request):
         placed = search.orders_of(organisation_for_user(request.user)).order_by("-created_at")
-        return paginated(request=request, view=self, queryset=placed, serializer_class=OrderOutput)
+        return self.paginated(queryset=placed, serializer_class=OrderOutput)
 
     @extend_schema(
         request=OrderCreateInput,
-        responses={201: OrderOutput, 200: OrderOutput},
+        responses={201: OrderOutput, 200: OrderOutput, **errors(409)},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
     )
     def post(self, request):
@@ -525,7 +526,7 @@ class OrderCancelView(APIView):
         return Response(OrderOutput(orders.order_cancel(order=order, actor=request.user)).data)
 
 
-class LeaseListView(APIView):
+class LeaseListView(PaginatedAPIView):
     """Leases the caller's organisation bought or sold, with usage so far."""
 
     permission_classes = [HasOrganisation]
@@ -533,7 +534,7 @@ class LeaseListView(APIView):
     @extend_schema(responses=LeaseOutput(many=True))
     def get(self, request):
         leases = search.leases_of(organisation_for_user(request.user)).order_by("-id")
-        return paginated(request=request, view=self, queryset=leases, serializer_class=LeaseOutput)
+        return self.paginated(queryset=leases, serializer_class=LeaseOutput)
 
 
 class LeaseDetailView(APIView):

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasOrganisation
 from accounts.selectors import organisation_for_user
+from core.openapi import errors
 from market.models import Node, UsageRecord
 from market.selectors_telemetry import usage_records_for_organisation
 from market.telemetry import telemetry_ingest
@@ -101,7 +102,7 @@ class TelemetryIngestView(APIView):
 
     @extend_schema(
         request=TelemetryBatchInput,
-        responses={200: TelemetryBatchOutput},
+        responses={200: TelemetryBatchOutput, **errors(403)},
         examples=[OpenApiExample("result", value={"accepted": 4990, "duplicates": 10})],
     )
     def post(self, request):
