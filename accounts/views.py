@@ -1,7 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from accounts.forms import SignUpForm
 from accounts.selectors import user_tokens
 from accounts.services import api_token_create, api_token_revoke, user_sign_up
+from core.errors import NotFound
 
 
 def sign_up(request: HttpRequest) -> HttpResponse:
@@ -53,6 +54,9 @@ def token_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, prefix: str) -> HttpResponse:
-    api_token_revoke(user=request.user, token_key=prefix)
+    try:
+        api_token_revoke(user=request.user, token_key=prefix)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
     messages.success(request, _("Token revoked."))
     return redirect("account")
