@@ -4,7 +4,7 @@ service, render. Other organisations' objects are 404s (querysets are
 filtered by the caller's organisation in billing.subsidy_selectors)."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -381,13 +381,22 @@ class FraudFlagReviewInput(serializers.Serializer):
     note = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
 
 
+class FraudFlagFilterInput(serializers.Serializer):
+    status = serializers.ChoiceField(FraudFlag.Status.choices, required=False)
+
+
+@extend_schema_view(get=extend_schema(parameters=[FraudFlagFilterInput]))
 class FraudFlagListView(ListAPIView):
     permission_classes = [IsAuthority]
     serializer_class = FraudFlagOutput
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return FraudFlag.objects.none()
+        data = FraudFlagFilterInput(data=self.request.query_params)
+        data.is_valid(raise_exception=True)
         return subsidy_selectors.flags_for_authority(
-            authority=_org(self.request), status=self.request.query_params.get("status")
+            authority=_org(self.request), status=data.validated_data.get("status")
         )
 
 

@@ -5,8 +5,7 @@ Every 4xx the API answers has the one error shape of `core.api`:
 DEFAULT_SCHEMA_CLASS) documents it on each operation for the statuses that
 follow from the view's own configuration:
 
-- 400 when the operation takes a body (POST/PUT/PATCH) or query parameters
-  other than the page number;
+- 400 when the operation takes a body (POST/PUT/PATCH) or query parameters;
 - 401 when the view authenticates (a bad token is refused even where
   anonymous callers are welcome);
 - 403 when a permission class can refuse a signed-in caller, or session
@@ -14,6 +13,9 @@ follow from the view's own configuration:
 - 404 when the path names an object, or the list is paginated (a page past
   the end is a 404);
 - 429 with `Retry-After` when the view is throttled.
+
+Optional query parameters are marked `allowEmptyValue`: DRF, django-filter and
+the paginator all take `?name=` as not given.
 
 Statuses a service raises that the view's configuration cannot show (409 when
 a state changed under the caller, 404 for "not yet registered", 403 for a
@@ -38,7 +40,6 @@ ERROR_DESCRIPTIONS = {
 }
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 _WITH_BODY = {"POST", "PUT", "PATCH"}
-_PAGE_PARAMETERS = {"page", "page_size"}
 
 
 class ErrorOutput(serializers.Serializer):
@@ -62,6 +63,15 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 class ExchangeAutoSchema(AutoSchema):
+    def _get_parameters(self) -> list[dict[str, Any]]:
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            # DRF serializers (HTML-input rules), django-filter and the paginator all
+            # read an optional query parameter given empty (`?vendor=`) as not given.
+            if parameter.get("in") == "query" and not parameter.get("required"):
+                parameter["allowEmptyValue"] = True
+        return parameters
+
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         for status in self._error_statuses():
@@ -81,8 +91,8 @@ class ExchangeAutoSchema(AutoSchema):
     def _error_statuses(self) -> list[int]:
         view, method = self.view, self.method
         statuses = []
-        query = {p["name"] for p in self._get_parameters() if p.get("in") == "query"}
-        if method in _WITH_BODY or query - _PAGE_PARAMETERS:
+        query = [p for p in self._get_parameters() if p.get("in") == "query"]
+        if method in _WITH_BODY or query:
             statuses.append(400)
         authenticators = view.get_authenticators()
         if authenticators:

@@ -83,7 +83,9 @@ class TelemetrySampleInput(serializers.Serializer):
 
 
 class TelemetryBatchInput(serializers.Serializer):
-    node = serializers.IntegerField(required=False, help_text="optional; must be the token's node")
+    node = serializers.IntegerField(
+        required=False, allow_null=True, help_text="optional; must be the token's node"
+    )
     samples = TelemetrySampleInput(many=True)
 
 
