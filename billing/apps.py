@@ -7,4 +7,4 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         # Celery autodiscovery finds billing.tasks only; register the voucher tasks too.
-        from billing import tasks_vouchers  # noqa: F401
+        from billing import checks, tasks_vouchers  # noqa: F401

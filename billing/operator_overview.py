@@ -9,6 +9,7 @@ from django.db.models import Count, F, Sum
 from accounts.models import Organisation
 from billing.ledger import ledger_is_balanced
 from billing.models import FraudFlag, Invoice
+from core.outbox import OutboxBacklog, outbox_backlog
 from market.models import Node, Order
 
 OPEN_ORDER_STATES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
@@ -24,6 +25,7 @@ class Overview:
     outstanding: list[tuple[str, int]]  # (currency, Σ buyer share − paid) of open invoices
     flags_open: int
     ledger_balanced: bool
+    outbox: OutboxBacklog  # tasks written but not yet run to the end
 
 
 def operator_overview() -> Overview:
@@ -48,4 +50,5 @@ def operator_overview() -> Overview:
         outstanding=[(row["currency"], row["outstanding"]) for row in invoices],
         flags_open=FraudFlag.objects.filter(status=FraudFlag.Status.OPEN).count(),
         ledger_balanced=ledger_is_balanced(),
+        outbox=outbox_backlog(),
     )

@@ -3,8 +3,10 @@
 Money moves only when Stripe says so in an event (a verified webhook, or the
 reconciliation task that fetches events a webhook missed): the API answer
 to our own call updates the payment's status, never the ledger. Every event
-id is recorded once; processing happens in a task after commit, under a row
-lock, and a payment's status only moves forward.
+id is recorded once; its processing is written to the outbox with it
+(core/outbox.py) and runs in a task after commit, under a row lock, until it
+has run once to the end; a payment's status only moves forward, and only the
+PaymentIntent fetched from Stripe (never the event's copy) marks an invoice paid.
 """
 
 import datetime as dt
@@ -12,8 +14,9 @@ import logging
 import time
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import transaction
+from django.db.models import CharField, Exists, F, OuterRef, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -22,6 +25,8 @@ from billing import settlement
 from billing.gateways import stripe as gateway
 from billing.models import Invoice, Payment, Refund, StripeEvent
 from core.errors import ApplicationError, Conflict
+from core.models import OutboxMessage
+from core.outbox import outbox_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -192,51 +197,99 @@ def _release_failed_refund(refund: Refund) -> bool:
 # --- events ---------------------------------------------------------------------------
 
 
-def stripe_event_record(*, event: dict[str, Any], source: str = "webhook") -> StripeEvent | None:
-    """Record an event once; the first recorder queues its processing after
-    commit. A repeat (same id) returns None and queues nothing."""
-    from billing.tasks import stripe_event_process
-
-    try:
-        with transaction.atomic():
-            record = StripeEvent.objects.create(
-                event_id=event["id"], type=event.get("type", ""), payload=event, source=source
+def stripe_event_record(
+    *, event: dict[str, Any], source: str = "webhook"
+) -> tuple[StripeEvent, bool]:
+    """Record an event once and queue its processing through the outbox (in the
+    same transaction). Returns (event, created). A repeat of an event recorded
+    but not yet processed (its task lost, or the broker down) queues it again;
+    a repeat of a processed one queues nothing."""
+    with transaction.atomic():
+        record, created = StripeEvent.objects.get_or_create(
+            event_id=event["id"],
+            defaults={"type": event.get("type", ""), "payload": event, "source": source},
+        )
+        if record.processed_at is None:
+            outbox_enqueue(
+                task_name="billing.stripe_event_process",
+                args=[record.pk],
+                key=f"stripe-event:{record.pk}",
             )
-            transaction.on_commit(lambda: stripe_event_process.delay(record.pk))
-    except IntegrityError:
-        return None
-    return record
+    return record, created
 
 
 def stripe_event_process(*, event: StripeEvent) -> None:
-    """Apply one recorded event, once (row lock + processed_at)."""
+    """Apply one recorded event, once (row lock + processed_at).
+
+    The event is a notification, not the evidence: the PaymentIntent it names
+    is fetched from Stripe with the secret key, and only what Stripe answers
+    moves a payment or the ledger. A forged event (someone holding the webhook
+    secret) can then do no more than make us look. A Stripe error that is worth
+    retrying raises, and the outbox runs the task again."""
+    if event.processed_at or event.type not in PAYMENT_INTENT_EVENTS:
+        _event_mark_processed(event)
+        return
+    intent_id = str(((event.payload.get("data") or {}).get("object") or {}).get("id") or "")
+    intent = _intent_from_stripe(intent_id)
     with transaction.atomic():
         event = StripeEvent.objects.select_for_update().get(pk=event.pk)
         if event.processed_at:
             return
-        status = PAYMENT_INTENT_EVENTS.get(event.type)
-        if status:
-            _payment_intent_event(intent=event.payload["data"]["object"], status=status)
+        if intent is not None:
+            _payment_intent_event(intent=intent, status=_status_from_intent(intent))
         StripeEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now())
+
+
+def _event_mark_processed(event: StripeEvent) -> None:
+    StripeEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
+        processed_at=timezone.now()
+    )
+
+
+def _intent_from_stripe(intent_id: str) -> dict[str, Any] | None:
+    """The PaymentIntent as Stripe has it; None if Stripe does not know it."""
+    if not intent_id.startswith("pi_"):
+        return None
+    try:
+        return gateway.payment_intent_retrieve(payment_intent_id=intent_id)
+    except gateway.GatewayError as exc:
+        if exc.retryable:
+            raise
+        logger.warning("event for an intent Stripe does not know", extra={"intent": intent_id})
+        return None
 
 
 def _payment_for_intent(intent: dict[str, Any]) -> Payment | None:
     payment = Payment.objects.filter(stripe_payment_intent_id=intent["id"]).first()
     if payment is None:
         # The webhook can beat our own save of the intent id: find it by invoice.
-        invoice_id = (intent.get("metadata") or {}).get("invoice")
+        invoice_id = str((intent.get("metadata") or {}).get("invoice") or "")
         payment = (
             Payment.objects.filter(
                 invoice_id=invoice_id, amount=intent.get("amount"), stripe_payment_intent_id=None
             )
             .order_by("-attempt")
             .first()
-            if invoice_id
+            if invoice_id.isdigit()
             else None
         )
         if payment:
             Payment.objects.filter(pk=payment.pk).update(stripe_payment_intent_id=intent["id"])
     return payment
+
+
+def _intent_matches(*, intent: dict[str, Any], payment: Payment) -> bool:
+    """The intent Stripe charged is the one this payment asked for: same
+    invoice, amount and currency, and it received exactly that amount."""
+    metadata = intent.get("metadata") or {}
+    return (
+        intent.get("id") == payment.stripe_payment_intent_id
+        and str(metadata.get("invoice") or "") == str(payment.invoice_id)
+        and intent.get("amount") == payment.amount
+        # localstripe leaves out amount_received; Stripe always sends it.
+        and intent.get("amount_received", intent.get("amount")) == payment.amount
+        and str(intent.get("currency") or "").upper() == payment.currency.upper()
+    )
 
 
 def _payment_intent_event(*, intent: dict[str, Any], status: str) -> None:
@@ -245,22 +298,38 @@ def _payment_intent_event(*, intent: dict[str, Any], status: str) -> None:
         logger.warning("event for an unknown payment intent", extra={"intent": intent["id"]})
         return
     payment = Payment.objects.select_for_update().get(pk=payment.pk)
-    _payment_advance(payment=payment, status=status)
     if status != PI.SUCCEEDED:
+        _payment_advance(payment=payment, status=status)
         return
-    received = intent.get("amount_received") or intent.get("amount") or 0
-    if received > payment.captured_amount:
-        Payment.objects.filter(pk=payment.pk).update(captured_amount=received)
+    if payment.status in (PI.CANCELED, PI.FAILED):
+        # The state machine refuses: a closed attempt never pays an invoice.
+        logger.error(
+            "succeeded intent of a closed payment: not applied, refund it",
+            extra={"payment": payment.pk, "intent": intent["id"], "status": payment.status},
+        )
+        return
+    if not _intent_matches(intent=intent, payment=payment):
+        logger.error(
+            "succeeded intent does not match its payment: not applied",
+            extra={"payment": payment.pk, "intent": intent["id"]},
+        )
+        return
+    _payment_advance(payment=payment, status=PI.SUCCEEDED)
+    if payment.captured_amount == 0:
+        Payment.objects.filter(pk=payment.pk, captured_amount=0).update(
+            captured_amount=payment.amount
+        )
         settlement.invoice_mark_paid(
             invoice=payment.invoice,
-            amount=received - payment.captured_amount,
-            business_key=f"stripe:payment_intent:{intent['id']}:captured:{received}",
+            amount=payment.amount,
+            business_key=f"stripe:payment_intent:{intent['id']}:captured:{payment.amount}",
         )
 
 
 def stripe_events_reconcile(*, window_seconds: int = RECONCILE_WINDOW_SECONDS) -> int:
     """Fetch recent events from Stripe and record (and so process) any that no
-    webhook delivered. Returns how many were missing."""
+    webhook delivered; queue again every recorded event not yet processed.
+    Returns how many were missing."""
     since = int(time.time()) - window_seconds
     known = set(
         StripeEvent.objects.filter(
@@ -271,6 +340,21 @@ def stripe_events_reconcile(*, window_seconds: int = RECONCILE_WINDOW_SECONDS) -
     for event in gateway.events_list(created_gte=since):
         if event["id"] in known or event.get("type") not in PAYMENT_INTENT_EVENTS:
             continue
-        if stripe_event_record(event=event, source="reconcile"):
-            missing += 1
+        _record, created = stripe_event_record(event=event, source="reconcile")
+        missing += created
+    # Events recorded but never processed with nothing waiting in the outbox
+    # (recorded before the outbox existed) are queued again.
+    waiting = OutboxMessage.objects.filter(
+        key=Concat(Value("stripe-event:"), Cast(OuterRef("pk"), CharField())),
+        completed_at__isnull=True,
+    )
+    for pk in (
+        StripeEvent.objects.filter(processed_at__isnull=True)
+        .exclude(Exists(waiting))
+        .values_list("pk", flat=True)
+    ):
+        with transaction.atomic():
+            outbox_enqueue(
+                task_name="billing.stripe_event_process", args=[pk], key=f"stripe-event:{pk}"
+            )
     return missing

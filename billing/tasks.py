@@ -2,17 +2,21 @@
 
 Money-moving tasks set acks_late + reject_on_worker_lost: a worker killed in
 the middle leaves the message to be delivered again, and the service it calls
-is all-or-nothing and keyed, so running it again settles exactly once.
+is all-or-nothing and keyed, so running it again settles exactly once. They
+are queued through the outbox (core/outbox.py), never with a bare `.delay`, so
+a broker that loses their message loses no work: the relay publishes it again.
 """
 
 import datetime as dt
 import logging
 
 from celery import shared_task
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organisation
 from billing import settlement
+from core.outbox import outbox_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +32,13 @@ def invoices_settle_closed_period(at: str | None = None) -> int:
         at=current_start - dt.timedelta(seconds=1)
     )
     buyer_ids = settlement.buyers_to_settle(period_end=previous_end)
-    for buyer_id in buyer_ids:
-        invoice_settle_buyer.delay(buyer_id, previous_start.isoformat(), previous_end.isoformat())
+    with transaction.atomic():
+        for buyer_id in buyer_ids:
+            outbox_enqueue(
+                task_name="billing.invoice_settle_buyer",
+                args=[buyer_id, previous_start.isoformat(), previous_end.isoformat()],
+                key=f"invoice-settle:{buyer_id}:{previous_start.isoformat()}",
+            )
     return len(buyer_ids)
 
 
@@ -89,10 +98,18 @@ def stripe_events_reconcile() -> int:
     return payments.stripe_events_reconcile()
 
 
-@shared_task(name="billing.payout_run_scheduled", **MONEY)
-def payout_run_scheduled(key: str | None = None) -> int:
-    """The daily payout run (key = the local date, so a re-run is a no-op)."""
+@shared_task(name="billing.payout_run_scheduled")
+def payout_run_scheduled(key: str | None = None) -> str:
+    """The daily payout run, written to the outbox (key = the local date, so a
+    re-run is a no-op) and executed by `payout_run_execute`."""
+    key = key or f"payouts-{timezone.localdate():%Y-%m-%d}"
+    with transaction.atomic():
+        outbox_enqueue(task_name="billing.payout_run_execute", args=[key], key=f"payout-run:{key}")
+    return key
+
+
+@shared_task(name="billing.payout_run_execute", **MONEY)
+def payout_run_execute(key: str) -> int:
     from billing import payouts
 
-    key = key or f"payouts-{timezone.localdate():%Y-%m-%d}"
     return payouts.payout_run_execute(key=key).pk

@@ -25,6 +25,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "invoices": _admin("billing_invoice", "status__exact=open"),
         "flags": _admin("billing_fraudflag", "status__exact=open"),
         "ledger": reverse("admin:billing_ledgeraccount_changelist"),
+        "outbox": _admin("core_outboxmessage", "completed_at__isempty=1"),
     }
     return render(
         request, "billing/operator.html", {"overview": operator_overview(), "links": links}

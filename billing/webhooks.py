@@ -21,5 +21,5 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         )
     except gateway.WebhookSignatureError:
         return JsonResponse({"detail": "Invalid signature.", "errors": {}}, status=400)
-    recorded = payments.stripe_event_record(event=event)
-    return JsonResponse({"received": True, "duplicate": recorded is None})
+    _record, created = payments.stripe_event_record(event=event)
+    return JsonResponse({"received": True, "duplicate": not created})

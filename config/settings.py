@@ -222,6 +222,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 # Seconds between runs. `celery beat` in production; core.scheduler in the embedded mode.
 CELERY_BEAT_SCHEDULE: dict = {
+    # outbox: publish what a lost broker dropped or a failed publish left behind
+    "core-outbox-relay": {"task": "core.outbox_relay", "schedule": 30.0},
     # market: matching, lease lifecycle, order expiry
     "market-match-round": {"task": "market.match_round", "schedule": 5.0},
     "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
@@ -242,10 +244,32 @@ CELERY_BEAT_SCHEDULE: dict = {
     "vouchers-expire-due": {"task": "billing.vouchers_expire_due", "schedule": 300.0},
     "fraud-flags-compute": {"task": "billing.fraud_flags_compute", "schedule": 3600.0},
 }
-# Redis redelivers a message a dead worker had taken after visibility_timeout seconds.
+# Redis redelivers a message a worker took but never acknowledged (money and capacity
+# tasks ack late: only after they ran) once visibility_timeout seconds have passed. It
+# must exceed the longest a task may legitimately hold its message, or a live task is
+# handed to a second worker: the hard time limit, plus a margin for the moment a
+# prefetched message waits for a free pool process (prefetch multiplier 1) and for
+# the worker's clock. Much more than that only delays the redelivery of a crashed
+# worker's money task (Redis's default 3600 s left it unacked for an hour).
+CELERY_VISIBILITY_MARGIN_SECONDS = 60
 CELERY_BROKER_TRANSPORT_OPTIONS = env.json(
-    "CELERY_BROKER_TRANSPORT_OPTIONS", default={"visibility_timeout": 3600}
+    "CELERY_BROKER_TRANSPORT_OPTIONS",
+    default={"visibility_timeout": CELERY_TASK_TIME_LIMIT + CELERY_VISIBILITY_MARGIN_SECONDS},
 )
+# Transactional outbox (core/outbox.py): the relay publishes a row again when it has
+# not completed this long after its last publish. Same reasoning as the visibility
+# timeout: a published task gets a worker within the margin and ends within the limit.
+OUTBOX_REDELIVER_SECONDS = env.int(
+    "OUTBOX_REDELIVER_SECONDS",
+    default=CELERY_BROKER_TRANSPORT_OPTIONS.get(
+        "visibility_timeout", CELERY_TASK_TIME_LIMIT + CELERY_VISIBILITY_MARGIN_SECONDS
+    ),
+)
+OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
+if OUTBOX_REDELIVER_SECONDS <= 0 or CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise environ.ImproperlyConfigured(
+        "OUTBOX_REDELIVER_SECONDS > 0 and CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT"
+    )
 
 
 # --- Compute vouchers: fraud-flag thresholds ---------------------------------------

@@ -5,6 +5,8 @@ History rows are evidence: the admin shows them and never edits them.
 
 from django.contrib import admin
 
+from core.models import OutboxMessage
+
 STATUS_EVENT_COLUMNS = ["from_status", "to_status", "actor", "reason", "at"]
 
 
@@ -36,4 +38,28 @@ class StatusEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """The outbox is the evidence of work owed: shown, never edited (the relay
+    republishes a waiting row by itself)."""
+
+    list_display = [
+        "pk",
+        "task_name",
+        "key",
+        "created_at",
+        "attempts",
+        "completed_at",
+        "last_error",
+    ]
+    list_filter = [("completed_at", admin.EmptyFieldListFilter), "task_name"]
+    search_fields = ["key", "task_name"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

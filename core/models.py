@@ -24,3 +24,43 @@ class StatusEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '∅'} → {self.to_status}"
+
+
+class OutboxMessage(models.Model):
+    """A Celery task written in the same transaction as the change that needs
+    it (core/outbox.py). Published after commit; `completed_at` is set when a
+    worker has run the task to the end, so a message a lost broker dropped is
+    published again by the relay. At most one row per `key` waits at a time.
+    """
+
+    task_name = models.CharField(max_length=200)
+    args = models.JSONField(default=list)
+    key = models.CharField(max_length=200)
+    task_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The relay publishes a waiting row once this has passed (again after each publish).
+    available_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"],
+                condition=models.Q(completed_at__isnull=True),
+                name="outbox_one_waiting_per_key",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["available_at"],
+                condition=models.Q(completed_at__isnull=True),
+                name="outbox_waiting_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}{self.args} [{self.key}]"

@@ -1,8 +1,9 @@
 """Run the Celery beat schedule inside the web process, for the embedded mode.
 
 With no broker (REDIS_URL unset) there is no `celery beat`; the demo server
-starts this thread so that matching, metering and settlement still happen on
-their schedule. Production runs `celery beat` instead and never uses this.
+starts this thread so that matching, metering, settlement and the outbox relay
+(core.outbox_relay, which re-runs a task that failed after its commit) still
+happen on their schedule. Production runs `celery beat` instead and never uses this.
 """
 
 import logging

@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from core.outbox import outbox_enqueue
 from market.models import Lease, LeaseEvent, Offer
 
 
@@ -89,17 +90,20 @@ def leases_advance(*, now: dt.datetime | None = None) -> tuple[int, int]:
         for lease in completed:
             returned[lease.offer_id] += lease.gpu_count
         _offers_give_back(returned)
-    _leases_completed_notify([lease.pk for lease in completed])
+        _leases_completed_notify([lease.pk for lease in completed])
     return len(activated), len(completed)
 
 
 def _leases_completed_notify(lease_ids: list[int]) -> None:
     """Queue the subscribers of lease completion (settings.LEASE_COMPLETED_TASKS),
-    e.g. billing refreshing the buyer's draft invoice. Called after commit."""
+    e.g. billing refreshing the buyer's draft invoice, through the outbox in the
+    transaction that completed the leases."""
     for dotted in settings.LEASE_COMPLETED_TASKS:
-        task = import_string(dotted)
+        task_name = import_string(dotted).name
         for lease_id in lease_ids:
-            task.delay(lease_id)
+            outbox_enqueue(
+                task_name=task_name, args=[lease_id], key=f"lease-completed:{lease_id}:{task_name}"
+            )
 
 
 def leases_cancel(

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import Organisation
 from core.errors import ApplicationError, Conflict
+from core.outbox import outbox_enqueue
 from market.matching import OPEN_STATUSES, acceptable_model_ids
 from market.models import GPUModel, Lease, Node, Order, OrderEvent
 from market.models.capacity import Hub
@@ -173,7 +174,9 @@ def order_create(
             OrderEvent.objects.create(
                 order=order, to_status=Order.Status.OPEN, actor=placed_by, reason="placed"
             )
-            transaction.on_commit(lambda: _queue_match(order.pk))
+            outbox_enqueue(
+                task_name="market.match_order", args=[order.pk], key=f"order-match:{order.pk}"
+            )
     except IntegrityError:
         # The same key raced in from a second request: the first one won.
         existing = _order_for_key(buyer=buyer, key=idempotency_key or "", digest=digest)
@@ -181,12 +184,6 @@ def order_create(
             raise
         return existing, False
     return order, True
-
-
-def _queue_match(order_id: int) -> None:
-    from market.tasks_market import match_order
-
-    match_order.delay(order_id)
 
 
 def _order_for_key(*, buyer: Organisation, key: str, digest: str) -> Order | None:

@@ -1,9 +1,14 @@
 """Helpers for tests that start real processes on free loopback ports."""
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -63,3 +68,89 @@ class InProcessWSGI:
         finally:
             request_started.connect(close_old_connections)
             request_finished.connect(close_old_connections)
+
+
+@contextlib.contextmanager
+def celery_broker(url: str | None):
+    """Point this process's Celery app at the broker `url` (tasks are then sent,
+    not run), or with None back to in-process eager tasks; restored on exit."""
+    from config.celery import app
+
+    before = (app.conf.broker_url, app.conf.task_always_eager, app.conf.task_eager_propagates)
+    _reset_broker_pools(app)
+    app.conf.broker_url = url or "memory://"
+    app.conf.task_always_eager = url is None
+    app.conf.task_eager_propagates = url is None
+    try:
+        yield app
+    finally:
+        _reset_broker_pools(app)
+        app.conf.broker_url, app.conf.task_always_eager, app.conf.task_eager_propagates = before
+
+
+def _reset_broker_pools(app) -> None:
+    from kombu import pools
+
+    pools.reset()  # closes and forgets every broker connection of this process
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+def unused_redis_url() -> str:
+    """A Redis URL on a loopback port nothing listens on: a broker that is down."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+class RedisServer:
+    """Our own redis-server on a free loopback port, without persistence (as a
+    broker that loses its queue when killed), for tests that kill it."""
+
+    def __init__(self, *, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout: float = 20.0) -> "RedisServer":
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    def kill(self) -> None:
+        """kill -9: whatever was queued is gone (no RDB, no AOF)."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def queued(self, queue: str = "celery") -> int:
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port).llen(queue)

@@ -11,7 +11,9 @@ from tests.factories import LeaseFactory, OfferFactory, UsageRecordFactory
 
 
 @pytest.mark.django_db
-def test_a_completed_lease_shows_on_the_buyers_draft_invoice_right_away():
+def test_a_completed_lease_shows_on_the_buyers_draft_invoice_right_away(
+    django_capture_on_commit_callbacks,
+):
     # given: a 2-GPU lease at ¥20.00/GPU-hour that ended an hour ago, metered in full
     with time_machine.travel(dt.datetime(2026, 11, 18, 12, 0, tzinfo=dt.UTC), tick=False):
         start = timezone.now() - dt.timedelta(hours=3)
@@ -25,8 +27,9 @@ def test_a_completed_lease_shows_on_the_buyers_draft_invoice_right_away():
         )
         UsageRecordFactory(lease=lease)
 
-        # when: the lifecycle beat notices the end
-        activated, completed = leases_advance()
+        # when: the lifecycle beat notices the end (billing's task runs after its commit)
+        with django_capture_on_commit_callbacks(execute=True):
+            activated, completed = leases_advance()
 
     # then: completed, and billing has already refreshed the buyer's draft
     assert (activated, completed) == (0, 1)

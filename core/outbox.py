@@ -1,0 +1,168 @@
+"""The transactional outbox: work that moves money or capacity survives a lost broker.
+
+`outbox_enqueue` writes the task as a row in the caller's transaction, so the
+task exists exactly when the change that needs it was committed. After commit
+the row is published to Celery with the row's own task id; a worker that runs
+the task to the end marks the row completed (`task_postrun`, below). The relay
+(`outbox_relay`, on the beat schedule) publishes again every row that is not
+completed once its `available_at` has passed: rows whose publish failed (broker
+down: the caller gets its answer anyway, the failure is logged) and rows a
+broker lost after accepting them (Redis killed without persistence, a message
+left unacked). Tasks are idempotent, so a republish duplicates no effect.
+
+In the embedded mode (eager Celery) publishing runs the task in-process right
+after commit, as `transaction.on_commit(task.delay)` did.
+"""
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celery import current_app, states
+from celery.signals import task_failure, task_postrun
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Min, Q
+from django.utils import timezone
+
+from core.models import OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+TASK_ID_PREFIX = "outbox:"
+# A new row waits this long for its own after-commit publish before the relay may
+# take it (a process that died between commit and publish leaves it to the relay).
+FIRST_PUBLISH_GRACE = dt.timedelta(seconds=30)
+# Publishing gives up quickly: the relay tries again, and the caller is waiting.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+
+
+def outbox_enqueue(*, task_name: str, args: Sequence[Any] = (), key: str) -> OutboxMessage:
+    """Write `task_name(*args)` to the outbox in the current transaction and
+    publish it after commit. `key` names the work (e.g. `order-match:42`): while
+    a row with that key waits, enqueueing it again publishes that row again
+    instead of adding another (a Stripe retry of an event still unprocessed)."""
+    now = timezone.now()
+    waiting = OutboxMessage.objects.filter(key=key, completed_at__isnull=True).first()
+    if waiting is None:
+        try:
+            with transaction.atomic():  # a savepoint: a racing equal key loses quietly
+                waiting = OutboxMessage.objects.create(
+                    task_name=task_name,
+                    args=list(args),
+                    key=key,
+                    task_id=f"{TASK_ID_PREFIX}{uuid.uuid4()}",
+                    available_at=now + FIRST_PUBLISH_GRACE,
+                )
+        except IntegrityError:
+            waiting = OutboxMessage.objects.get(key=key, completed_at__isnull=True)
+    message_id = waiting.pk
+    transaction.on_commit(lambda: outbox_publish(message_id=message_id, force=True))
+    return waiting
+
+
+def outbox_publish(*, message_id: int, force: bool = False, now: dt.datetime | None = None) -> bool:
+    """Publish one waiting row. Claims it first (moves `available_at` past the
+    redelivery delay) so that two relays never send the same row at once;
+    `force` claims it even before it is due. Never raises: a failure is logged
+    and left to the relay."""
+    now = now or timezone.now()
+    claim = OutboxMessage.objects.filter(pk=message_id, completed_at__isnull=True)
+    if not force:
+        claim = claim.filter(available_at__lte=now)
+    claimed = claim.update(
+        published_at=now,
+        attempts=F("attempts") + 1,
+        available_at=now + dt.timedelta(seconds=settings.OUTBOX_REDELIVER_SECONDS),
+    )
+    if not claimed:
+        return False
+    message = OutboxMessage.objects.get(pk=message_id)
+    try:
+        _task(message.task_name).apply_async(
+            args=message.args,
+            task_id=message.task_id,
+            retry=True,
+            retry_policy=PUBLISH_RETRY_POLICY,
+        )
+    except Exception as exc:
+        # Broker down (or, in the embedded mode, the task itself failed).
+        logger.exception(
+            "outbox publish failed",
+            extra={"task": message.task_name, "key": message.key, "attempts": message.attempts},
+        )
+        OutboxMessage.objects.filter(pk=message_id, completed_at__isnull=True).update(
+            available_at=now + _backoff(message.attempts), last_error=repr(exc)[:2000]
+        )
+        return False
+    return True
+
+
+def outbox_relay(*, now: dt.datetime | None = None, limit: int = 500) -> int:
+    """Publish every waiting row that is due, oldest first; forget completed
+    rows older than OUTBOX_RETENTION_DAYS. Returns how many were published."""
+    now = now or timezone.now()
+    due = list(
+        OutboxMessage.objects.filter(completed_at__isnull=True, available_at__lte=now)
+        .order_by("available_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    published = sum(outbox_publish(message_id=pk, now=now) for pk in due)
+    OutboxMessage.objects.filter(
+        completed_at__lt=now - dt.timedelta(days=settings.OUTBOX_RETENTION_DAYS)
+    ).delete()
+    return published
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    waiting: int
+    oldest_at: dt.datetime | None  # created_at of the oldest row not yet completed
+    failing: int  # waiting rows whose last attempt raised
+
+    def age(self, *, now: dt.datetime | None = None) -> dt.timedelta | None:
+        return (now or timezone.now()) - self.oldest_at if self.oldest_at else None
+
+
+def outbox_backlog() -> OutboxBacklog:
+    """What the outbox still has to deliver (for the operator overview)."""
+    row = OutboxMessage.objects.filter(completed_at__isnull=True).aggregate(
+        waiting=Count("pk"),
+        oldest_at=Min("created_at"),
+        failing=Count("pk", filter=~Q(last_error="")),
+    )
+    return OutboxBacklog(waiting=row["waiting"], oldest_at=row["oldest_at"], failing=row["failing"])
+
+
+def _task(name: str):
+    tasks = current_app.tasks
+    if name not in tasks:
+        # The web process has not imported the apps' task modules yet (a worker has).
+        current_app.loader.import_default_modules()
+    return tasks[name]
+
+
+def _backoff(attempts: int) -> dt.timedelta:
+    seconds = min(settings.OUTBOX_REDELIVER_SECONDS, 5 * 2 ** min(attempts, 10))
+    return dt.timedelta(seconds=seconds)
+
+
+@task_postrun.connect
+def _outbox_task_done(*, task_id: str | None = None, state: str | None = None, **_kwargs) -> None:
+    if task_id and task_id.startswith(TASK_ID_PREFIX) and state == states.SUCCESS:
+        OutboxMessage.objects.filter(task_id=task_id, completed_at__isnull=True).update(
+            completed_at=timezone.now(), last_error=""
+        )
+
+
+@task_failure.connect
+def _outbox_task_failed(
+    *, task_id: str | None = None, exception: BaseException | None = None, **_kwargs
+) -> None:
+    if task_id and task_id.startswith(TASK_ID_PREFIX):
+        OutboxMessage.objects.filter(task_id=task_id, completed_at__isnull=True).update(
+            last_error=repr(exception)[:2000]
+        )
