@@ -369,6 +369,7 @@ def load(sites, offers, orders, providers, buyers, now):
                     name=f"bench-{offer.idx}-{k}",
                     gpu_model_id=offer.model,
                     gpu_count=count,
+                    state=Node.State.ONLINE,  # as if its agent reported: only those match
                     token_digest=hashlib.sha256(f"bench-{offer.idx}-{k}".encode()).hexdigest(),
                 )
             )

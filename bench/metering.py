@@ -82,14 +82,14 @@ def main() -> None:
         )
     lease_ids = [lease.pk for lease in leases]
     t = time.perf_counter()
-    written = leases_meter(now=end + dt.timedelta(hours=1), lease_ids=lease_ids)
+    written = leases_meter(now=end + dt.timedelta(hours=1), lease_ids=lease_ids).written
     meter_seconds = time.perf_counter() - t
     records = UsageRecord.objects.filter(lease_id__in=lease_ids)
     delivered = sum(records.values_list("gpu_seconds_delivered", flat=True))
     lost = sum(records.values_list("gpu_seconds_lost", flat=True))
     print(f"metered {written:,} usage records in {meter_seconds:.2f} s")
     print(f"delivered {delivered:,} GPU-s, lost {lost:,} GPU-s")
-    rerun = leases_meter(now=end + dt.timedelta(hours=2), lease_ids=lease_ids)
+    rerun = leases_meter(now=end + dt.timedelta(hours=2), lease_ids=lease_ids).written
     print(f"re-run wrote {rerun} records")
     records.delete()
     Lease.objects.filter(pk__in=lease_ids).update(status=Lease.Status.CANCELLED)

@@ -25,13 +25,15 @@ writes the sum to `invoice.voucher_amount` and debits the subsidy receivable.
 """
 
 import datetime as dt
+import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -43,8 +45,12 @@ from core.errors import ApplicationError, Conflict
 from core.money import SECONDS_PER_HOUR, amount_for_gpu_seconds, apply_basis_points
 from market.models import UsageRecord
 
+logger = logging.getLogger(__name__)
+
 P = LedgerAccount.Purpose
 S = Invoice.Status
+# A closed period is settled this long after its last metering window was due.
+CLOSE_MARGIN = dt.timedelta(minutes=5)
 
 
 # --- periods -----------------------------------------------------------------
@@ -365,15 +371,44 @@ def invoice_issue(*, invoice: Invoice, actor=None) -> Invoice:
     return invoice
 
 
+def _drafts_release(
+    *, buyer: Organisation, currency: str, period_start: dt.datetime, period_end: dt.datetime
+) -> None:
+    """Drop the buyer's other drafts that hold usage ending by `period_end`,
+    so that the invoice issued for the period takes every record of it. A
+    draft is a preview (say the current period's, refreshed after the period
+    ended but before it was closed): the next refresh rebuilds it."""
+    held = (
+        Invoice.objects.filter(buyer=buyer, currency=currency, status=S.DRAFT)
+        .exclude(period_start=period_start)
+        .filter(lines__usage_record__window_end__lte=period_end)
+        .values("pk")
+    )
+    drafts = list(Invoice.objects.filter(pk__in=held))
+    for draft in drafts:
+        draft.lines.all().delete()
+        InvoiceEvent.objects.filter(invoice=draft).delete()
+        draft.delete()
+
+
 def invoice_settle(
     *, buyer: Organisation, period_start: dt.datetime, period_end: dt.datetime
 ) -> Invoice | None:
     """Build and issue the buyer's invoice for a closed period, all or nothing.
 
+    The period's draft, if the refresh made one, is rebuilt and becomes the
+    issued invoice; other drafts holding usage of the period give it up.
     Safe to run twice or after a crash: a committed invoice is returned as it
     is, an interrupted one left nothing behind. No usage and no credits → None.
     """
     with transaction.atomic():
+        Organisation.objects.select_for_update().filter(pk=buyer.pk).first()
+        _drafts_release(
+            buyer=buyer,
+            currency=settings.DEFAULT_CURRENCY,
+            period_start=period_start,
+            period_end=period_end,
+        )
         invoice = invoice_build_for_period(
             buyer=buyer, period_start=period_start, period_end=period_end
         )
@@ -384,13 +419,47 @@ def invoice_settle(
         return invoice_issue(invoice=invoice)
 
 
-def buyers_to_settle(*, period_end: dt.datetime, currency: str | None = None) -> list[int]:
-    """Buyers with usage that ended by `period_end` and is on no invoice yet."""
+def buyers_with_unbilled_usage(*, until: dt.datetime, currency: str | None = None) -> list[int]:
+    """Buyers with usage that ended by `until` and is on no invoice, not even
+    a draft (the ones whose draft the refresh has to bring up to date)."""
     currency = currency or settings.DEFAULT_CURRENCY
-    return sorted(
+    return list(
         UsageRecord.objects.filter(
-            window_end__lte=period_end, invoice_line__isnull=True, lease__currency=currency
+            window_end__lte=until, invoice_line__isnull=True, lease__currency=currency
         )
+        .order_by("lease__buyer_id")  # not Meta.ordering: DISTINCT would add window_start
+        .values_list("lease__buyer_id", flat=True)
+        .distinct()
+    )
+
+
+def period_to_close(*, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The last period that has ended and whose usage is all metered at `at`:
+    the last metering window of a period ends with it and is written once it
+    has been closed for METERING_GRACE_SECONDS (plus a few metering runs)."""
+    metered_until = at - dt.timedelta(seconds=settings.METERING_GRACE_SECONDS) - CLOSE_MARGIN
+    current_start, _end = period_bounds(at=metered_until)
+    return period_bounds(at=current_start - dt.timedelta(seconds=1))
+
+
+def buyers_to_close(
+    *, period_start: dt.datetime, period_end: dt.datetime, currency: str | None = None
+) -> list[int]:
+    """Buyers to settle for a closed period: every buyer with usage ending by
+    its end that no issued invoice holds (on no invoice or on a draft — a
+    draft holds every record once refreshed), unless an issued invoice
+    already covers the period to its end. Each buyer once."""
+    currency = currency or settings.DEFAULT_CURRENCY
+    covered = (
+        Invoice.objects.filter(currency=currency, period_end__gte=period_end)
+        .exclude(status__in=[S.DRAFT, S.VOID])
+        .values("buyer_id")
+    )
+    return list(
+        UsageRecord.objects.filter(window_end__lte=period_end, lease__currency=currency)
+        .filter(Q(invoice_line__isnull=True) | Q(invoice_line__invoice__status=S.DRAFT))
+        .exclude(lease__buyer_id__in=covered)
+        .order_by("lease__buyer_id")  # not Meta.ordering: DISTINCT would add window_start
         .values_list("lease__buyer_id", flat=True)
         .distinct()
     )
@@ -525,7 +594,8 @@ def invoice_invariants_hold(invoice: Invoice) -> bool:
 
 
 __all__ = [
-    "buyers_to_settle",
+    "buyers_to_close",
+    "buyers_with_unbilled_usage",
     "invoice_build_for_period",
     "invoice_issue",
     "invoice_mark_paid",
@@ -533,6 +603,7 @@ __all__ = [
     "invoice_settle",
     "invoice_void",
     "period_bounds",
+    "period_to_close",
     "settle_window_for",
 ]
 
@@ -548,3 +619,25 @@ def invoice_draft_refresh(*, buyer: Organisation) -> int | None:
     if existing and existing.status != S.DRAFT:
         return existing.pk
     return invoice_build_for_period(buyer=buyer, period_start=window[0], period_end=window[1]).pk
+
+
+@dataclass(frozen=True, slots=True)
+class DraftsRefreshed:
+    refreshed: int
+    failed_buyer_ids: tuple[int, ...] = ()
+
+
+def invoice_drafts_refresh(*, now: dt.datetime) -> DraftsRefreshed:
+    """Refresh the draft of every buyer with usage on no invoice yet. Each
+    buyer on its own: one that fails is logged and returned, the others are
+    refreshed all the same."""
+    refreshed, failed = 0, []
+    for buyer in Organisation.objects.filter(pk__in=buyers_with_unbilled_usage(until=now)):
+        try:
+            invoice_draft_refresh(buyer=buyer)
+        except Exception:
+            logger.exception("refreshing the draft of buyer %s failed", buyer.pk)
+            failed.append(buyer.pk)
+        else:
+            refreshed += 1
+    return DraftsRefreshed(refreshed=refreshed, failed_buyer_ids=tuple(failed))

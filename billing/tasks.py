@@ -27,11 +27,8 @@ MONEY = {"acks_late": True, "reject_on_worker_lost": True}
 def invoices_settle_closed_period(at: str | None = None) -> int:
     """Fan out one settlement task per buyer for the period that just closed."""
     now = dt.datetime.fromisoformat(at) if at else timezone.now()
-    current_start, _end = settlement.period_bounds(at=now)
-    previous_start, previous_end = settlement.period_bounds(
-        at=current_start - dt.timedelta(seconds=1)
-    )
-    buyer_ids = settlement.buyers_to_settle(period_end=previous_end)
+    previous_start, previous_end = settlement.period_to_close(at=now)
+    buyer_ids = settlement.buyers_to_close(period_start=previous_start, period_end=previous_end)
     with transaction.atomic():
         for buyer_id in buyer_ids:
             outbox_enqueue(
@@ -69,15 +66,19 @@ def invoice_refresh_for_lease(lease_id: int) -> int | None:
     return settlement.invoice_draft_refresh(buyer=lease.buyer)
 
 
+class DraftsRefreshIncomplete(Exception):
+    """Some buyers' drafts could not be refreshed (the others were)."""
+
+
 @shared_task(name="billing.invoice_drafts_refresh")
 def invoice_drafts_refresh() -> int:
-    count = 0
-    for buyer in Organisation.objects.filter(
-        pk__in=settlement.buyers_to_settle(period_end=timezone.now())
-    ):
-        settlement.invoice_draft_refresh(buyer=buyer)
-        count += 1
-    return count
+    result = settlement.invoice_drafts_refresh(now=timezone.now())
+    if result.failed_buyer_ids:
+        raise DraftsRefreshIncomplete(
+            f"the drafts of buyers {list(result.failed_buyer_ids[:10])} could not be refreshed; "
+            f"{result.refreshed} others were"
+        )
+    return result.refreshed
 
 
 @shared_task(name="billing.stripe_event_process", **MONEY)

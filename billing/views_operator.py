@@ -21,6 +21,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "unverified": _admin("accounts_organisation", "verified__exact=0"),
         "degraded": _admin("market_node", "state__exact=degraded"),
         "offline": _admin("market_node", "state__exact=offline"),
+        "awaiting": _admin("market_node", "state__exact=awaiting_agent"),
+        "tasks": reverse("admin:core_scheduledtaskstatus_changelist"),
         "orders": _admin("market_order", "status__in=" + ",".join(OPEN_ORDER_STATES)),
         "invoices": _admin("billing_invoice", "status__exact=open"),
         "flags": _admin("billing_fraudflag", "status__exact=open"),

@@ -5,7 +5,7 @@ History rows are evidence: the admin shows them and never edits them.
 
 from django.contrib import admin
 
-from core.models import OutboxMessage
+from core.models import OutboxMessage, ScheduledTaskStatus
 
 STATUS_EVENT_COLUMNS = ["from_status", "to_status", "actor", "reason", "at"]
 
@@ -57,6 +57,20 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     ]
     list_filter = [("completed_at", admin.EmptyFieldListFilter), "task_name"]
     search_fields = ["key", "task_name"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ScheduledTaskStatus)
+class ScheduledTaskStatusAdmin(admin.ModelAdmin):
+    """Written by the Celery signals only: shown, never edited."""
+
+    list_display = ["name", "last_success_at", "last_failure_at", "failures_in_a_row"]
+    readonly_fields = ["name", "last_success_at", "last_failure_at", "last_error"]
 
     def has_add_permission(self, request) -> bool:
         return False

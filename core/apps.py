@@ -8,3 +8,8 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         # Connects the Celery signals that mark outbox rows completed.
         from core import outbox  # noqa: F401
+
+        # Records the scheduled tasks' last success and failure.
+        from core.scheduled_tasks import connect
+
+        connect()

@@ -26,6 +26,33 @@ class StatusEvent(models.Model):
         return f"{self.from_status or '∅'} → {self.to_status}"
 
 
+class ScheduledTaskStatus(models.Model):
+    """How a scheduled task (an entry of settings.CELERY_BEAT_SCHEDULE) last
+    ended: its last success, its last failure and that failure's error.
+    Written by Celery's task signals (core/scheduled_tasks.py), read by the
+    operator overview. It is failing while its last failure is newer than its
+    last success."""
+
+    name = models.CharField(max_length=200, unique=True)  # the Celery task name
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    failures_in_a_row = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "scheduled task statuses"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def failing(self) -> bool:
+        if self.last_failure_at is None:
+            return False
+        return self.last_success_at is None or self.last_failure_at > self.last_success_at
+
+
 class OutboxMessage(models.Model):
     """A Celery task written in the same transaction as the change that needs
     it (core/outbox.py). Published after commit; `completed_at` is set when a

@@ -1,5 +1,7 @@
 """Demo capacity for the embedded mode: the two demo providers' sites, nodes
-and offers. Idempotent: sites are looked up by name, nodes by (site, name)."""
+and offers. Idempotent: sites are looked up by name, nodes by (site, name).
+Like every new node, a demo node awaits its agent (the demo command runs a
+simulated one on each) and is matched once that agent has reported."""
 
 import datetime as dt
 import hashlib
@@ -89,3 +91,8 @@ def seed() -> None:
                         "available_until": now + dt.timedelta(days=90),
                     },
                 )
+
+
+def demo_nodes() -> list[Node]:
+    """The demo providers' nodes: the demo runs a simulated agent on each."""
+    return list(Node.objects.filter(site__provider__credit_code__in=DEMO_CAPACITY).order_by("pk"))

@@ -1,6 +1,8 @@
 """Demo trading for the embedded mode: the demo buyer's first orders, placed
 through the real order service so that matching, leases, metering and
-invoicing happen as they would for any buyer. Idempotent (idempotency keys)."""
+invoicing happen as they would for any buyer. Idempotent (idempotency keys).
+The demo nodes await their agents when the orders are placed: the orders wait
+in the book and fill once the demo's simulated agents have reported."""
 
 import datetime as dt
 from decimal import Decimal
@@ -8,7 +10,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from accounts.models import Membership, Organisation
-from market.models import GPUModel, Lease, Node, Order
+from market.models import GPUModel, Order
 from market.orders import order_create
 
 DEMO_BUYER_CODE = "91330100716105852F"
@@ -55,12 +57,3 @@ def seed() -> None:
         order_create(
             buyer=buyer, placed_by=owner.user if owner else None, start_by=start_by, **spec
         )
-
-
-def nodes_with_leases() -> list[Node]:
-    """Nodes that carry a pending or active lease: the demo runs an agent on each."""
-    return list(
-        Node.objects.filter(leases__status__in=[Lease.Status.PENDING, Lease.Status.ACTIVE])
-        .distinct()
-        .order_by("pk")
-    )

@@ -8,8 +8,9 @@ A node is
   error counter rose since the last check (a counter that went down means the
   agent restarted and counts from zero again; a rise after that is still new);
 - back online after HEALTH_CLEAN_PERIOD_SECONDS without any fault.
-Nodes in maintenance are left alone, and so are nodes whose agent never
-reported (a new node is not a failed node). Every change of state is a
+Nodes in maintenance are left alone, and so are nodes awaiting their agent
+(a new node is not a failed node; ingestion brings it online on its first
+batch). Every change of state is a
 NodeHealthEvent with the reason: the provider's health history.
 """
 
@@ -27,6 +28,7 @@ from market.models import Node, NodeHealthCursor, NodeHealthEvent, TelemetrySamp
 logger = logging.getLogger(__name__)
 
 FAULTY_STATES = (Node.State.DEGRADED, Node.State.OFFLINE)
+LEFT_ALONE = (Node.State.MAINTENANCE, Node.State.AWAITING_AGENT)
 
 
 def silence_limit() -> dt.timedelta:
@@ -101,7 +103,7 @@ def node_health_check(*, node_id: int, now: dt.datetime) -> str | None:
     """Re-assess one node; returns its state afterwards (None if it is gone)."""
     with transaction.atomic():
         node = Node.objects.select_for_update().filter(pk=node_id).first()
-        if node is None or node.state == Node.State.MAINTENANCE or node.last_seen_at is None:
+        if node is None or node.state in LEFT_ALONE or node.last_seen_at is None:
             return node.state if node else None
         cursor, _ = NodeHealthCursor.objects.select_for_update().get_or_create(node=node)
         faults, cursor.last_seq, cursor.error_counters = _sample_faults(node=node, cursor=cursor)
@@ -131,7 +133,7 @@ def node_health_check(*, node_id: int, now: dt.datetime) -> str | None:
 def nodes_health_check(*, now: dt.datetime) -> int:
     """Re-assess every node that reports; returns how many changed state."""
     changed = 0
-    rows = Node.objects.exclude(state=Node.State.MAINTENANCE).exclude(last_seen_at=None)
+    rows = Node.objects.exclude(state__in=LEFT_ALONE).exclude(last_seen_at=None)
     for node_id, state in rows.values_list("pk", "state"):
         changed += node_health_check(node_id=node_id, now=now) != state
     return changed

@@ -1,16 +1,19 @@
 """Metering: from the nodes' telemetry to immutable usage records, one per
 lease per closed window (run every minute by Celery beat).
 
-The unit of evidence is a *tick*: one round of samples of all the node's GPUs
+The unit of evidence is a *tick*: one round of samples of the node's GPUs
 (the agent stamps a round with one timestamp). A tick vouches for the time
 until the next tick if that comes within the silence limit (3 reporting
 intervals), otherwise for one interval only — the rest of the gap is silence.
-A tick is healthy when every GPU of the node reported, none was missing and
-no error counter rose since the previous tick; a faulty tick's time is lost.
+A tick's healthy share is the part of the node's GPUs that reported and were
+not missing — distinct GPUs, so a GPU sampled twice counts once — or 0 when
+an error counter rose since the previous tick; the rest of its time is lost.
+A window without a single tick (an agent that never reported, or a silent
+one) is all lost: not delivered, not billed.
 
 For a lease and a window (aligned to the epoch, clipped to the lease's own
 start and end — never to the samples):
-    delivered = lease GPUs × healthy node-seconds in the window
+    delivered = lease GPUs × healthy node-seconds (seconds × share) in the window
     lost      = lease GPUs × window length − delivered
     energy Wh = mean per-GPU power × lease GPUs × covered seconds / 3600 × PUE
     carbon g  = energy Wh / 1000 × grid intensity (g/kWh) × (1 − green share)
@@ -22,11 +25,14 @@ again: records are only ever inserted, and (lease, window_start) is unique.
 On PostgreSQL one SQL statement computes every due window of every lease
 (ticks by GROUP BY, spans by window functions, windows by GROUP BY); the
 portable path (SQLite, embedded mode) does the same arithmetic in Python.
+Should a run over all leases fail, each lease is metered on its own, so one
+lease that cannot be metered is logged and never stops the others.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -37,6 +43,8 @@ from django.db import connection, transaction
 from django.db.models import Avg, Count, F, Max, Q, Sum
 
 from market.models import Lease, TelemetrySample, UsageRecord
+
+logger = logging.getLogger(__name__)
 
 METERED_STATUSES = (
     Lease.Status.ACTIVE,
@@ -57,9 +65,15 @@ class Window:
     end: float
 
 
+@dataclass(frozen=True, slots=True)
+class MeteringResult:
+    written: int  # usage records inserted
+    failed_lease_ids: tuple[int, ...] = ()  # leases that could not be metered (logged)
+
+
 @dataclass(slots=True)
 class Measure:
-    healthy_s: float = 0.0  # node-seconds
+    healthy_s: float = 0.0  # node-seconds × healthy share
     power_ws: float = 0.0  # mean per-GPU watts × seconds
     util_s: float = 0.0  # mean per-GPU utilisation × healthy seconds
 
@@ -86,9 +100,11 @@ def _due_windows(*, leases: list[Lease], metered_until: dict, horizon: float) ->
     return windows
 
 
-def leases_meter(*, now: dt.datetime, lease_ids: list[int] | None = None) -> int:
-    """Write the usage records of every closed, not yet metered window; returns
-    how many were written. Running it again writes nothing new."""
+def leases_meter(*, now: dt.datetime, lease_ids: list[int] | None = None) -> MeteringResult:
+    """Write the usage records of every closed, not yet metered window. Running
+    it again writes nothing new. All leases are metered together; should that
+    fail, each lease is metered on its own, and the ones that fail are logged
+    and returned (their windows are metered by a later run)."""
     horizon = now.timestamp() - settings.METERING_GRACE_SECONDS
     leases = Lease.objects.filter(
         status__in=METERED_STATUSES, starts_at__lt=dt.datetime.fromtimestamp(horizon, tz=dt.UTC)
@@ -96,22 +112,42 @@ def leases_meter(*, now: dt.datetime, lease_ids: list[int] | None = None) -> int
     if lease_ids is not None:
         leases = leases.filter(pk__in=lease_ids)
     leases = list(leases)
-    metered_until = dict(
-        UsageRecord.objects.filter(lease__in=leases)
-        .values("lease")
-        .annotate(until=Max("window_end"))
-        .values_list("lease", "until")
-    )
-    windows = _due_windows(leases=leases, metered_until=metered_until, horizon=horizon)
-    if not windows:
-        return 0
-    if connection.vendor == "postgresql":
-        measures = _measure_postgres(windows)
-    else:
-        measures = _measure_portable(windows)
-    by_id = {lease.pk: lease for lease in leases}
-    records = [_record(by_id[w.lease_id], w, measures.get(w, Measure())) for w in windows]
+    try:
+        return MeteringResult(written=_leases_meter(leases=leases, horizon=horizon))
+    except Exception:
+        if len(leases) <= 1:
+            logger.exception("metering failed", extra={"lease": [lease.pk for lease in leases]})
+            return MeteringResult(written=0, failed_lease_ids=tuple(lease.pk for lease in leases))
+        logger.exception("metering all leases at once failed; metering each on its own")
+    written, failed = 0, []
+    for lease in leases:
+        try:
+            written += _leases_meter(leases=[lease], horizon=horizon)
+        except Exception:
+            logger.exception("metering lease %s failed", lease.pk, extra={"lease": lease.pk})
+            failed.append(lease.pk)
+    return MeteringResult(written=written, failed_lease_ids=tuple(failed))
+
+
+def _leases_meter(*, leases: list[Lease], horizon: float) -> int:
+    """Meter `leases` all or nothing (a savepoint inside a caller's transaction)."""
     with transaction.atomic():
+        metered_until = dict(
+            UsageRecord.objects.filter(lease__in=leases)
+            .values("lease")
+            .annotate(until=Max("window_end"))
+            .values_list("lease", "until")
+            .order_by()
+        )
+        windows = _due_windows(leases=leases, metered_until=metered_until, horizon=horizon)
+        if not windows:
+            return 0
+        if connection.vendor == "postgresql":
+            measures = _measure_postgres(windows)
+        else:
+            measures = _measure_portable(windows)
+        by_id = {lease.pk: lease for lease in leases}
+        records = [_record(by_id[w.lease_id], w, measures.get(w, Measure())) for w in windows]
         created = UsageRecord.objects.bulk_create(records, batch_size=2000, ignore_conflicts=True)
     return len(created)
 
@@ -150,7 +186,8 @@ WITH w AS MATERIALIZED (
 ), r AS (
     SELECT node_id, min(ws) - %(silent)s AS lo, max(we) + %(silent)s AS hi FROM w GROUP BY node_id
 ), ticks AS (
-    SELECT s.node_id, date_part('epoch', s.ts) AS t, count(*) AS n, bool_or(s.missing) AS miss,
+    SELECT s.node_id, date_part('epoch', s.ts) AS t,
+           count(DISTINCT s.gpu_index) FILTER (WHERE NOT s.missing) AS n,
            sum(s.xid_errors + s.ecc_errors) AS errs, avg(s.utilisation) AS util,
            avg(s.power_w) AS power
     FROM r JOIN market_telemetrysample s
@@ -160,8 +197,8 @@ WITH w AS MATERIALIZED (
     SELECT t.node_id, t.t AS a,
            t.t + CASE WHEN lead(t.t) OVER nw - t.t <= %(silent)s
                       THEN lead(t.t) OVER nw - t.t ELSE %(interval)s END AS b,
-           (NOT t.miss AND t.n >= nd.gpu_count
-            AND t.errs <= coalesce(lag(t.errs) OVER nw, t.errs)) AS healthy,
+           CASE WHEN t.errs <= coalesce(lag(t.errs) OVER nw, t.errs)
+                THEN least(1.0, t.n::float8 / nd.gpu_count) ELSE 0.0 END AS share,
            t.util, t.power
     FROM ticks t JOIN market_node nd ON nd.id = t.node_id
     WINDOW nw AS (PARTITION BY t.node_id ORDER BY t.t)
@@ -169,14 +206,14 @@ WITH w AS MATERIALIZED (
     SELECT sp.*, k FROM spans sp,
       generate_series(floor(sp.a / %(size)s)::bigint, floor((sp.b - 1e-9) / %(size)s)::bigint) AS k
 ), shares AS (
-    SELECT w.lease_id, w.ws, p.healthy, p.util, p.power,
+    SELECT w.lease_id, w.ws, p.share, p.util, p.power,
            greatest(0, least(p.b, w.we) - greatest(p.a, w.ws)) AS secs
     FROM w JOIN pieces p ON p.node_id = w.node_id AND p.k = w.k
 )
 SELECT lease_id, ws,
-       coalesce(sum(secs) FILTER (WHERE healthy), 0),
+       coalesce(sum(secs * share), 0),
        coalesce(sum(secs * power), 0),
-       coalesce(sum(secs * util) FILTER (WHERE healthy), 0)
+       coalesce(sum(secs * share * util), 0)
 FROM shares GROUP BY lease_id, ws
 """
 
@@ -214,8 +251,7 @@ def _spans(node_id: int, gpu_count: int, lo: float, hi: float):
         )
         .values("ts")
         .annotate(
-            n=Count("seq"),
-            miss=Count("seq", filter=Q(missing=True)),
+            n=Count("gpu_index", distinct=True, filter=Q(missing=False)),
             errs=Sum(F("xid_errors") + F("ecc_errors")),
             util=Avg("utilisation"),
             power=Avg("power_w"),
@@ -223,16 +259,13 @@ def _spans(node_id: int, gpu_count: int, lo: float, hi: float):
         .order_by("ts")
     )
     previous_errs = None
-    for tick, following in zip(ticks, [*ticks[1:], None], strict=True):
+    for i, tick in enumerate(ticks):
         a = tick["ts"].timestamp()
-        gap = following["ts"].timestamp() - a if following else math.inf
-        healthy = (
-            not tick["miss"]
-            and tick["n"] >= gpu_count
-            and (previous_errs is None or tick["errs"] <= previous_errs)
-        )
+        gap = ticks[i + 1]["ts"].timestamp() - a if i + 1 < len(ticks) else math.inf
+        clean = previous_errs is None or tick["errs"] <= previous_errs
+        share = min(1.0, tick["n"] / gpu_count) if clean else 0.0
         previous_errs = tick["errs"]
-        yield a, a + (gap if gap <= silent else interval), healthy, tick["util"], tick["power"]
+        yield a, a + (gap if gap <= silent else interval), share, tick["util"], tick["power"]
 
 
 def _measure_portable(windows: list[Window]) -> dict[Window, Measure]:
@@ -250,12 +283,11 @@ def _measure_portable(windows: list[Window]) -> dict[Window, Measure]:
         spans = list(_spans(node_id, gpu_counts[node_id], lo, hi))
         for window in node_windows:
             measure = measures.setdefault(window, Measure())
-            for a, b, healthy, util, power in spans:
+            for a, b, share, util, power in spans:
                 secs = max(0.0, min(b, window.end) - max(a, window.start))
                 if not secs:
                     continue
                 measure.power_ws += secs * power
-                if healthy:
-                    measure.healthy_s += secs
-                    measure.util_s += secs * util
+                measure.healthy_s += secs * share
+                measure.util_s += secs * share * util
     return measures

@@ -6,6 +6,11 @@ from django.utils import timezone
 from market import failover, health, metering
 
 
+class MeteringIncomplete(Exception):
+    """Some leases could not be metered; the others were. Raised after the run
+    so that the run is recorded as failing and the operator sees it."""
+
+
 @shared_task(name="market.nodes_health_check")
 def nodes_health_check() -> int:
     return health.nodes_health_check(now=timezone.now())
@@ -18,4 +23,11 @@ def leases_failover() -> int:
 
 @shared_task(name="market.leases_meter", acks_late=True, reject_on_worker_lost=True)
 def leases_meter() -> int:
-    return metering.leases_meter(now=timezone.now())
+    result = metering.leases_meter(now=timezone.now())
+    if result.failed_lease_ids:
+        raise MeteringIncomplete(
+            f"{len(result.failed_lease_ids)} lease(s) could not be metered "
+            f"({', '.join(map(str, result.failed_lease_ids[:10]))}); "
+            f"{result.written} usage records were written for the others"
+        )
+    return result.written

@@ -44,6 +44,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from core.errors import ApplicationError, PermissionDenied
+from market.health import node_state_change
 from market.models import Node, TelemetrySample
 
 MAX_SAMPLES_PER_BATCH = 5000
@@ -120,7 +121,8 @@ def telemetry_ingest(*, node: Node, body: bytes, now: dt.datetime) -> IngestResu
 
     Samples already stored (same node and seq, e.g. re-sent after an outage)
     are counted as duplicates and left as they were. The node's heartbeat
-    (`last_seen_at`) moves to `now` on every accepted batch.
+    (`last_seen_at`) moves to `now` on every accepted batch; the first one
+    brings a node awaiting its agent online.
     """
     samples = _parse(node=node, body=body)
     max_ts = now.timestamp() + settings.TELEMETRY_MAX_CLOCK_SKEW_SECONDS
@@ -140,6 +142,13 @@ def telemetry_ingest(*, node: Node, body: bytes, now: dt.datetime) -> IngestResu
             _raise_if_invalid(samples=samples, gpu_count=node.gpu_count, max_ts=max_ts)
             accepted = _insert_portable(node=node, samples=samples)
         Node.objects.filter(pk=node.pk).update(last_seen_at=now)
+        if node.state == Node.State.AWAITING_AGENT:
+            node_state_change(
+                node=node,
+                to_state=Node.State.ONLINE,
+                reason="first telemetry from its agent",
+                now=now,
+            )
     return IngestResult(accepted=accepted, duplicates=len(samples) - accepted)
 
 

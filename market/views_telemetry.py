@@ -12,7 +12,6 @@ from django.utils.translation import gettext as _
 from accounts.selectors import organisation_for_user
 from core.charts import line_chart
 from market.metering import lease_end
-from market.models import Lease
 from market.selectors_telemetry import (
     lease_usage_totals,
     leases_for_organisation,
@@ -45,13 +44,13 @@ def lease_usage(request: HttpRequest, pk: int) -> HttpResponse:
     organisation = organisation_for_user(request.user)
     if organisation is None:
         raise Http404
+    visible = leases_for_organisation(organisation=organisation)
     lease = get_object_or_404(
-        leases_for_organisation(organisation=organisation).select_related(
-            "node__site", "node__gpu_model", "order"
-        ),
-        pk=pk,
+        visible.select_related("node__site", "node__gpu_model", "order"), pk=pk
     )
-    history = list(Lease.objects.filter(order=lease.order).order_by("starts_at", "pk"))
+    # The order's other leases as far as this organisation may see them: the
+    # buyer sees its whole order, a provider only its own leases of it.
+    history = list(visible.filter(order=lease.order).order_by("starts_at", "pk"))
     until = min(timezone.now(), lease_end(lease))
     series = node_series(node=lease.node, since=until - CHART_SPAN, until=until)
     return render(

@@ -88,6 +88,8 @@ class NodeFactory(factory.django.DjangoModelFactory):
     gpu_model = factory.LazyFunction(lambda: gpu("nvidia-h800-sxm"))
     gpu_count = 8
     interconnect = "NVLink + 400G InfiniBand"
+    # A node whose agent reports (new nodes await their agent and are not matched).
+    state = Node.State.ONLINE
     token_digest = factory.LazyFunction(lambda: hashlib.sha256(secrets.token_bytes(32)).hexdigest())
 
 

@@ -50,15 +50,16 @@ def test_demo_command_serves_home_sign_up_log_in_and_api_docs(tmp_path):
             with urllib.request.urlopen(base + path, timeout=10) as response:  # noqa: S310
                 assert response.status == 200
                 assert expected in response.read().decode()
-        # the demo buyer's orders were matched, and simulated agents on the
-        # leased nodes post real telemetry to the running server
+        # simulated agents on the demo nodes post real telemetry to the running
+        # server, which brings their nodes online, and the demo buyer's orders fill
         database = tmp_path / "demo.sqlite3"
-        assert _count(database, "SELECT COUNT(*) FROM market_lease") >= 3
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _count(
-            database, "SELECT COUNT(*) FROM market_telemetrysample"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and _count(
+            database, "SELECT COUNT(*) FROM market_order WHERE status <> 'filled'"
         ):
             time.sleep(1)
+        assert _count(database, "SELECT COUNT(*) FROM market_order WHERE status = 'filled'") == 3
+        assert _count(database, "SELECT COUNT(*) FROM market_lease") >= 3
         assert _count(database, "SELECT COUNT(*) FROM market_telemetrysample") > 0
     finally:
         # `kill` on the demo alone must stop everything it started

@@ -61,10 +61,13 @@ class Node(models.Model):
     token shown once at creation; only a SHA-256 digest is stored (the token
     is 256 random bits, so a slow hash adds nothing).
 
-    States: online ⇄ degraded → offline → online; any → maintenance → online.
+    States: awaiting agent → online (its agent's first telemetry);
+    online ⇄ degraded → offline → online; any → maintenance → online.
+    A node awaiting its agent is never matched nor a failover target.
     """
 
     class State(models.TextChoices):
+        AWAITING_AGENT = "awaiting_agent", _("awaiting agent")
         ONLINE = "online", _("online")
         DEGRADED = "degraded", _("degraded")
         OFFLINE = "offline", _("offline")
@@ -75,7 +78,7 @@ class Node(models.Model):
     gpu_model = models.ForeignKey(GPUModel, on_delete=models.PROTECT, related_name="nodes")
     gpu_count = models.PositiveSmallIntegerField()
     interconnect = models.CharField(max_length=60, blank=True)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.ONLINE)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.AWAITING_AGENT)
     state_reason = models.CharField(max_length=200, blank=True)
     state_changed_at = models.DateTimeField(null=True, blank=True)
     token_digest = models.CharField(max_length=64, unique=True)

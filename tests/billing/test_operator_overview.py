@@ -3,11 +3,21 @@
 import datetime as dt
 
 import pytest
+import time_machine
 
 from accounts.models import Organisation
 from billing.models import FraudFlag, Invoice
+from core.models import ScheduledTaskStatus
+from market.models import UsageRecord
 from tests.billing.conftest import MAY
-from tests.factories import NodeFactory, OrderFactory, OrganisationFactory, UserFactory, member_of
+from tests.factories import (
+    LeaseFactory,
+    NodeFactory,
+    OrderFactory,
+    OrganisationFactory,
+    UserFactory,
+    member_of,
+)
 from tests.vouchers.factories import programme
 
 pytestmark = pytest.mark.django_db
@@ -122,3 +132,74 @@ def test_a_staff_member_of_an_organisation_also_sees_the_overview(client):
 
     assert client.get("/operator/").status_code == 200
     assert client.get("/billing/payouts/").status_code == 200
+
+
+def test_a_failing_metering_run_shows_on_the_overview(operator, monkeypatch):
+    # given: metering ran well at 10:00; then a lease appears whose records cannot be built
+    from market import metering
+    from market.tasks_telemetry import leases_meter
+
+    ten = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    with time_machine.travel(ten, tick=False):
+        assert leases_meter.apply(throw=False).successful()
+    broken = LeaseFactory(starts_at=ten - dt.timedelta(hours=2), ends_at=ten)
+
+    def corrupt(lease, window, measure):
+        raise ValueError("site PUE is missing")
+
+    monkeypatch.setattr(metering, "_record", corrupt)
+    # when: the runs of the next five minutes fail (the task raises after the others)
+    for minute in range(1, 6):
+        with time_machine.travel(ten + dt.timedelta(minutes=minute), tick=False):
+            assert leases_meter.apply(throw=False).failed()
+    with time_machine.travel(ten + dt.timedelta(minutes=5, seconds=30), tick=False):
+        response = operator.get("/operator/")
+
+    # then: the operator sees the failing task, its error and a late metering
+    overview = response.context["overview"]
+    assert [task.name for task in overview.tasks_failing] == ["market.leases_meter"]
+    assert overview.tasks_failing[0].status.failures_in_a_row == 5
+    assert overview.metering.last_success_at == ten
+    assert overview.metering.late is True
+    body = response.content.decode()
+    assert "1 failing" in body and "failing (5 runs)" in body
+    assert f"MeteringIncomplete: 1 lease(s) could not be metered ({broken.pk})" in body
+    assert "late: usage is not being metered" in body
+    assert "5\xa0minutes ago" in body
+    assert not UsageRecord.objects.filter(lease=broken).exists()
+
+
+def test_metering_that_runs_on_time_and_tasks_that_recovered_show_as_such(operator):
+    from market.tasks_telemetry import leases_meter, nodes_health_check
+
+    now = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    ScheduledTaskStatus.objects.create(
+        name="market.nodes_health_check",
+        last_failure_at=now - dt.timedelta(minutes=2),
+        last_error="OperationalError: the database restarted",
+        failures_in_a_row=1,
+    )
+    with time_machine.travel(now, tick=False):
+        assert nodes_health_check.apply(throw=False).successful()
+        assert leases_meter.apply(throw=False).successful()
+    with time_machine.travel(now + dt.timedelta(seconds=50), tick=False):
+        response = operator.get("/operator/")
+
+    overview = response.context["overview"]
+    assert overview.tasks_failing == []
+    assert (overview.metering.late, overview.metering.age) == (False, dt.timedelta(seconds=50))
+    body = response.content.decode()
+    assert "none failing" in body and "on time" in body
+    assert "the database restarted" not in body
+
+
+def test_the_overview_counts_nodes_awaiting_their_agent(operator):
+    NodeFactory(state="awaiting_agent")
+    NodeFactory(state="awaiting_agent")
+    NodeFactory(state="online")
+
+    response = operator.get("/operator/")
+
+    assert response.context["overview"].nodes_awaiting_agent == 2
+    assert "2 nodes awaiting their agents" in response.content.decode()
+    assert "/admin/market/node/?state__exact=awaiting_agent" in response.content.decode()

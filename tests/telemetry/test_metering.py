@@ -4,6 +4,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 
+from market import metering
 from market.metering import leases_meter
 from market.models import TelemetrySample, UsageRecord
 from tests.factories import LeaseFactory, NodeFactory, OfferFactory, SiteFactory
@@ -54,6 +55,12 @@ def meter(at):
         return leases_meter(now=at)
 
 
+def written(at) -> int:
+    result = meter(at)
+    assert result.failed_lease_ids == ()
+    return result.written
+
+
 def test_ten_minutes_of_silence_in_a_two_gpu_hour_are_lost_not_billed(lease):
     # given: a 2-GPU, 1-hour lease on a node silent from 08:25 to 08:35
     record_ticks(
@@ -63,10 +70,10 @@ def test_ten_minutes_of_silence_in_a_two_gpu_hour_are_lost_not_billed(lease):
         skip=(START + dt.timedelta(minutes=25), START + dt.timedelta(minutes=35)),
     )
     # when
-    written = meter(START + 2 * HOUR)
+    count = written(START + 2 * HOUR)
     # then: twelve 5-minute windows, 6,000 GPU-seconds delivered and 1,200 lost
     records = UsageRecord.objects.filter(lease=lease)
-    assert written == 12
+    assert count == 12
     assert sum(r.gpu_seconds_delivered for r in records) == 6_000
     assert sum(r.gpu_seconds_lost for r in records) == 1_200
     silent = records.get(window_start=START + dt.timedelta(minutes=25))
@@ -95,9 +102,9 @@ def test_rerunning_metering_changes_nothing(lease):
     meter(START + 2 * HOUR)
     before = list(UsageRecord.objects.values())
     # when
-    written = meter(START + 3 * HOUR)
+    count = written(START + 3 * HOUR)
     # then
-    assert written == 0
+    assert count == 0
     assert list(UsageRecord.objects.values()) == before
 
 
@@ -105,10 +112,10 @@ def test_only_closed_windows_are_metered_and_the_rest_later(lease):
     # given: samples for the first 20 minutes, metering at 08:21 (grace 2 min)
     record_ticks(lease.node, start=START, end=START + dt.timedelta(minutes=20))
     # when
-    first = meter(START + dt.timedelta(minutes=21))
+    first = written(START + dt.timedelta(minutes=21))
     # then: the windows to 08:15 are closed; the one ending 08:20 waits for late samples
     assert first == 3
-    assert meter(START + 2 * HOUR) == 9
+    assert written(START + 2 * HOUR) == 9
     assert UsageRecord.objects.filter(lease=lease).count() == 12
 
 
@@ -156,3 +163,92 @@ def test_gpu_time_with_new_xid_errors_or_a_missing_gpu_is_lost(lease):
         UsageRecord.objects.filter(lease=lease).values_list("gpu_seconds_lost", flat=True)
     )
     assert total_lost == 600
+
+
+def test_a_leased_node_that_never_reported_is_metered_as_lost_and_the_others_billed(lease):
+    # given: a healthy lease, and another 2-GPU lease on a node whose agent never sent a sample
+    record_ticks(lease.node, start=START, end=START + HOUR + dt.timedelta(minutes=1))
+    silent = LeaseFactory(
+        offer=OfferFactory(node=NodeFactory(gpu_count=2)),
+        gpu_count=2,
+        starts_at=START,
+        ends_at=START + HOUR,
+    )
+    # when
+    result = meter(START + 2 * HOUR)
+    # then: both leases metered; the silent one's 2 GPU-hours are all lost, none delivered
+    assert (result.written, result.failed_lease_ids) == (24, ())
+    healthy = UsageRecord.objects.filter(lease=lease)
+    assert sum(r.gpu_seconds_delivered for r in healthy) == 7_200
+    assert sum(r.gpu_seconds_lost for r in healthy) == 0
+    lost = UsageRecord.objects.filter(lease=silent)
+    assert lost.count() == 12
+    assert sum(r.gpu_seconds_delivered for r in lost) == 0
+    assert sum(r.gpu_seconds_lost for r in lost) == 7_200
+    assert {r.energy_wh for r in lost} == {Decimal("0.000")}
+
+
+def test_a_tick_counts_distinct_gpus_not_sample_rows(db):
+    # given: a 2-GPU node whose every tick holds two samples of GPU 0 and none of GPU 1
+    node = NodeFactory(gpu_count=2)
+    lease = LeaseFactory(
+        offer=OfferFactory(node=node), gpu_count=2, starts_at=START, ends_at=START + HOUR
+    )
+    samples, t, seq = [], START - dt.timedelta(minutes=1), 0
+    while t < START + HOUR + dt.timedelta(minutes=1):
+        for _twice in range(2):
+            samples.append(
+                TelemetrySample(
+                    node=node,
+                    seq=seq,
+                    gpu_index=0,
+                    ts=t,
+                    utilisation=80.0,
+                    memory_used_mib=1024,
+                    power_w=500.0,
+                    temperature_c=60.0,
+                )
+            )
+            seq += 1
+        t += dt.timedelta(seconds=5)
+    TelemetrySample.objects.bulk_create(samples)
+    # when
+    meter(START + 2 * HOUR)
+    # then: one GPU of two vouched for each tick: half the lease's GPU-seconds delivered
+    records = UsageRecord.objects.filter(lease=lease)
+    assert records.count() == 12
+    assert sum(r.gpu_seconds_delivered for r in records) == 3_600
+    assert sum(r.gpu_seconds_lost for r in records) == 3_600
+    assert {(r.gpu_seconds_delivered, r.gpu_seconds_lost) for r in records} == {(300, 300)}
+
+
+def test_one_lease_failing_to_meter_never_stops_the_others(lease, monkeypatch, caplog):
+    # given: two healthy leases on two nodes; building the first one's records breaks
+    record_ticks(lease.node, start=START, end=START + HOUR + dt.timedelta(minutes=1))
+    other = LeaseFactory(
+        offer=OfferFactory(node=NodeFactory(gpu_count=2)),
+        gpu_count=2,
+        starts_at=START,
+        ends_at=START + HOUR,
+    )
+    record_ticks(other.node, start=START, end=START + HOUR + dt.timedelta(minutes=1))
+    real_record = metering._record
+
+    def broken_for_the_first(lease_, window, measure):
+        if lease_.pk == lease.pk:
+            raise ValueError("corrupt site figures")
+        return real_record(lease_, window, measure)
+
+    monkeypatch.setattr(metering, "_record", broken_for_the_first)
+    # when
+    result = meter(START + 2 * HOUR)
+    # then: the other lease is metered in full, the broken one is logged and has nothing
+    assert (result.written, result.failed_lease_ids) == (12, (lease.pk,))
+    assert not UsageRecord.objects.filter(lease=lease).exists()
+    records = UsageRecord.objects.filter(lease=other)
+    assert sum(r.gpu_seconds_delivered for r in records) == 7_200
+    assert f"lease {lease.pk}" in caplog.text
+    # and once the fault is gone the next run meters the broken lease's windows
+    monkeypatch.setattr(metering, "_record", real_record)
+    assert meter(START + 2 * HOUR).written == 12
+    assert sum(r.gpu_seconds_delivered for r in UsageRecord.objects.filter(lease=lease)) == 7_200

@@ -66,3 +66,26 @@ def test_provider_node_page_shows_health_history(lease, provider, client):
     page = client.get(f"/nodes/{lease.node_id}/health/")
     assert page.status_code == 200
     assert "new XID errors on GPU 3" in page.content.decode()
+
+
+def test_a_provider_lease_page_lists_only_its_own_leases_of_the_order(
+    lease, provider, buyer, client
+):
+    # given: the buyer's order also holds a competitor's lease
+    competitor_node, _ = node_with_token(name="rival-node-7")
+    rival = LeaseFactory(
+        offer=OfferFactory(node=competitor_node), order=lease.order, buyer=lease.buyer
+    )
+    # when
+    client.force_login(provider)
+    page = client.get(f"/leases/{lease.pk}/usage/")
+    # then: the provider sees its own lease, nothing of the competitor's
+    assert page.status_code == 200
+    assert [item.pk for item in page.context["history"]] == [lease.pk]
+    text = page.content.decode()
+    assert f"/leases/{rival.pk}/usage/" not in text
+    assert "rival-node-7" not in text
+    # and the buyer still sees its whole order
+    client.force_login(buyer)
+    history = client.get(f"/leases/{lease.pk}/usage/").context["history"]
+    assert {item.pk for item in history} == {lease.pk, rival.pk}

@@ -25,7 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument(
-            "--no-agents", action="store_true", help="do not start simulated node agents"
+            "--no-agents",
+            action="store_true",
+            help="do not start simulated node agents (the demo orders then wait in the book)",
         )
         parser.add_argument(
             "--agent-state-dir",
@@ -90,13 +92,14 @@ class Command(BaseCommand):
         return helpers
 
     def _start_agents(self, *, host: str, port: int, state_root: Path) -> list:
-        """One simulated node agent per leased demo node, posting real
-        telemetry to this server, so lease pages fill in as time passes."""
+        """One simulated node agent per demo node, posting real telemetry to
+        this server: a node is matched once its agent has reported, and lease
+        pages fill in as time passes."""
         from market.capacity import node_token_rotate
-        from market.demo_activity import nodes_with_leases
+        from market.demo import demo_nodes
 
         agents = []
-        for node in nodes_with_leases():
+        for node in demo_nodes():
             token = node_token_rotate(node=node)
             state_dir = state_root / str(node.pk)
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +125,7 @@ class Command(BaseCommand):
             )
             agents.append(_AgentProcess(process))
         if agents:
-            self.stdout.write(f"Simulated node agents: {len(agents)} (one per leased node)")
+            self.stdout.write(f"Simulated node agents: {len(agents)} (one per demo node)")
         return agents
 
 
