@@ -3,6 +3,7 @@ the authority's review of redemptions and fraud flags. Thin: parse, call a
 service, render. Other organisations' objects are 404s (querysets are
 filtered by the caller's organisation in billing.subsidy_selectors)."""
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
@@ -15,6 +16,7 @@ from accounts.permissions import HasOrganisation, IsAuthority, IsBuyer
 from accounts.selectors import organisation_for_user
 from billing import fraud, subsidy_selectors, subsidy_services, vouchers
 from billing.models import FraudFlag, Redemption, SubsidyProgramme, Voucher, VoucherApplication
+from core import limits
 from core.errors import NotFound
 from core.openapi import errors
 
@@ -45,43 +47,68 @@ class ProgrammeOutput(serializers.ModelSerializer):
 class ProgrammeCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, default="", allow_blank=True)
-    currency = serializers.CharField(max_length=3, default="CNY")
-    budget_amount = serializers.IntegerField(min_value=1)
+    currency = serializers.CharField(
+        max_length=3, default=settings.DEFAULT_CURRENCY, help_text="one of EXCHANGE_CURRENCIES"
+    )
+    budget_amount = serializers.IntegerField(min_value=1, max_value=limits.MAX_AMOUNT)
     funding = serializers.ChoiceField(SubsidyProgramme.Funding.choices, default="reserved")
-    rate_bp = serializers.IntegerField(min_value=1, max_value=10_000)
+    rate_bp = serializers.IntegerField(min_value=1, max_value=limits.MAX_BASIS_POINTS)
     domestic_rate_bp = serializers.IntegerField(
-        min_value=1, max_value=10_000, required=False, allow_null=True
+        min_value=1, max_value=limits.MAX_BASIS_POINTS, required=False, allow_null=True
     )
     sme_rate_bp = serializers.IntegerField(
-        min_value=1, max_value=10_000, required=False, allow_null=True
+        min_value=1, max_value=limits.MAX_BASIS_POINTS, required=False, allow_null=True
     )
     cap_per_enterprise_amount = serializers.IntegerField(
-        min_value=1, required=False, allow_null=True
+        min_value=1, max_value=limits.MAX_AMOUNT, required=False, allow_null=True
     )
     cap_per_enterprise_year_amount = serializers.IntegerField(
-        min_value=1, required=False, allow_null=True
+        min_value=1, max_value=limits.MAX_AMOUNT, required=False, allow_null=True
     )
     valid_from = serializers.DateTimeField()
     valid_until = serializers.DateTimeField()
-    regions = serializers.ListField(child=serializers.CharField(max_length=32), default=list)
-    hubs = serializers.ListField(child=serializers.CharField(max_length=20), default=list)
+    regions = serializers.ListField(
+        child=serializers.CharField(max_length=32),
+        default=list,
+        max_length=limits.MAX_LIST_ITEMS,
+    )
+    hubs = serializers.ListField(
+        child=serializers.CharField(max_length=20),
+        default=list,
+        max_length=limits.MAX_LIST_ITEMS,
+    )
     eligible_providers = serializers.PrimaryKeyRelatedField(
         many=True,
         queryset=Organisation.objects.filter(kind=Organisation.Kind.PROVIDER),
         required=False,
         default=list,
     )
-    gpu_vendors = serializers.ListField(child=serializers.CharField(max_length=40), default=list)
+    gpu_vendors = serializers.ListField(
+        child=serializers.CharField(max_length=40),
+        default=list,
+        max_length=limits.MAX_LIST_ITEMS,
+    )
     domestic_only = serializers.BooleanField(default=False)
-    min_green_share = serializers.DecimalField(max_digits=4, decimal_places=3, default=0)
+    min_green_share = serializers.DecimalField(
+        max_digits=4, decimal_places=3, min_value=0, max_value=1, default=0
+    )
     buyer_must_be_verified = serializers.BooleanField(default=True)
     forbid_affiliated = serializers.BooleanField(default=True)
-    max_contract_days = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    max_contract_days = serializers.IntegerField(
+        min_value=1, max_value=limits.MAX_CONTRACT_DAYS, required=False, allow_null=True
+    )
     one_claim_per_contract = serializers.BooleanField(default=False)
     settlement_mode = serializers.ChoiceField(
         SubsidyProgramme.SettlementMode.choices, default="deduct"
     )
     beneficiary = serializers.ChoiceField(SubsidyProgramme.Beneficiary.choices, default="buyers")
+
+    def validate_currency(self, value: str) -> str:
+        if value not in settings.EXCHANGE_CURRENCIES:
+            raise serializers.ValidationError(
+                f"The exchange settles in {', '.join(settings.EXCHANGE_CURRENCIES)} only."
+            )
+        return value
 
 
 class ProgrammeListCreateView(ListAPIView):
@@ -149,9 +176,9 @@ class VoucherOutput(serializers.ModelSerializer):
 
 
 class VoucherIssueInput(serializers.Serializer):
-    programme = serializers.IntegerField()
+    programme = serializers.IntegerField(min_value=1)
     holder = serializers.PrimaryKeyRelatedField(queryset=Organisation.objects.all())
-    face_amount = serializers.IntegerField(min_value=1)
+    face_amount = serializers.IntegerField(min_value=1, max_value=limits.MAX_AMOUNT)
     valid_from = serializers.DateTimeField(required=False, allow_null=True)
     valid_until = serializers.DateTimeField(required=False, allow_null=True)
 
@@ -241,8 +268,8 @@ class VoucherApplicationCreateInput(serializers.Serializer):
         queryset=SubsidyProgramme.objects.filter(status=SubsidyProgramme.Status.ACTIVE)
     )
     purpose = serializers.CharField(max_length=2000)
-    expected_gpu_hours = serializers.IntegerField(min_value=1)
-    requested_amount = serializers.IntegerField(min_value=1)
+    expected_gpu_hours = serializers.IntegerField(min_value=1, max_value=limits.MAX_GPU_HOURS)
+    requested_amount = serializers.IntegerField(min_value=1, max_value=limits.MAX_AMOUNT)
 
 
 class VoucherApplicationListCreateView(ListAPIView):
@@ -271,7 +298,7 @@ class VoucherApplicationListCreateView(ListAPIView):
 
 
 class VoucherApplicationApproveInput(serializers.Serializer):
-    amount = serializers.IntegerField(min_value=1)
+    amount = serializers.IntegerField(min_value=1, max_value=limits.MAX_AMOUNT)
     valid_until = serializers.DateTimeField(required=False, allow_null=True)
 
 

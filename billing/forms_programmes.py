@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
 from billing.models import SubsidyProgramme
+from core import limits
 from core.forms import YuanField
 from market.models import GPUModel, Site
 from market.models.capacity import Hub
@@ -143,6 +144,7 @@ class ProgrammeForm(forms.Form):
         label=_("Maximum contract term (days)"),
         required=False,
         min_value=1,
+        max_value=limits.MAX_CONTRACT_DAYS,
         help_text=_("Leave empty for no limit."),
     )
     one_claim_per_contract = forms.BooleanField(label=_("One claim per contract"), required=False)

@@ -2,6 +2,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import SubsidyProgramme
+from core import limits
 from core.forms import YuanField
 
 
@@ -13,7 +14,9 @@ class VoucherApplyForm(forms.Form):
     purpose = forms.CharField(
         label=_("What the compute is for"), widget=forms.Textarea(attrs={"rows": 3})
     )
-    expected_gpu_hours = forms.IntegerField(label=_("Expected GPU-hours"), min_value=1)
+    expected_gpu_hours = forms.IntegerField(
+        label=_("Expected GPU-hours"), min_value=1, max_value=limits.MAX_GPU_HOURS
+    )
     requested_amount = YuanField(label=_("Amount requested (¥)"))
 
 

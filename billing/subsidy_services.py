@@ -10,6 +10,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -24,6 +25,7 @@ from billing.models import (
     VoucherEvent,
 )
 from billing.subsidy_accounts import programme_accounts, voucher_account
+from core import limits
 from core.errors import ApplicationError, Conflict
 
 Funding = SubsidyProgramme.Funding
@@ -32,23 +34,51 @@ AS = VoucherApplication.Status
 OPEN_VOUCHER_STATES = (VS.ISSUED, VS.ACTIVE, VS.EXHAUSTED)
 
 
+def _amount_error(amount: int) -> str | None:
+    if not 0 < amount <= limits.MAX_AMOUNT:
+        return f"An amount is more than zero and at most {limits.MAX_AMOUNT} minor units."
+    return None
+
+
 def _validate_programme(fields: dict[str, Any]) -> None:
+    """Every bound of core.limits the database also holds, plus the rules a
+    CHECK cannot say: a currency the exchange settles in, and a window that
+    is not wholly in the past."""
     errors: dict[str, list[str]] = {}
-    if fields["budget_amount"] <= 0:
-        errors["budget_amount"] = ["The budget must be positive."]
+    if error := _amount_error(fields["budget_amount"]):
+        errors["budget_amount"] = [error]
+    currency = fields.get("currency", settings.DEFAULT_CURRENCY)
+    if currency not in settings.EXCHANGE_CURRENCIES:
+        errors["currency"] = [
+            f"The exchange settles in {', '.join(settings.EXCHANGE_CURRENCIES)} only."
+        ]
     for name in ("rate_bp", "domestic_rate_bp", "sme_rate_bp"):
         value = fields.get(name)
-        if value is not None and not 0 < value <= 10_000:
+        if value is not None and not 0 < value <= limits.MAX_BASIS_POINTS:
             errors[name] = ["A rate is between 1 and 10,000 basis points (0.01 %–100 %)."]
     if fields["valid_until"] <= fields["valid_from"]:
         errors["valid_until"] = ["The programme must end after it starts."]
+    elif fields["valid_until"] <= timezone.now():
+        errors["valid_until"] = ["The programme's window has already ended."]
+    elif fields["valid_until"] - fields["valid_from"] > limits.MAX_PROGRAMME_LENGTH:
+        errors["valid_until"] = [
+            f"A programme runs at most {limits.MAX_PROGRAMME_LENGTH.days} days."
+        ]
     green = Decimal(fields.get("min_green_share") or 0)
     if not 0 <= green <= 1:
         errors["min_green_share"] = ["A share is between 0 and 1."]
     for name in ("cap_per_enterprise_amount", "cap_per_enterprise_year_amount"):
         value = fields.get(name)
-        if value is not None and value <= 0:
-            errors[name] = ["A cap must be positive (leave it empty for no cap)."]
+        if value is not None and not 0 < value <= limits.MAX_AMOUNT:
+            errors[name] = [
+                f"A cap is more than zero and at most {limits.MAX_AMOUNT} minor units "
+                "(leave it empty for no cap)."
+            ]
+    days = fields.get("max_contract_days")
+    if days is not None and not 0 < days <= limits.MAX_CONTRACT_DAYS:
+        errors["max_contract_days"] = [
+            f"A contract term is 1 to {limits.MAX_CONTRACT_DAYS} days (leave it empty for none)."
+        ]
     if errors:
         raise ApplicationError("The programme is not valid.", errors=errors)
 
@@ -132,10 +162,12 @@ def voucher_issue(
         errors["programme"] = ["The programme is closed."]
     if problem := _holder_problem(programme, holder):
         errors["holder"] = [problem]
-    if face_amount <= 0:
-        errors["face_amount"] = ["The face value must be positive."]
+    if error := _amount_error(face_amount):
+        errors["face_amount"] = [error]
     if valid_until <= valid_from:
         errors["valid_until"] = ["The voucher must end after it starts, within the programme."]
+    elif valid_until <= now:
+        errors["valid_until"] = ["The voucher's validity has already ended."]
     if errors:
         raise ApplicationError("The voucher cannot be issued.", errors=errors)
     status = VS.ACTIVE if valid_from <= now else VS.ISSUED
@@ -272,10 +304,10 @@ def application_create(
         errors["programme"] = ["The programme is closed."]
     elif problem := _holder_problem(programme, applicant):
         errors["programme"] = [problem]
-    if requested_amount <= 0:
-        errors["requested_amount"] = ["Ask for a positive amount."]
-    if expected_gpu_hours <= 0:
-        errors["expected_gpu_hours"] = ["Expect at least one GPU-hour."]
+    if error := _amount_error(requested_amount):
+        errors["requested_amount"] = [error]
+    if not 0 < expected_gpu_hours <= limits.MAX_GPU_HOURS:
+        errors["expected_gpu_hours"] = [f"Expect 1 to {limits.MAX_GPU_HOURS} GPU-hours."]
     if not purpose.strip():
         errors["purpose"] = ["Say what the compute is for."]
     if errors:

@@ -4,7 +4,7 @@ from billing import views_claims as views
 
 urlpatterns = [
     path(
-        "subsidy/programmes/<int:pk>/claims/<int:year>/<int:month>/submit/",
+        "subsidy/programmes/<int:pk>/claims/<year:year>/<month:month>/submit/",
         views.claim_submit,
         name="subsidy-claim-submit",
     ),

@@ -6,12 +6,12 @@ urlpatterns = [
     path("subsidy/", views.dashboard, name="subsidy-dashboard"),
     path("subsidy/programmes/<int:pk>/", views.programme_detail, name="subsidy-programme"),
     path(
-        "subsidy/programmes/<int:pk>/claims/<int:year>/<int:month>/",
+        "subsidy/programmes/<int:pk>/claims/<year:year>/<month:month>/",
         views.claim_page,
         name="subsidy-claim",
     ),
     path(
-        "subsidy/programmes/<int:pk>/claims/<int:year>/<int:month>.csv",
+        "subsidy/programmes/<int:pk>/claims/<year:year>/<month:month>.csv",
         views.claim_download,
         name="subsidy-claim-csv",
     ),

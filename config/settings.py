@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.refuse_nul_characters",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -136,6 +137,15 @@ STORAGES = {
 
 # --- Money -----------------------------------------------------------------
 DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="CNY")
+# The ISO 4217 codes the exchange settles in (programmes, ledger accounts).
+EXCHANGE_CURRENCIES = env.list("EXCHANGE_CURRENCIES", default=[DEFAULT_CURRENCY])
+if DEFAULT_CURRENCY not in EXCHANGE_CURRENCIES or not all(
+    len(code) == 3 and code.isascii() and code.isupper() and code.isalpha()
+    for code in EXCHANGE_CURRENCIES
+):
+    raise environ.ImproperlyConfigured(
+        "EXCHANGE_CURRENCIES must be ISO 4217 codes (e.g. CNY) and include DEFAULT_CURRENCY"
+    )
 
 # --- Billing -------------------------------------------------------------------
 # Invoice period: "monthly" (calendar months in TIME_ZONE), "weekly" or "daily".
@@ -159,12 +169,20 @@ BILLING_SETTLEMENT_HOOKS = env.list(
 LEASE_COMPLETED_TASKS = ["billing.tasks.invoice_refresh_for_lease"]
 
 # --- REST API ----------------------------------------------------------------
+# The largest JSON body the API parses (telemetry batches are read by their own view).
+API_JSON_MAX_BYTES = env.int("API_JSON_MAX_BYTES", default=256 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # orjson with a size and a nesting limit (core/parsers.py), then the stock form parsers.
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

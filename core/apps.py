@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.urls import register_converter
 
 
 class CoreConfig(AppConfig):
@@ -6,6 +7,10 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        from core.converters import MonthConverter, YearConverter
+
+        register_converter(YearConverter, "year")
+        register_converter(MonthConverter, "month")
         # Connects the Celery signals that mark outbox rows completed.
         from core import outbox  # noqa: F401
 

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasOrganisation, IsBuyer, IsProvider
 from accounts.selectors import organisation_for_user
+from core import limits
 from core.api import PaginatedAPIView
 from core.openapi import errors
 from market import capacity, orders, search
@@ -88,8 +89,12 @@ class SiteCreateInput(serializers.Serializer):
     region = serializers.CharField(max_length=32)
     hub = serializers.ChoiceField(choices=Hub.choices, default=Hub.NONE)
     green_share = serializers.DecimalField(max_digits=4, decimal_places=3, min_value=0, max_value=1)
-    pue = serializers.DecimalField(max_digits=4, decimal_places=2, min_value=1)
-    carbon_intensity_g_per_kwh = serializers.IntegerField(min_value=0)
+    pue = serializers.DecimalField(
+        max_digits=4, decimal_places=2, min_value=1, max_value=limits.MAX_PUE
+    )
+    carbon_intensity_g_per_kwh = serializers.IntegerField(
+        min_value=0, max_value=limits.MAX_CARBON_INTENSITY
+    )
     latency_class = serializers.ChoiceField(
         choices=LatencyClass.choices, default=LatencyClass.NATIONAL
     )
@@ -163,10 +168,10 @@ class NodeCreatedOutput(NodeOutput):
 
 
 class NodeCreateInput(serializers.Serializer):
-    site = serializers.IntegerField()
+    site = serializers.IntegerField(min_value=1)
     name = serializers.CharField(max_length=120)
     gpu_model = serializers.SlugRelatedField(slug_field="slug", queryset=GPUModel.objects.all())
-    gpu_count = serializers.IntegerField(min_value=1, max_value=64)
+    gpu_count = serializers.IntegerField(min_value=1, max_value=limits.MAX_NODE_GPUS)
     interconnect = serializers.CharField(max_length=60, required=False, default="")
 
 
@@ -208,8 +213,10 @@ class OfferOutput(serializers.ModelSerializer):
     gpu_model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     provider = serializers.CharField(source="provider.legal_name", read_only=True)
     site = SiteOutput(read_only=True)
+    # Exact decimal arithmetic in the database; wide enough for any price the
+    # column can hold (2^63 x 1000 / 0.01 TFLOPS has 27 digits before the point).
     price_per_pflops_hour = serializers.DecimalField(
-        max_digits=20, decimal_places=2, read_only=True, allow_null=True, default=None
+        max_digits=32, decimal_places=2, read_only=True, allow_null=True, default=None
     )
     reliability = serializers.DecimalField(
         max_digits=5, decimal_places=4, read_only=True, allow_null=True, default=None
@@ -244,33 +251,45 @@ class OfferSearchInput(serializers.Serializer):
     gpu_model = serializers.CharField(required=False)
     vendor = serializers.CharField(required=False)
     domestic = serializers.BooleanField(required=False, allow_null=True, default=None)
-    min_memory_gb = serializers.IntegerField(required=False, min_value=0)
-    min_tflops = serializers.DecimalField(required=False, max_digits=8, decimal_places=2)
+    min_memory_gb = serializers.IntegerField(
+        required=False, min_value=0, max_value=limits.MAX_MEMORY_GB
+    )
+    min_tflops = serializers.DecimalField(
+        required=False, max_digits=8, decimal_places=2, min_value=0
+    )
     region = serializers.CharField(required=False)
     hub = serializers.ChoiceField(choices=Hub.choices, required=False)
-    min_green_share = serializers.DecimalField(required=False, max_digits=4, decimal_places=3)
-    max_price = serializers.IntegerField(required=False, min_value=1)
-    min_gpus = serializers.IntegerField(required=False, min_value=1)
+    min_green_share = serializers.DecimalField(
+        required=False, max_digits=4, decimal_places=3, min_value=0, max_value=1
+    )
+    max_price = serializers.IntegerField(
+        required=False, min_value=1, max_value=limits.MAX_PRICE_AMOUNT
+    )
+    min_gpus = serializers.IntegerField(
+        required=False, min_value=1, max_value=limits.MAX_OFFER_GPUS
+    )
     sort = serializers.ChoiceField(choices=list(search.OFFER_SORTS), default="price")
 
 
 class OfferCreateInput(serializers.Serializer):
-    site = serializers.IntegerField()
-    node = serializers.IntegerField(required=False, allow_null=True, default=None)
+    site = serializers.IntegerField(min_value=1)
+    node = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
     gpu_model = serializers.SlugRelatedField(
         slug_field="slug", queryset=GPUModel.objects.all(), required=False, default=None
     )
-    gpus_total = serializers.IntegerField(min_value=1)
-    price_amount = serializers.IntegerField(min_value=1)
+    gpus_total = serializers.IntegerField(min_value=1, max_value=limits.MAX_OFFER_GPUS)
+    price_amount = serializers.IntegerField(min_value=1, max_value=limits.MAX_PRICE_AMOUNT)
     available_from = serializers.DateTimeField()
     available_until = serializers.DateTimeField()
-    min_hours = serializers.IntegerField(min_value=1, default=1)
-    max_hours = serializers.IntegerField(min_value=1, default=24 * 30)
+    min_hours = serializers.IntegerField(min_value=1, max_value=limits.MAX_LEASE_HOURS, default=1)
+    max_hours = serializers.IntegerField(
+        min_value=1, max_value=limits.MAX_LEASE_HOURS, default=24 * 30
+    )
     interruptible = serializers.BooleanField(default=False)
 
 
 class OfferUpdateInput(serializers.Serializer):
-    price_amount = serializers.IntegerField(min_value=1)
+    price_amount = serializers.IntegerField(min_value=1, max_value=limits.MAX_PRICE_AMOUNT)
 
 
 class OfferListCreateView(PaginatedAPIView):
@@ -444,22 +463,31 @@ class OrderDetailOutput(OrderOutput):
 
 class OrderCreateInput(serializers.Serializer):
     accepted_models = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, default=list
+        child=serializers.CharField(max_length=64),
+        required=False,
+        default=list,
+        max_length=limits.MAX_LIST_ITEMS,
     )
     min_tflops = serializers.DecimalField(
         max_digits=8, decimal_places=2, required=False, allow_null=True, default=None, min_value=0
     )
     min_memory_gb = serializers.IntegerField(
-        required=False, allow_null=True, default=None, min_value=0
+        required=False, allow_null=True, default=None, min_value=0, max_value=limits.MAX_MEMORY_GB
     )
-    gpu_count = serializers.IntegerField(min_value=1, max_value=4096)
-    hours = serializers.IntegerField(min_value=1, max_value=24 * 90)
-    max_price_amount = serializers.IntegerField(min_value=1)
+    gpu_count = serializers.IntegerField(min_value=1, max_value=limits.MAX_ORDER_GPUS)
+    hours = serializers.IntegerField(min_value=1, max_value=limits.MAX_ORDER_HOURS)
+    max_price_amount = serializers.IntegerField(min_value=1, max_value=limits.MAX_PRICE_AMOUNT)
     regions = serializers.ListField(
-        child=serializers.CharField(max_length=32), required=False, default=list
+        child=serializers.CharField(max_length=32),
+        required=False,
+        default=list,
+        max_length=limits.MAX_LIST_ITEMS,
     )
     hubs = serializers.ListField(
-        child=serializers.CharField(max_length=20), required=False, default=list
+        child=serializers.CharField(max_length=20),
+        required=False,
+        default=list,
+        max_length=limits.MAX_LIST_ITEMS,
     )
     min_green_share = serializers.DecimalField(
         max_digits=4, decimal_places=3, min_value=0, max_value=1, required=False, default=0

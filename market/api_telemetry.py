@@ -16,7 +16,7 @@ from accounts.selectors import organisation_for_user
 from core.openapi import errors
 from market.models import Node, UsageRecord
 from market.selectors_telemetry import usage_records_for_organisation
-from market.telemetry import telemetry_ingest
+from market.telemetry import MAX_SAMPLES_PER_BATCH, telemetry_ingest
 
 # --- node credential ------------------------------------------------------------
 
@@ -70,15 +70,16 @@ class NodeTokenScheme(OpenApiAuthenticationExtension):
 class TelemetrySampleInput(serializers.Serializer):
     """Documentation only: the view validates a batch in bulk, not per sample."""
 
-    seq = serializers.IntegerField(min_value=0)
+    # The bounds market.telemetry checks (the columns' own), so the schema tells them.
+    seq = serializers.IntegerField(min_value=0, max_value=2**63 - 1)
     ts = serializers.FloatField(help_text="seconds since the epoch, UTC")
-    gpu = serializers.IntegerField(min_value=0)
+    gpu = serializers.IntegerField(min_value=0, max_value=2**31 - 1, help_text="below gpu_count")
     util = serializers.FloatField(min_value=0, max_value=100)
-    mem_used_mib = serializers.IntegerField(min_value=0)
+    mem_used_mib = serializers.IntegerField(min_value=0, max_value=2**31 - 1)
     power_w = serializers.FloatField(min_value=0)
     temp_c = serializers.FloatField(min_value=0)
-    ecc_errors = serializers.IntegerField(min_value=0, help_text="cumulative")
-    xid_errors = serializers.IntegerField(min_value=0, help_text="cumulative")
+    ecc_errors = serializers.IntegerField(min_value=0, max_value=2**31 - 1, help_text="cumulative")
+    xid_errors = serializers.IntegerField(min_value=0, max_value=2**31 - 1, help_text="cumulative")
     missing = serializers.BooleanField(default=False)
 
 
@@ -86,7 +87,7 @@ class TelemetryBatchInput(serializers.Serializer):
     node = serializers.IntegerField(
         required=False, allow_null=True, help_text="optional; must be the token's node"
     )
-    samples = TelemetrySampleInput(many=True)
+    samples = TelemetrySampleInput(many=True, max_length=MAX_SAMPLES_PER_BATCH)
 
 
 class TelemetryBatchOutput(serializers.Serializer):

@@ -17,6 +17,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Organisation
+from core import limits
 from core.errors import ApplicationError
 from market.models import GPUModel, Node, Offer, OfferEvent, Site
 from market.models.capacity import Hub, LatencyClass
@@ -27,7 +28,14 @@ def node_token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _site_errors(*, hub: str, green_share: Decimal, pue: Decimal, latency_class: str) -> dict:
+def _site_errors(
+    *,
+    hub: str,
+    green_share: Decimal,
+    pue: Decimal,
+    latency_class: str,
+    carbon_intensity_g_per_kwh: int,
+) -> dict:
     errors: dict[str, list[str]] = {}
     if hub not in Hub.values:
         errors["hub"] = ["Unknown national hub."]
@@ -35,8 +43,12 @@ def _site_errors(*, hub: str, green_share: Decimal, pue: Decimal, latency_class:
         errors["latency_class"] = ["Unknown latency class."]
     if not Decimal(0) <= green_share <= Decimal(1):
         errors["green_share"] = ["The green-power share is between 0 and 1."]
-    if pue < 1:
-        errors["pue"] = ["PUE is at least 1.0."]
+    if not 1 <= pue <= limits.MAX_PUE:
+        errors["pue"] = [f"PUE is between 1.0 and {limits.MAX_PUE}."]
+    if not 0 <= carbon_intensity_g_per_kwh <= limits.MAX_CARBON_INTENSITY:
+        errors["carbon_intensity_g_per_kwh"] = [
+            f"The grid carbon intensity is between 0 and {limits.MAX_CARBON_INTENSITY} gCO2e/kWh."
+        ]
     return errors
 
 
@@ -51,7 +63,13 @@ def site_create(
     hub: str = Hub.NONE,
     latency_class: str = LatencyClass.NATIONAL,
 ) -> Site:
-    errors = _site_errors(hub=hub, green_share=green_share, pue=pue, latency_class=latency_class)
+    errors = _site_errors(
+        hub=hub,
+        green_share=green_share,
+        pue=pue,
+        latency_class=latency_class,
+        carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
+    )
     if errors:
         raise ApplicationError("The site is not valid.", errors=errors)
     return Site.objects.create(
@@ -69,7 +87,7 @@ def site_create(
 def site_update(*, site: Site, **fields) -> Site:
     merged = {
         key: fields.get(key, getattr(site, key))
-        for key in ("hub", "green_share", "pue", "latency_class")
+        for key in ("hub", "green_share", "pue", "latency_class", "carbon_intensity_g_per_kwh")
     }
     errors = _site_errors(**merged)
     if errors:
@@ -86,9 +104,10 @@ def node_create(
 ) -> tuple[Node, str]:
     """Register a node; returns it with its agent token `<node_id>.<secret>`,
     shown this once (only the SHA-256 of the whole token is stored)."""
-    if gpu_count < 1:
+    if not 1 <= gpu_count <= limits.MAX_NODE_GPUS:
         raise ApplicationError(
-            "The node is not valid.", errors={"gpu_count": ["A node has at least one GPU."]}
+            "The node is not valid.",
+            errors={"gpu_count": [f"A node has 1 to {limits.MAX_NODE_GPUS} GPUs."]},
         )
     # The token embeds the id, so the row exists first with a throwaway digest.
     node = Node.objects.create(
@@ -152,16 +171,21 @@ def offer_create(
             errors["gpu_model"] = ["The site has no nodes of this GPU model."]
         elif gpus_total > capacity:
             errors["gpus_total"] = [f"Only {capacity} GPUs of this model are there to offer."]
-    if gpus_total < 1:
-        errors["gpus_total"] = ["Offer at least one GPU."]
-    if price_amount <= 0:
-        errors["price_amount"] = ["The price must be more than zero."]
+    if not 1 <= gpus_total <= limits.MAX_OFFER_GPUS:
+        errors["gpus_total"] = [f"Offer 1 to {limits.MAX_OFFER_GPUS} GPUs."]
+    if error := _price_error(price_amount):
+        errors["price_amount"] = [error]
+    now = timezone.now()
     if available_until <= available_from:
         errors["available_until"] = ["The window must end after it starts."]
-    elif available_until <= timezone.now():
+    elif available_until <= now:
         errors["available_until"] = ["The window has already ended."]
-    if min_hours < 1 or max_hours < min_hours:
-        errors["max_hours"] = ["Lease hours: 1 ≤ minimum ≤ maximum."]
+    elif available_until > now + limits.MAX_OFFER_AHEAD:
+        errors["available_until"] = [
+            f"The window can end at most {limits.MAX_OFFER_AHEAD.days} days ahead."
+        ]
+    if not 1 <= min_hours <= max_hours <= limits.MAX_LEASE_HOURS:
+        errors["max_hours"] = [f"Lease hours: 1 ≤ minimum ≤ maximum ≤ {limits.MAX_LEASE_HOURS}."]
     if errors:
         raise ApplicationError("The offer is not valid.", errors=errors)
     with transaction.atomic():
@@ -184,6 +208,12 @@ def offer_create(
             offer=offer, to_status=Offer.Status.ACTIVE, actor=actor, reason="listed"
         )
     return offer
+
+
+def _price_error(price_amount: int) -> str | None:
+    if not 0 < price_amount <= limits.MAX_PRICE_AMOUNT:
+        return f"The price is more than zero and at most {limits.MAX_PRICE_AMOUNT} minor units."
+    return None
 
 
 def _offer_move(
@@ -239,11 +269,8 @@ def offer_withdraw(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
 
 def offer_reprice(*, offer: Offer, price_amount: int, actor: AbstractBaseUser | None) -> Offer:
     """A new ask for future matches; leases already made keep their price."""
-    if price_amount <= 0:
-        raise ApplicationError(
-            "The offer is not valid.",
-            errors={"price_amount": ["The price must be more than zero."]},
-        )
+    if error := _price_error(price_amount):
+        raise ApplicationError("The offer is not valid.", errors={"price_amount": [error]})
     with transaction.atomic():
         current = Offer.objects.select_for_update(no_key=True).get(pk=offer.pk)
         if current.status == Offer.Status.WITHDRAWN:

@@ -8,6 +8,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core import limits
 from core.forms import YuanField
 from market.models import GPUModel, Node, Site
 from market.models.capacity import Hub, LatencyClass
@@ -21,9 +22,18 @@ class SiteForm(forms.Form):
     green_share = forms.DecimalField(
         label=_("Green-power share (0-1)"), min_value=0, max_value=1, decimal_places=3
     )
-    pue = forms.DecimalField(label=_("PUE"), min_value=1, decimal_places=2, initial="1.20")
+    pue = forms.DecimalField(
+        label=_("PUE"),
+        min_value=1,
+        max_value=limits.MAX_PUE,
+        max_digits=4,
+        decimal_places=2,
+        initial="1.20",
+    )
     carbon_intensity_g_per_kwh = forms.IntegerField(
-        label=_("Grid carbon intensity (gCO2e/kWh)"), min_value=0
+        label=_("Grid carbon intensity (gCO2e/kWh)"),
+        min_value=0,
+        max_value=limits.MAX_CARBON_INTENSITY,
     )
     latency_class = forms.ChoiceField(
         label=_("Latency class"), choices=LatencyClass.choices, initial=LatencyClass.NATIONAL
@@ -34,7 +44,9 @@ class NodeForm(forms.Form):
     site = forms.ModelChoiceField(label=_("Site"), queryset=Site.objects.none())
     name = forms.CharField(label=_("Name"), max_length=120)
     gpu_model = forms.ModelChoiceField(label=_("GPU model"), queryset=GPUModel.objects.all())
-    gpu_count = forms.IntegerField(label=_("GPUs"), min_value=1, max_value=64, initial=8)
+    gpu_count = forms.IntegerField(
+        label=_("GPUs"), min_value=1, max_value=limits.MAX_NODE_GPUS, initial=8
+    )
     interconnect = forms.CharField(label=_("Interconnect"), max_length=60, required=False)
 
     def __init__(self, *args, sites, **kwargs):
@@ -52,16 +64,22 @@ class OfferForm(forms.Form):
     gpu_model = forms.ModelChoiceField(
         label=_("GPU model"), queryset=GPUModel.objects.all(), required=False
     )
-    gpus_total = forms.IntegerField(label=_("GPUs offered"), min_value=1)
-    price = YuanField(label=_("Price per GPU-hour (¥)"))
+    gpus_total = forms.IntegerField(
+        label=_("GPUs offered"), min_value=1, max_value=limits.MAX_OFFER_GPUS
+    )
+    price = YuanField(label=_("Price per GPU-hour (¥)"), max_amount=limits.MAX_PRICE_AMOUNT)
     available_from = forms.DateTimeField(
         label=_("Available from"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
     available_until = forms.DateTimeField(
         label=_("Available until"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
-    min_hours = forms.IntegerField(label=_("Minimum lease hours"), min_value=1, initial=1)
-    max_hours = forms.IntegerField(label=_("Maximum lease hours"), min_value=1, initial=720)
+    min_hours = forms.IntegerField(
+        label=_("Minimum lease hours"), min_value=1, max_value=limits.MAX_LEASE_HOURS, initial=1
+    )
+    max_hours = forms.IntegerField(
+        label=_("Maximum lease hours"), min_value=1, max_value=limits.MAX_LEASE_HOURS, initial=720
+    )
     interruptible = forms.BooleanField(label=_("Interruptible"), required=False)
 
     def __init__(self, *args, sites, nodes, **kwargs):
@@ -74,7 +92,7 @@ class OfferForm(forms.Form):
 
 
 class RepriceForm(forms.Form):
-    price = YuanField(label=_("New price per GPU-hour (¥)"))
+    price = YuanField(label=_("New price per GPU-hour (¥)"), max_amount=limits.MAX_PRICE_AMOUNT)
 
 
 class OfferSearchForm(forms.Form):
@@ -87,15 +105,23 @@ class OfferSearchForm(forms.Form):
         required=False,
         widget=forms.Select(choices=[("", _("any")), ("true", _("yes")), ("false", _("no"))]),
     )
-    min_memory_gb = forms.IntegerField(label=_("Min memory (GB)"), required=False, min_value=0)
-    min_tflops = forms.DecimalField(label=_("Min TFLOPS"), required=False, min_value=0)
+    min_memory_gb = forms.IntegerField(
+        label=_("Min memory (GB)"), required=False, min_value=0, max_value=limits.MAX_MEMORY_GB
+    )
+    min_tflops = forms.DecimalField(
+        label=_("Min TFLOPS"), required=False, min_value=0, max_digits=8, decimal_places=2
+    )
     region = forms.CharField(label=_("Province"), required=False)
     hub = forms.ChoiceField(label=_("Hub"), choices=[("", _("any")), *Hub.choices], required=False)
     min_green_share = forms.DecimalField(
-        label=_("Min green share"), required=False, min_value=0, max_value=1
+        label=_("Min green share"), required=False, min_value=0, max_value=1, decimal_places=3
     )
-    max_price = YuanField(label=_("Max ¥ per GPU-hour"), required=False)
-    min_gpus = forms.IntegerField(label=_("GPUs available ≥"), required=False, min_value=1)
+    max_price = YuanField(
+        label=_("Max ¥ per GPU-hour"), required=False, max_amount=limits.MAX_PRICE_AMOUNT
+    )
+    min_gpus = forms.IntegerField(
+        label=_("GPUs available ≥"), required=False, min_value=1, max_value=limits.MAX_OFFER_GPUS
+    )
     sort = forms.ChoiceField(
         label=_("Sort"),
         required=False,
@@ -124,14 +150,27 @@ class OrderForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
     )
     min_tflops = forms.DecimalField(
-        label=_("Minimum dense TFLOPS per GPU"), required=False, min_value=0
+        label=_("Minimum dense TFLOPS per GPU"),
+        required=False,
+        min_value=0,
+        max_digits=8,
+        decimal_places=2,
     )
     min_memory_gb = forms.IntegerField(
-        label=_("Minimum memory per GPU (GB)"), required=False, min_value=0
+        label=_("Minimum memory per GPU (GB)"),
+        required=False,
+        min_value=0,
+        max_value=limits.MAX_MEMORY_GB,
     )
-    gpu_count = forms.IntegerField(label=_("GPUs"), min_value=1, initial=8)
-    hours = forms.IntegerField(label=_("Hours"), min_value=1, initial=24)
-    max_price = YuanField(label=_("Maximum price per GPU-hour (¥)"))
+    gpu_count = forms.IntegerField(
+        label=_("GPUs"), min_value=1, max_value=limits.MAX_ORDER_GPUS, initial=8
+    )
+    hours = forms.IntegerField(
+        label=_("Hours"), min_value=1, max_value=limits.MAX_ORDER_HOURS, initial=24
+    )
+    max_price = YuanField(
+        label=_("Maximum price per GPU-hour (¥)"), max_amount=limits.MAX_PRICE_AMOUNT
+    )
     regions = forms.CharField(label=_("Provinces (comma-separated, empty: any)"), required=False)
     hubs = forms.MultipleChoiceField(
         label=_("National hubs (none: any)"),
@@ -140,7 +179,12 @@ class OrderForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
     )
     min_green_share = forms.DecimalField(
-        label=_("Minimum green-power share"), min_value=0, max_value=1, initial=0, required=False
+        label=_("Minimum green-power share"),
+        min_value=0,
+        max_value=1,
+        decimal_places=3,
+        initial=0,
+        required=False,
     )
     domestic_only = forms.BooleanField(label=_("Domestic accelerators only"), required=False)
     gang = forms.BooleanField(label=_("Gang: all GPUs at one site"), required=False)

@@ -18,13 +18,14 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Organisation
+from core import limits
 from core.errors import ApplicationError, Conflict
 from core.outbox import outbox_enqueue
 from market.matching import OPEN_STATUSES, acceptable_model_ids
 from market.models import GPUModel, Lease, Node, Order, OrderEvent
 from market.models.capacity import Hub
 
-MAX_START_BY = dt.timedelta(days=90)
+MAX_START_BY = limits.MAX_ORDER_START_AHEAD
 
 
 def _digest(payload: dict) -> str:
@@ -57,12 +58,16 @@ def _validate(
     min_green_share: Decimal,
 ) -> None:
     errors: dict[str, list[str]] = {}
-    if gpu_count < 1:
-        errors["gpu_count"] = ["Ask for at least one GPU."]
-    if hours < 1:
-        errors["hours"] = ["Ask for at least one hour."]
-    if max_price_amount <= 0:
-        errors["max_price_amount"] = ["The maximum price must be more than zero."]
+    if not 1 <= gpu_count <= limits.MAX_ORDER_GPUS:
+        errors["gpu_count"] = [f"Ask for 1 to {limits.MAX_ORDER_GPUS} GPUs."]
+    if not 1 <= hours <= limits.MAX_ORDER_HOURS:
+        errors["hours"] = [f"Ask for 1 to {limits.MAX_ORDER_HOURS} hours."]
+    if not 0 < max_price_amount <= limits.MAX_PRICE_AMOUNT:
+        errors["max_price_amount"] = [
+            f"The maximum price is more than zero and at most {limits.MAX_PRICE_AMOUNT} minor units."
+        ]
+    if min_memory_gb is not None and not 0 <= min_memory_gb <= limits.MAX_MEMORY_GB:
+        errors["min_memory_gb"] = [f"A memory floor is 0 to {limits.MAX_MEMORY_GB} GB."]
     if not Decimal(0) <= min_green_share <= Decimal(1):
         errors["min_green_share"] = ["The green share is between 0 and 1."]
     bad_hubs = sorted(set(hubs) - set(Hub.values))

@@ -19,7 +19,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
 from accounts.models import Organisation
@@ -35,6 +35,13 @@ OFFER_SORTS = {
     "green": ("-site__green_share", "price_amount", "id"),
     "reliability": ("-reliability", "price_amount", "id"),
 }
+
+
+# Prices per PFLOPS-hour are computed as NUMERIC, never bigint: a bigint
+# product overflows (a price near 2^63 times 1000), which would fail the public
+# search for everyone. 32 digits hold any price the column can store divided by
+# the smallest TFLOPS figure the catalogue can hold (0.01).
+_EXACT = DecimalField(max_digits=32, decimal_places=4)
 
 
 def gpu_models() -> QuerySet[GPUModel]:
@@ -90,8 +97,10 @@ def offers_search(
         offers = offers.filter(dense_tflops__gte=min_tflops)
     offers = offers.annotate(
         price_per_pflops_hour=ExpressionWrapper(
-            F("price_amount") * Value(Decimal(1000)) / NullIf(F("dense_tflops"), Value(0)),
-            output_field=DecimalField(max_digits=20, decimal_places=4),
+            Cast("price_amount", _EXACT)
+            * Value(Decimal(1000), output_field=_EXACT)
+            / NullIf(F("dense_tflops"), Value(0)),
+            output_field=_EXACT,
         )
     )
     scores = provider_reliability(set(offers.values_list("provider_id", flat=True)), now=now)

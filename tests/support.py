@@ -71,6 +71,29 @@ class InProcessWSGI:
 
 
 @contextlib.contextmanager
+def check_constraint_suspended(model, name: str):
+    """Write rows a CHECK constraint refuses, as data written before the
+    constraint existed would be. PostgreSQL drops the constraint inside the
+    test's transaction (rolled back with it); SQLite ignores CHECKs meanwhile."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # deferred foreign-key checks of rows written earlier would block the ALTER
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute(
+                f'ALTER TABLE "{model._meta.db_table}" DROP CONSTRAINT IF EXISTS "{name}"'
+            )
+            yield
+        else:
+            cursor.execute("PRAGMA ignore_check_constraints = ON")
+            try:
+                yield
+            finally:
+                cursor.execute("PRAGMA ignore_check_constraints = OFF")
+
+
+@contextlib.contextmanager
 def celery_broker(url: str | None):
     """Point this process's Celery app at the broker `url` (tasks are then sent,
     not run), or with None back to in-process eager tasks; restored on exit."""

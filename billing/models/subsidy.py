@@ -13,6 +13,7 @@ from django.utils.translation import pgettext_lazy
 from accounts.models import Organisation
 from billing.models.invoices import InvoiceLine
 from billing.models.ledger import LedgerTransaction
+from core import limits
 from core.models import StatusEvent
 from market.models import UsageRecord
 
@@ -100,7 +101,24 @@ class SubsidyProgramme(models.Model):
                 condition=Q(budget_amount__gt=0), name="programme_budget_positive"
             ),
             models.CheckConstraint(
+                condition=Q(budget_amount__lte=limits.MAX_AMOUNT), name="programme_budget_bounded"
+            ),
+            models.CheckConstraint(
                 condition=Q(rate_bp__gt=0, rate_bp__lte=10_000), name="programme_rate_0_100"
+            ),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{field}__isnull": True})
+                    | Q(**{f"{field}__gt": 0, f"{field}__lte": upper}),
+                    name=f"programme_{field}_bounded",
+                )
+                for field, upper in (
+                    ("domestic_rate_bp", limits.MAX_BASIS_POINTS),
+                    ("sme_rate_bp", limits.MAX_BASIS_POINTS),
+                    ("cap_per_enterprise_amount", limits.MAX_AMOUNT),
+                    ("cap_per_enterprise_year_amount", limits.MAX_AMOUNT),
+                    ("max_contract_days", limits.MAX_CONTRACT_DAYS),
+                )
             ),
             models.CheckConstraint(
                 condition=Q(valid_until__gt=models.F("valid_from")), name="programme_window_ordered"
@@ -158,6 +176,9 @@ class Voucher(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(face_amount__gt=0), name="voucher_face_positive"),
             models.CheckConstraint(
+                condition=Q(face_amount__lte=limits.MAX_AMOUNT), name="voucher_face_bounded"
+            ),
+            models.CheckConstraint(
                 condition=Q(valid_until__gt=models.F("valid_from")), name="voucher_window_ordered"
             ),
         ]
@@ -210,6 +231,21 @@ class VoucherApplication(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(requested_amount__gt=0), name="application_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(requested_amount__lte=limits.MAX_AMOUNT),
+                name="application_amount_bounded",
+            ),
+            models.CheckConstraint(
+                condition=Q(approved_amount__isnull=True)
+                | Q(approved_amount__gt=0, approved_amount__lte=models.F("requested_amount")),
+                name="application_approved_within_request",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    expected_gpu_hours__gte=1, expected_gpu_hours__lte=limits.MAX_GPU_HOURS
+                ),
+                name="application_gpu_hours_bounded",
             ),
         ]
 

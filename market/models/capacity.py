@@ -3,6 +3,7 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
+from core import limits
 from core.models import StatusEvent
 from market.models.catalogue import GPUModel
 
@@ -50,6 +51,11 @@ class Site(models.Model):
                 condition=Q(green_share__gte=0, green_share__lte=1), name="site_green_share_0_1"
             ),
             models.CheckConstraint(condition=Q(pue__gte=1), name="site_pue_at_least_1"),
+            models.CheckConstraint(condition=Q(pue__lte=limits.MAX_PUE), name="site_pue_bounded"),
+            models.CheckConstraint(
+                condition=Q(carbon_intensity_g_per_kwh__lte=limits.MAX_CARBON_INTENSITY),
+                name="site_carbon_intensity_bounded",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -89,6 +95,9 @@ class Node(models.Model):
         ordering = ["site", "name"]
         constraints = [
             models.CheckConstraint(condition=Q(gpu_count__gte=1), name="node_has_gpus"),
+            models.CheckConstraint(
+                condition=Q(gpu_count__lte=limits.MAX_NODE_GPUS), name="node_gpus_bounded"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -136,6 +145,16 @@ class Offer(models.Model):
                 condition=Q(gpus_available__lte=F("gpus_total")), name="offer_never_oversold"
             ),
             models.CheckConstraint(condition=Q(price_amount__gt=0), name="offer_price_positive"),
+            models.CheckConstraint(
+                condition=Q(price_amount__lte=limits.MAX_PRICE_AMOUNT), name="offer_price_bounded"
+            ),
+            models.CheckConstraint(
+                condition=Q(gpus_total__lte=limits.MAX_OFFER_GPUS), name="offer_gpus_bounded"
+            ),
+            models.CheckConstraint(
+                condition=Q(min_hours__gte=1, max_hours__lte=limits.MAX_LEASE_HOURS),
+                name="offer_hours_bounded",
+            ),
             models.CheckConstraint(
                 condition=Q(available_until__gt=F("available_from")), name="offer_window_ordered"
             ),

@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from accounts.models import Organisation
+from core import limits
 from core.models import StatusEvent
 from market.models.capacity import Node, Offer
 from market.models.catalogue import GPUModel
@@ -66,6 +67,21 @@ class Order(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(gpu_count__gte=1, hours__gte=1), name="order_has_size"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_price_amount__lte=limits.MAX_PRICE_AMOUNT),
+                name="order_price_bounded",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    gpu_count__lte=limits.MAX_ORDER_GPUS, hours__lte=limits.MAX_ORDER_HOURS
+                ),
+                name="order_size_bounded",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_memory_gb__isnull=True)
+                | Q(min_memory_gb__lte=limits.MAX_MEMORY_GB),
+                name="order_memory_floor_bounded",
             ),
         ]
 
@@ -143,6 +159,13 @@ class Lease(models.Model):
                 condition=Q(ends_at__gt=F("starts_at")), name="lease_window_ordered"
             ),
             models.CheckConstraint(condition=Q(gpu_count__gte=1), name="lease_has_gpus"),
+            models.CheckConstraint(
+                condition=Q(gpu_count__lte=limits.MAX_ORDER_GPUS), name="lease_gpus_bounded"
+            ),
+            models.CheckConstraint(
+                condition=Q(price_amount__gt=0, price_amount__lte=limits.MAX_PRICE_AMOUNT),
+                name="lease_price_bounded",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -223,3 +223,45 @@ def test_the_copy_path_stores_exactly_what_the_insert_path_stores(node_and_token
     assert (status, answer) == (200, {"accepted": 3, "duplicates": 1})
     assert list(stored.values_list(*columns))[1:] == copied
     assert copied[2][2] == dt.datetime.fromtimestamp(int(T0), tz=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    "nul_at",
+    ["an extra field of a sample", "an extra field of the batch", "a field's name"],
+)
+def test_a_resent_batch_with_a_nul_character_is_answered_never_a_server_error(
+    node_and_token, nul_at
+):
+    """PostgreSQL's jsonb refuses \\u0000; the re-sent (slow) path must not
+    hand it the client's bytes, or an agent retrying on 5xx is stuck for good."""
+    # given: a batch whose fields are all valid, with a NUL in a string beside them
+    node, token = node_and_token
+    body = batch(0, 6)
+    if nul_at == "an extra field of a sample":
+        body["samples"][3]["note"] = "gpu\u0000fan"
+    elif nul_at == "an extra field of the batch":
+        body["agent"] = "v1\u0000"
+    else:
+        body["samples"][0]["\u0000"] = 1
+    first = post(token, body)
+    # when: the agent re-sends it, overlapping two new samples
+    body["samples"] += batch(6, 2)["samples"]
+    again = post(token, body)
+    # then
+    assert first == (200, {"accepted": 6, "duplicates": 0})
+    assert again == (200, {"accepted": 2, "duplicates": 6})
+    assert TelemetrySample.objects.filter(node=node).count() == 8
+
+
+def test_a_nul_character_where_a_number_belongs_is_a_400_naming_the_field(node_and_token):
+    # given
+    node, token = node_and_token
+    post(token, batch(0, 4))
+    body = batch(0, 4)
+    body["samples"][2]["util"] = "\u0000"
+    # when: re-sent, so the batch would take the slow path
+    status, answer = post(token, body)
+    # then
+    assert status == 400
+    assert answer["errors"] == {"samples": {"2": {"util": ["Expected a number."]}}}
+    assert TelemetrySample.objects.filter(node=node).count() == 4
