@@ -10,6 +10,7 @@ from accounts.selectors import organisation_for_user, user_tokens
 from accounts.services import api_token_create, api_token_revoke, organisation_create
 from accounts.throttles import SignUpThrottle, TokenCreateThrottle, TokenObtainThrottle
 from core.errors import ApplicationError, NotFound
+from core.openapi import errors
 
 
 class OrganisationOutput(serializers.ModelSerializer):
@@ -134,7 +135,7 @@ class OrganisationCreateView(APIView):
 class OrganisationMeView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=OrganisationOutput)
+    @extend_schema(responses={200: OrganisationOutput, **errors(404)})
     def get(self, request):
         organisation = organisation_for_user(request.user)
         if organisation is None:

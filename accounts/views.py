@@ -1,7 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -16,7 +16,7 @@ from accounts.services import (
     user_sign_up,
 )
 from accounts.throttles import SignUpThrottle, TokenCreateThrottle
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFound
 from core.throttles import page_throttled
 
 
@@ -86,6 +86,9 @@ def token_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, prefix: str) -> HttpResponse:
-    api_token_revoke(user=request.user, token_key=prefix)
+    try:
+        api_token_revoke(user=request.user, token_key=prefix)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
     messages.success(request, _("Token revoked."))
     return redirect("account")

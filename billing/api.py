@@ -11,6 +11,7 @@ from accounts.selectors import organisation_for_user
 from billing import payments, selectors
 from billing.models import Invoice, InvoiceLine, Payment, Payout, PayoutLine
 from core.errors import NotFound
+from core.openapi import errors
 
 
 class InvoiceLineOutput(serializers.ModelSerializer):
@@ -105,7 +106,7 @@ class InvoicePayInput(serializers.Serializer):
 
 
 class InvoicePayOutput(serializers.ModelSerializer):
-    payment_intent = serializers.CharField(source="stripe_payment_intent_id")
+    payment_intent = serializers.CharField(source="stripe_payment_intent_id", allow_null=True)
     # Plain strings: one "status" enum per API (drf-spectacular names them by field).
     status = serializers.CharField(help_text="The Stripe PaymentIntent status, as far as known.")
 
@@ -128,7 +129,7 @@ class InvoicePayView(APIView):
 
     permission_classes = [IsBuyer]
 
-    @extend_schema(request=InvoicePayInput, responses={201: InvoicePayOutput})
+    @extend_schema(request=InvoicePayInput, responses={201: InvoicePayOutput, **errors(409)})
     def post(self, request, pk: int):
         data = InvoicePayInput(data=request.data)
         data.is_valid(raise_exception=True)

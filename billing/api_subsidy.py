@@ -5,7 +5,7 @@ filtered by the caller's organisation in billing.subsidy_selectors)."""
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from billing import fraud, subsidy_selectors, subsidy_services, vouchers
 from billing.models import FraudFlag, Redemption, SubsidyProgramme, Voucher, VoucherApplication
 from core import limits
 from core.errors import NotFound
+from core.openapi import errors
 
 
 def _org(request) -> Organisation:
@@ -205,7 +206,7 @@ class VoucherListCreateView(ListAPIView):
         self._page = super().paginate_queryset(queryset)
         return self._page
 
-    @extend_schema(request=VoucherIssueInput, responses={201: VoucherOutput})
+    @extend_schema(request=VoucherIssueInput, responses={201: VoucherOutput, **errors(404)})
     def post(self, request):
         if not IsAuthority().has_permission(request, self):
             self.permission_denied(request, message=IsAuthority.message)
@@ -228,7 +229,7 @@ class ReasonInput(serializers.Serializer):
 class VoucherRevokeView(APIView):
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=ReasonInput, responses=VoucherOutput)
+    @extend_schema(request=ReasonInput, responses={200: VoucherOutput, **errors(409)})
     def post(self, request, pk: int):
         voucher = get_object_or_404(
             subsidy_selectors.vouchers_for(organisation=_org(request)), pk=pk
@@ -242,7 +243,7 @@ class VoucherRevokeView(APIView):
 
 
 class VoucherApplicationOutput(serializers.ModelSerializer):
-    voucher = serializers.PrimaryKeyRelatedField(read_only=True)
+    voucher = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = VoucherApplication
@@ -308,7 +309,9 @@ def _authority_application(request, pk: int) -> VoucherApplication:
 class VoucherApplicationApproveView(APIView):
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=VoucherApplicationApproveInput, responses={201: VoucherOutput})
+    @extend_schema(
+        request=VoucherApplicationApproveInput, responses={201: VoucherOutput, **errors(409)}
+    )
     def post(self, request, pk: int):
         application = _authority_application(request, pk)
         data = VoucherApplicationApproveInput(data=request.data)
@@ -322,7 +325,7 @@ class VoucherApplicationApproveView(APIView):
 class VoucherApplicationRejectView(APIView):
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=ReasonInput, responses=VoucherApplicationOutput)
+    @extend_schema(request=ReasonInput, responses={200: VoucherApplicationOutput, **errors(409)})
     def post(self, request, pk: int):
         application = _authority_application(request, pk)
         data = ReasonInput(data=request.data)
@@ -367,7 +370,7 @@ class RedemptionReviewView(APIView):
 
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=RedemptionReviewInput, responses=RedemptionOutput)
+    @extend_schema(request=RedemptionReviewInput, responses={200: RedemptionOutput, **errors(409)})
     def post(self, request, pk: int, action: str):
         if action not in _REVIEW_ACTIONS:
             raise NotFound("No such action.")
@@ -405,20 +408,29 @@ class FraudFlagReviewInput(serializers.Serializer):
     note = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
 
 
+class FraudFlagFilterInput(serializers.Serializer):
+    status = serializers.ChoiceField(FraudFlag.Status.choices, required=False)
+
+
+@extend_schema_view(get=extend_schema(parameters=[FraudFlagFilterInput]))
 class FraudFlagListView(ListAPIView):
     permission_classes = [IsAuthority]
     serializer_class = FraudFlagOutput
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return FraudFlag.objects.none()
+        data = FraudFlagFilterInput(data=self.request.query_params)
+        data.is_valid(raise_exception=True)
         return subsidy_selectors.flags_for_authority(
-            authority=_org(self.request), status=self.request.query_params.get("status")
+            authority=_org(self.request), status=data.validated_data.get("status")
         )
 
 
 class FraudFlagReviewView(APIView):
     permission_classes = [IsAuthority]
 
-    @extend_schema(request=FraudFlagReviewInput, responses=FraudFlagOutput)
+    @extend_schema(request=FraudFlagReviewInput, responses={200: FraudFlagOutput, **errors(409)})
     def post(self, request, pk: int):
         flag = get_object_or_404(
             subsidy_selectors.flags_for_authority(authority=_org(request)), pk=pk

@@ -34,3 +34,9 @@ urlpatterns = [
         name="swagger-ui",
     ),
 ]
+
+# The API answers every error in its JSON format, including addresses that match no route.
+handler400 = "core.views.bad_request"
+handler403 = "core.views.permission_denied"
+handler404 = "core.views.page_not_found"
+handler500 = "core.views.server_error"

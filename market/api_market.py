@@ -15,7 +15,8 @@ from rest_framework.views import APIView
 from accounts.permissions import HasOrganisation, IsBuyer, IsProvider
 from accounts.selectors import organisation_for_user
 from core import limits
-from core.api import paginated
+from core.api import PaginatedAPIView
+from core.openapi import errors
 from market import capacity, orders, search
 from market.models import GPUModel, Lease, Node, Offer, Order, Site
 from market.models.capacity import Hub, LatencyClass
@@ -105,13 +106,13 @@ class SiteUpdateInput(SiteCreateInput):
         super().__init__(*args, partial=True, **kwargs)
 
 
-class SiteListCreateView(APIView):
+class SiteListCreateView(PaginatedAPIView):
     permission_classes = [IsProvider]
 
     @extend_schema(responses=SiteOutput(many=True))
     def get(self, request):
         sites = search.sites_of(organisation_for_user(request.user))
-        return paginated(request=request, view=self, queryset=sites, serializer_class=SiteOutput)
+        return self.paginated(queryset=sites, serializer_class=SiteOutput)
 
     @extend_schema(request=SiteCreateInput, responses={201: SiteOutput})
     def post(self, request):
@@ -177,13 +178,13 @@ class NodeCreateInput(serializers.Serializer):
     interconnect = serializers.CharField(max_length=60, required=False, default="")
 
 
-class NodeListCreateView(APIView):
+class NodeListCreateView(PaginatedAPIView):
     permission_classes = [IsProvider]
 
     @extend_schema(responses=NodeOutput(many=True))
     def get(self, request):
         nodes = search.nodes_of(organisation_for_user(request.user)).order_by("site", "name")
-        return paginated(request=request, view=self, queryset=nodes, serializer_class=NodeOutput)
+        return self.paginated(queryset=nodes, serializer_class=NodeOutput)
 
     @extend_schema(request=NodeCreateInput, responses={201: NodeCreatedOutput})
     def post(self, request):
@@ -244,10 +245,10 @@ class OfferOutput(serializers.ModelSerializer):
     # Exact decimal arithmetic in the database; wide enough for any price the
     # column can hold (2^63 x 1000 / 0.01 TFLOPS has 27 digits before the point).
     price_per_pflops_hour = serializers.DecimalField(
-        max_digits=32, decimal_places=2, read_only=True, default=None
+        max_digits=32, decimal_places=2, read_only=True, allow_null=True, default=None
     )
     reliability = serializers.DecimalField(
-        max_digits=5, decimal_places=4, read_only=True, default=None
+        max_digits=5, decimal_places=4, read_only=True, allow_null=True, default=None
     )
     status = serializers.CharField(read_only=True)
 
@@ -320,7 +321,7 @@ class OfferUpdateInput(serializers.Serializer):
     price_amount = serializers.IntegerField(min_value=1, max_value=limits.MAX_PRICE_AMOUNT)
 
 
-class OfferListCreateView(APIView):
+class OfferListCreateView(PaginatedAPIView):
     """GET: public search of live offers. POST: a provider lists an offer."""
 
     def get_permissions(self):
@@ -335,7 +336,7 @@ class OfferListCreateView(APIView):
         data = OfferSearchInput(data=request.query_params)
         data.is_valid(raise_exception=True)
         offers = search.offers_search(**data.validated_data)
-        return paginated(request=request, view=self, queryset=offers, serializer_class=OfferOutput)
+        return self.paginated(queryset=offers, serializer_class=OfferOutput)
 
     @extend_schema(request=OfferCreateInput, responses={201: OfferOutput})
     def post(self, request):
@@ -358,7 +359,7 @@ class OfferListCreateView(APIView):
         return Response(OfferOutput(offer).data, status=status.HTTP_201_CREATED)
 
 
-class OfferMineView(APIView):
+class OfferMineView(PaginatedAPIView):
     """The provider's own offers in every status."""
 
     permission_classes = [IsProvider]
@@ -366,7 +367,7 @@ class OfferMineView(APIView):
     @extend_schema(responses=OfferOutput(many=True))
     def get(self, request):
         offers = search.offers_of(organisation_for_user(request.user)).order_by("-created_at")
-        return paginated(request=request, view=self, queryset=offers, serializer_class=OfferOutput)
+        return self.paginated(queryset=offers, serializer_class=OfferOutput)
 
 
 class OfferDetailView(APIView):
@@ -533,18 +534,18 @@ class OrderCreateInput(serializers.Serializer):
         return models
 
 
-class OrderListCreateView(APIView):
+class OrderListCreateView(PaginatedAPIView):
     permission_classes = [IsBuyer]
     throttle_classes = [OrderPlacementThrottle]
 
     @extend_schema(responses=OrderOutput(many=True))
     def get(self, request):
         placed = search.orders_of(organisation_for_user(request.user)).order_by("-created_at")
-        return paginated(request=request, view=self, queryset=placed, serializer_class=OrderOutput)
+        return self.paginated(queryset=placed, serializer_class=OrderOutput)
 
     @extend_schema(
         request=OrderCreateInput,
-        responses={201: OrderOutput, 200: OrderOutput},
+        responses={201: OrderOutput, 200: OrderOutput, **errors(409)},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
     )
     def post(self, request):
@@ -584,7 +585,7 @@ class OrderCancelView(APIView):
         return Response(OrderOutput(orders.order_cancel(order=order, actor=request.user)).data)
 
 
-class LeaseListView(APIView):
+class LeaseListView(PaginatedAPIView):
     """Leases the caller's organisation bought or sold, with usage so far."""
 
     permission_classes = [HasOrganisation]
@@ -592,7 +593,7 @@ class LeaseListView(APIView):
     @extend_schema(responses=LeaseOutput(many=True))
     def get(self, request):
         leases = search.leases_of(organisation_for_user(request.user)).order_by("-id")
-        return paginated(request=request, view=self, queryset=leases, serializer_class=LeaseOutput)
+        return self.paginated(queryset=leases, serializer_class=LeaseOutput)
 
 
 class LeaseDetailView(APIView):

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasOrganisation
 from accounts.selectors import organisation_for_user
+from core.openapi import errors
 from market.models import Node, UsageRecord
 from market.selectors_telemetry import usage_records_for_organisation
 from market.telemetry import MAX_SAMPLES_PER_BATCH, telemetry_ingest
@@ -88,7 +89,9 @@ class TelemetrySampleInput(serializers.Serializer):
 
 
 class TelemetryBatchInput(serializers.Serializer):
-    node = serializers.IntegerField(required=False, help_text="optional; must be the token's node")
+    node = serializers.IntegerField(
+        required=False, allow_null=True, help_text="optional; must be the token's node"
+    )
     samples = TelemetrySampleInput(many=True, max_length=MAX_SAMPLES_PER_BATCH)
 
 
@@ -109,7 +112,7 @@ class TelemetryIngestView(APIView):
 
     @extend_schema(
         request=TelemetryBatchInput,
-        responses={200: TelemetryBatchOutput},
+        responses={200: TelemetryBatchOutput, **errors(403)},
         examples=[OpenApiExample("result", value={"accepted": 4990, "duplicates": 10})],
     )
     def post(self, request):
