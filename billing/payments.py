@@ -95,8 +95,9 @@ def invoice_pay_start(*, invoice: Invoice, payment_method: str | None = None) ->
     payment = _payment_attempt(invoice=invoice)
     if payment.stripe_payment_intent_id and payment.status != PI.CREATED:
         return payment
-    customer = customer_ensure(organisation=invoice.buyer)
     try:
+        # Creating the customer is a Stripe call too: unreachable, it is the same 400.
+        customer = customer_ensure(organisation=invoice.buyer)
         intent = gateway.payment_intent_create(
             amount=payment.amount,
             currency=payment.currency,

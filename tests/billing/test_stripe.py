@@ -268,3 +268,20 @@ def test_another_buyers_invoice_cannot_be_paid(buyer_org, client_for):
 
     assert response.status_code == 404
     assert not Payment.objects.exists()
+
+
+@pytest.mark.django_db
+def test_stripe_unreachable_before_the_customer_exists_is_a_400_not_a_500(
+    settings, buyer_org, buyer_client
+):
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens there
+    invoice = open_invoice(buyer=buyer_org)
+
+    response = buyer_client.post(f"/api/v1/invoices/{invoice.pk}/pay/", {}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("The card payment could not be started")
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.OPEN
+    # the attempt waits for a retry with the same idempotency key; nothing was charged
+    assert Payment.objects.get(invoice=invoice).stripe_payment_intent_id is None
