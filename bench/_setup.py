@@ -25,8 +25,8 @@ def make_nodes(count: int, *, gpus: int, label: str):
     from decimal import Decimal
 
     from accounts.models import Organisation
+    from market.capacity import node_token_digest
     from market.models import GPUModel, Node, Site
-    from market.telemetry import node_token_digest
 
     provider, _ = Organisation.objects.get_or_create(
         credit_code="91440300MA5BENCH0X",

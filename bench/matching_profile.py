@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 PHASES = [
-    "_orders_load",
-    "_book_load",
-    "_plan",
-    "_commit",
+    "orders_load",
+    "book_load",
+    "plan",
+    "round_commit",
     "_lock",
     "_leases_insert",
     "_order_progress",
@@ -53,10 +53,10 @@ def engine_load(spec: str):
 
 def timed_round(module, now) -> tuple[float, dict[str, float], object]:
     spent: dict[str, float] = defaultdict(float)
-    # The engine is split over market.matching and market.matching_store: time the
+    # The engine is split over market.matching and market.matching.store: time the
     # phases wherever they live (an older single-file engine has them all in one).
     modules = [module] + [
-        m for m in [sys.modules.get("market.matching_store")] if m and m is not module
+        m for m in [sys.modules.get("market.matching.store")] if m and m is not module
     ]
     originals = {
         (owner, name): getattr(owner, name)

@@ -6,7 +6,7 @@ loaders, and plans it in memory (one round, no database writes: the commit of
 a single uncontested round accepts every planned fill) under several order
 priorities / offer tie-breaks, with and without the rebalancing, and with
 the rebalancing's searches bounded differently. Also checks that the LP bound's compatibility
-(bench/matching.py `compatible`) is exactly the engine's `_compatible` on
+(bench/matching.py `compatible`) is exactly the engine's `compatible` on
 every order x offer pair, and brackets the gang relaxation of the LP.
 
     python bench/matching_variants.py [--orders 2000 --offers 1000] [--no-lp]
@@ -39,7 +39,7 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
     try:
         models, now = bench.scratch_setup(args.database_url)
         from market import matching as m
-        from market import matching_book as mb
+        from market.matching import book as mb
         from market.models import Order
 
         sites, offers, orders, offer_ids, order_of = bench.market_make(
@@ -50,9 +50,9 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
         def load():
             queryset = Order.objects.filter(status__in=m.OPEN_STATUSES, start_by__gt=now)
             engine_orders = [
-                o for o in m._orders_load(queryset, models=models) if o.need > 0 and o.models
+                o for o in m.orders_load(queryset, models=models) if o.need > 0 and o.models
             ]
-            book = m._book_load(now=now)
+            book = m.book_load(now=now)
             book_offers = {o.id: o for o in book.offers}
             return engine_orders, book, book_offers
 
@@ -65,7 +65,7 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
             gen = order_of[order.id]
             for offer in book_offers.values():
                 g_off = gen_offer[offer.id]
-                engine_ok = m._compatible(order, offer, now) and offer.price <= order.max_price
+                engine_ok = m.compatible(order, offer, now) and offer.price <= order.max_price
                 bench_ok = (
                     bench.compatible(gen, g_off, sites[g_off.site], now) and g_off.price <= gen.bid
                 )
@@ -97,11 +97,11 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
                 all_offers = list(book.offers)
                 for offer in all_offers:
                     offer.key = offer_key(offer)
-                book = mb._Book(all_offers)
+                book = mb.Book(all_offers)
             started = time.perf_counter()
             engine_orders.sort(key=order_key)
             if plan is None:
-                fills = m._plan(engine_orders, book, now, rebalance=rebalance)
+                fills = m.plan(engine_orders, book, now, rebalance=rebalance)
             else:
                 fills = plan(engine_orders, book, now)
             return score(fills, label, time.perf_counter() - started), fills, book
@@ -153,13 +153,13 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
             )[0]
         )
         for scan in [8, 10**6]:
-            saved = mb._Rebalance.SCAN
-            mb._Rebalance.SCAN = scan
+            saved = mb.Rebalance.SCAN
+            mb.Rebalance.SCAN = scan
             try:
                 label = "unbounded" if scan > 10**5 else f"SCAN={scan}"
                 rows.append(run(f"(h) (a) with move search {label}", m._priority)[0])
             finally:
-                mb._Rebalance.SCAN = saved
+                mb.Rebalance.SCAN = saved
 
         def plan_pair_greedy(engine_orders, book, now):
             """Breaks cheapest-first: all tradeable pairs by (bid - ask) x hours, best first."""
@@ -176,13 +176,13 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
             )
             fills = []
             for gang in [o for o in engine_orders if o.gang]:
-                fills.extend(mb._plan_gang(gang, book, now))
+                fills.extend(mb.plan_gang(gang, book, now))
             need = {o.id: o.need for o in engine_orders if not o.gang}
             for _w, oid, fid in pairs:
                 offer = offers_by_id[fid]
                 gpus = min(need[oid], offer.free()) if offer.available > 0 else 0
                 if gpus > 0:
-                    fills.extend(mb._fill(by_id[oid], offer, gpus, now, book))
+                    fills.extend(mb.fills_from(by_id[oid], offer, gpus, now, book))
                     need[oid] -= gpus
             return fills
 

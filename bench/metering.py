@@ -31,8 +31,8 @@ def main() -> None:
     from django.db import connection
 
     from accounts.models import Organisation
-    from market.metering import leases_meter
     from market.models import Lease, UsageRecord
+    from market.telemetry.metering import leases_meter
     from tests.factories import LeaseFactory, OfferFactory, OrderFactory
 
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -6,5 +6,7 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        # Celery autodiscovery finds billing.tasks only; register the voucher tasks too.
-        from billing import checks, tasks_vouchers  # noqa: F401
+        from billing import checks  # noqa: F401 - registers billing's system checks
+
+        # Celery autodiscovery finds billing.tasks only; register the subsidy package's too.
+        from billing.subsidy import tasks  # noqa: F401

@@ -16,11 +16,12 @@ from billing.models import FraudFlag, Invoice
 from core.outbox import OutboxBacklog, outbox_backlog
 from core.scheduled_tasks import ScheduledTask, scheduled_tasks
 from market.models import Node, Order
-from market.tasks_telemetry import leases_meter
 
 OPEN_ORDER_STATES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
 # Metering is late once this many of its runs are due without a success.
 METERING_LATE_AFTER_RUNS = 3
+
+METERING_TASK = "market.leases_meter"  # beat's metering run, by its task name
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Overview:
 
 
 def _metering(tasks: list[ScheduledTask], *, now: dt.datetime) -> Metering:
-    task = next((t for t in tasks if t.name == leases_meter.name), None)
+    task = next((t for t in tasks if t.name == METERING_TASK), None)
     last = task.status.last_success_at if task and task.status else None
     interval = dt.timedelta(seconds=task.interval_seconds if task else 60)
     age = now - last if last else None

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organisation
-from billing import settlement
+from billing import invoices, settlement
 from core.outbox import outbox_enqueue
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ MONEY = {"acks_late": True, "reject_on_worker_lost": True}
 def invoices_settle_closed_period(at: str | None = None) -> int:
     """Fan out one settlement task per buyer for the period that just closed."""
     now = dt.datetime.fromisoformat(at) if at else timezone.now()
-    previous_start, previous_end = settlement.period_to_close(at=now)
-    buyer_ids = settlement.buyers_to_close(period_start=previous_start, period_end=previous_end)
+    previous_start, previous_end = invoices.period_to_close(at=now)
+    buyer_ids = invoices.buyers_to_close(period_start=previous_start, period_end=previous_end)
     with transaction.atomic():
         for buyer_id in buyer_ids:
             outbox_enqueue(
@@ -44,7 +44,7 @@ def invoice_settle_buyer(buyer_id: int, period_start: str, period_end: str) -> i
     buyer = Organisation.objects.filter(pk=buyer_id).first()
     if buyer is None:
         return None
-    window = settlement.settle_window_for(
+    window = invoices.settle_window_for(
         buyer=buyer,
         period_start=dt.datetime.fromisoformat(period_start),
         period_end=dt.datetime.fromisoformat(period_end),
@@ -63,7 +63,7 @@ def invoice_refresh_for_lease(lease_id: int) -> int | None:
     lease = Lease.objects.filter(pk=lease_id).select_related("buyer").first()
     if lease is None:
         return None
-    return settlement.invoice_draft_refresh(buyer=lease.buyer)
+    return invoices.invoice_draft_refresh(buyer=lease.buyer)
 
 
 class DraftsRefreshIncomplete(Exception):
@@ -72,7 +72,7 @@ class DraftsRefreshIncomplete(Exception):
 
 @shared_task(name="billing.invoice_drafts_refresh")
 def invoice_drafts_refresh() -> int:
-    result = settlement.invoice_drafts_refresh(now=timezone.now())
+    result = invoices.invoice_drafts_refresh(now=timezone.now())
     if result.failed_buyer_ids:
         raise DraftsRefreshIncomplete(
             f"the drafts of buyers {list(result.failed_buyer_ids[:10])} could not be refreshed; "

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "accounts",
     "market",
     "billing",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -176,7 +177,7 @@ if not (0 <= PLATFORM_FEE_BASIS_POINTS <= 10_000) or SLA_CREDIT_MULTIPLE < 0:
 # Called at invoice issue as hook(*, invoice) -> voucher amount (minor units); see
 # billing/settlement.py. Compute vouchers are the one subscriber today.
 BILLING_SETTLEMENT_HOOKS = env.list(
-    "BILLING_SETTLEMENT_HOOKS", default=["billing.vouchers.invoice_apply_vouchers"]
+    "BILLING_SETTLEMENT_HOOKS", default=["billing.subsidy.redemption.invoice_apply_vouchers"]
 )
 # Celery tasks (dotted paths) queued with a lease's id when it completes; the
 # market names no billing code, billing subscribes here.
@@ -263,7 +264,7 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
-# Seconds between runs. `celery beat` in production; core.scheduler in the embedded mode.
+# Seconds between runs. `celery beat` in production; demo.scheduler in the embedded mode.
 CELERY_BEAT_SCHEDULE: dict = {
     # outbox: publish what a lost broker dropped or a failed publish left behind
     "core-outbox-relay": {"task": "core.outbox_relay", "schedule": 30.0},

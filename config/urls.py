@@ -1,3 +1,5 @@
+"""The project's URLs: one include per app and face (pages, API)."""
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -5,11 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from core import views as core_views
 
 api_v1 = [
-    path("", include("accounts.api_urls")),
-    path("", include("market.api_urls_market")),
-    path("", include("billing.api_urls_billing")),
-    path("", include("billing.api_urls_vouchers")),
-    path("", include("market.api_urls_telemetry")),
+    path("", include("accounts.api.urls")),
+    path("", include("market.api.urls")),
+    path("", include("billing.api.urls")),
 ]
 
 urlpatterns = [
@@ -17,14 +17,9 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
-    path("", include("accounts.urls")),
-    path("market/", include("market.urls_market")),
-    path("", include("billing.urls_billing")),
-    path("", include("billing.urls_vouchers")),
-    path("", include("billing.urls_programmes")),
-    path("", include("billing.urls_operator")),
-    path("", include("billing.urls_claims")),
-    path("", include("market.urls_telemetry")),
+    path("", include("accounts.web.urls")),
+    path("", include("market.web.urls")),
+    path("", include("billing.web.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file, not inline (CSP).

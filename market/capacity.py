@@ -24,7 +24,7 @@ from market.models import GPUModel, Node, Offer, OfferEvent, Site
 from market.models.capacity import Hub, LatencyClass
 
 
-def node_token_digest(token: str) -> str:
+def node_token_digest(*, token: str) -> str:
     """SHA-256 hex of the whole agent token: what Node.token_digest stores."""
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -128,7 +128,7 @@ def node_token_rotate(*, node: Node) -> str:
     The new token works for NODE_TOKEN_TTL_DAYS; rotating again renews it."""
     token = f"{node.pk}.{secrets.token_urlsafe(32)}"
     fields = {
-        "token_digest": node_token_digest(token),
+        "token_digest": node_token_digest(token=token),
         "token_expires_at": timezone.now() + dt.timedelta(days=settings.NODE_TOKEN_TTL_DAYS),
         "token_revoked_at": None,
     }
@@ -143,7 +143,7 @@ def node_token_revoke(*, node: Node) -> None:
     service, a token known to be stolen); `node_token_rotate` issues the next."""
     fields = {
         # A digest of a secret nobody holds: the column stays unique and non-empty.
-        "token_digest": node_token_digest(secrets.token_urlsafe(32)),
+        "token_digest": node_token_digest(token=secrets.token_urlsafe(32)),
         "token_expires_at": None,
         "token_revoked_at": timezone.now(),
     }

@@ -1,3 +1,38 @@
-# Celery autodiscovery imports `market.tasks`; each part keeps its tasks in its own module.
-from market.tasks_market import leases_advance, match_order, match_round, orders_expire  # noqa: F401
-from market.tasks_telemetry import leases_failover, leases_meter, nodes_health_check  # noqa: F401
+"""Celery tasks of the market: thin wrappers that take ids and call the engine.
+
+All are idempotent: matching re-checks capacity under row locks, lease and
+order transitions only move rows still in their old status.
+"""
+
+from celery import shared_task
+from django.utils import timezone
+
+from market import leases, matching, orders
+from market import leases as failover
+
+
+@shared_task(name="market.match_order", acks_late=True, reject_on_worker_lost=True)
+def match_order(order_id: int) -> int:
+    """Match a newly placed order at once (queued after its commit)."""
+    return len(matching.order_match(order_id=order_id))
+
+
+@shared_task(name="market.match_round", acks_late=True, reject_on_worker_lost=True)
+def match_round() -> int:
+    """The beat's periodic round over every open order."""
+    return matching.match_round().leases_created
+
+
+@shared_task(name="market.leases_advance", acks_late=True, reject_on_worker_lost=True)
+def leases_advance() -> list[int]:
+    return list(leases.leases_advance())
+
+
+@shared_task(name="market.orders_expire", acks_late=True, reject_on_worker_lost=True)
+def orders_expire() -> int:
+    return orders.orders_expire()
+
+
+@shared_task(name="market.leases_failover", acks_late=True, reject_on_worker_lost=True)
+def leases_failover() -> int:
+    return failover.leases_failover(now=timezone.now())

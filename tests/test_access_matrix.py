@@ -33,8 +33,8 @@ from werkzeug.test import Client as WSGIClient
 from billing.models import SubsidyProgramme, Voucher, VoucherApplication
 from market.models import Lease, Node, Offer, Order, Site, UsageRecord
 from tests.factories import make_credit_code
+from tests.market.telemetry.conftest import sample
 from tests.support import InProcessWSGI, openapi_document
-from tests.telemetry.conftest import sample
 from tests.world import PASSWORD, ROLES, World, throttles_off, world_build
 
 ALL = frozenset(ROLES)

@@ -25,12 +25,12 @@ from billing.models import (
     Voucher,
     VoucherApplication,
 )
-from billing.subsidy_services import application_create
+from billing.subsidy.services import application_create
 from core import limits
 from market.models import Lease, Node, Offer, OfferEvent, Order, Site, TelemetrySample
+from tests.billing.subsidy.factories import programme, spread_organisation
 from tests.factories import LeaseFactory, NodeFactory, OfferFactory, SiteFactory, member_of
-from tests.telemetry.conftest import node_with_token, sample
-from tests.vouchers.factories import programme, spread_organisation
+from tests.market.telemetry.conftest import node_with_token, sample
 
 pytestmark = pytest.mark.django_db
 

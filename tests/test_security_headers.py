@@ -10,10 +10,10 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from tests.billing.subsidy.factories import programme
 from tests.csp import csp_problems
 from tests.factories import LeaseFactory, OfferFactory
-from tests.telemetry.conftest import node_with_token, sample
-from tests.vouchers.factories import programme
+from tests.market.telemetry.conftest import node_with_token, sample
 
 STRICT = {
     "default-src": "'self'",

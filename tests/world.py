@@ -26,9 +26,16 @@ from billing.models import (
     SubsidyClaim,
     VoucherApplication,
 )
-from billing.vouchers import invoice_redeem_vouchers
+from billing.subsidy.redemption import invoice_redeem_vouchers
+from market.capacity import node_token_digest
 from market.models import Offer, Order
-from market.telemetry import node_token_digest
+from tests.billing.subsidy.factories import (
+    invoice_with_lines,
+    programme,
+    spread_organisation,
+    usage_line_spec,
+    voucher,
+)
 from tests.factories import (
     LeaseFactory,
     NodeFactory,
@@ -38,13 +45,6 @@ from tests.factories import (
     UsageRecordFactory,
     UserFactory,
     member_of,
-)
-from tests.vouchers.factories import (
-    invoice_with_lines,
-    programme,
-    spread_organisation,
-    usage_line_spec,
-    voucher,
 )
 
 PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's

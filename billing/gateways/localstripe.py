@@ -31,7 +31,7 @@ class LocalStripe:
 
     def start(self, *, timeout: float = 20.0) -> "LocalStripe":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "billing.localstripe_server", "--port", str(self.port)],
+            [sys.executable, "-m", "billing.gateways.localstripe_server", "--port", str(self.port)],
             cwd=Path(__file__).resolve().parents[2],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

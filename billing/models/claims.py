@@ -1,5 +1,5 @@
 """A programme's claim for one month: what the authority is asked to pay,
-and the record of it paying (see billing.claim_services)."""
+and the record of it paying (see billing.subsidy.claims)."""
 
 from django.conf import settings
 from django.db import models

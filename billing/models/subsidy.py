@@ -1,6 +1,6 @@
 """Compute vouchers (算力券): programmes, vouchers, applications, redemptions, flags.
 
-Balances and budgets live in the ledger (billing.vouchers explains the
+Balances and budgets live in the ledger (billing.subsidy.redemption explains the
 accounts); these rows hold the configuration, the states and the evidence.
 """
 

@@ -10,6 +10,7 @@ from billing.models import FraudFlag, Invoice
 from core.models import ScheduledTaskStatus
 from market.models import UsageRecord
 from tests.billing.conftest import MAY
+from tests.billing.subsidy.factories import programme
 from tests.factories import (
     LeaseFactory,
     NodeFactory,
@@ -18,7 +19,6 @@ from tests.factories import (
     UserFactory,
     member_of,
 )
-from tests.vouchers.factories import programme
 
 pytestmark = pytest.mark.django_db
 
@@ -136,8 +136,8 @@ def test_a_staff_member_of_an_organisation_also_sees_the_overview(client):
 
 def test_a_failing_metering_run_shows_on_the_overview(operator, monkeypatch):
     # given: metering ran well at 10:00; then a lease appears whose records cannot be built
-    from market import metering
-    from market.tasks_telemetry import leases_meter
+    from market.telemetry import metering
+    from market.telemetry.tasks import leases_meter
 
     ten = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
     with time_machine.travel(ten, tick=False):
@@ -170,7 +170,7 @@ def test_a_failing_metering_run_shows_on_the_overview(operator, monkeypatch):
 
 
 def test_metering_that_runs_on_time_and_tasks_that_recovered_show_as_such(operator):
-    from market.tasks_telemetry import leases_meter, nodes_health_check
+    from market.telemetry.tasks import leases_meter, nodes_health_check
 
     now = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
     ScheduledTaskStatus.objects.create(

@@ -6,14 +6,10 @@ import datetime as dt
 import pytest
 import time_machine
 
-from billing import settlement
+from billing import invoices, settlement
+from billing.invoices import buyers_to_close, invoice_build_for_period, period_to_close
 from billing.models import Invoice
-from billing.settlement import (
-    buyers_to_close,
-    invoice_build_for_period,
-    invoice_settle,
-    period_to_close,
-)
+from billing.settlement import invoice_settle
 from billing.tasks import DraftsRefreshIncomplete, invoice_drafts_refresh
 from tests.billing.conftest import JUNE, MAY, make_lease
 from tests.factories import OrganisationFactory, UsageRecordFactory
@@ -87,7 +83,7 @@ def test_one_buyer_whose_draft_fails_never_stops_the_others(monkeypatch, caplog)
     buyers = [OrganisationFactory(kind="buyer") for _ in range(3)]
     for buyer in buyers:
         _metered(buyer, windows=3)
-    real_build = settlement.invoice_build_for_period
+    real_build = invoices.invoice_build_for_period
 
     def broken_for_the_second(*, buyer, **kwargs):
         if buyer.pk == buyers[1].pk:

@@ -5,16 +5,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from accounts.models import Organisation
+from billing.invoices import invoice_build_for_period, period_bounds
 from billing.ledger import account_balance_from_postings, account_get, ledger_is_balanced
 from billing.models import Invoice, InvoiceLine, LedgerAccount, LedgerTransaction, SlaCredit
-from billing.settlement import (
-    invoice_build_for_period,
-    invoice_invariants_hold,
-    invoice_issue,
-    invoice_settle,
-    invoice_void,
-    period_bounds,
-)
+from billing.settlement import invoice_invariants_hold, invoice_issue, invoice_settle, invoice_void
 from core.errors import Conflict
 from core.money import amount_for_gpu_seconds
 from tests.factories import (

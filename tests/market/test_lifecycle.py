@@ -8,8 +8,8 @@ from market.leases import leases_advance
 from market.matching import order_match
 from market.models import Lease, Offer, Order
 from market.orders import orders_expire
-from market.tasks_market import leases_advance as leases_advance_task
-from market.tasks_market import match_round as match_round_task
+from market.tasks import leases_advance as leases_advance_task
+from market.tasks import match_round as match_round_task
 from tests.factories import OfferFactory, OrderFactory, gpu
 
 pytestmark = pytest.mark.django_db
@@ -87,7 +87,7 @@ def test_the_matching_task_is_idempotent():
     OfferFactory()
     order = OrderFactory(accepted_models=[gpu("nvidia-h800-sxm")], gpu_count=8)
 
-    from market.tasks_market import match_order
+    from market.tasks import match_order
 
     assert match_order.delay(order.pk).get() == 1
     assert match_order.delay(order.pk).get() == 0

@@ -89,7 +89,7 @@ def test_the_provider_rotates_a_node_token_through_the_api(provider_client, prov
     assert _post(old, 1) == 401
     assert _post(new, 2) == 200
     node.refresh_from_db()
-    assert node.token_digest == node_token_digest(new)  # stored hashed, never in clear
+    assert node.token_digest == node_token_digest(token=new)  # stored hashed, never in clear
     assert parse_datetime(response.json()["token_expires_at"]) == node.token_expires_at
 
 

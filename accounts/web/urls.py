@@ -1,0 +1,15 @@
+"""Accounts: every page of the app, one include in config/urls.py."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from accounts.web import views
+
+urlpatterns = [
+    path("signup/", views.sign_up, name="sign_up"),
+    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", views.account, name="account"),
+    path("account/tokens/", views.token_create, name="token_create"),
+    path("account/tokens/<str:prefix>/revoke/", views.token_revoke, name="token_revoke"),
+]

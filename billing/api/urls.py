@@ -1,0 +1,45 @@
+"""Billing: every API route of the app, one include in config/urls.py."""
+
+from django.urls import path
+
+from billing.api import invoices, payouts, subsidy, webhooks
+
+urlpatterns = [
+    path("invoices/", invoices.InvoiceListView.as_view(), name="api-invoices"),
+    path("invoices/<int:pk>/", invoices.InvoiceDetailView.as_view(), name="api-invoice"),
+    path("invoices/<int:pk>/pay/", invoices.InvoicePayView.as_view(), name="api-invoice-pay"),
+    path("payouts/", payouts.PayoutListView.as_view(), name="api-payouts"),
+    path("stripe/webhook/", webhooks.stripe_webhook, name="api-stripe-webhook"),
+    path("programmes/", subsidy.ProgrammeListCreateView.as_view(), name="api-programmes"),
+    path("programmes/<int:pk>/", subsidy.ProgrammeDetailView.as_view(), name="api-programme"),
+    path("vouchers/", subsidy.VoucherListCreateView.as_view(), name="api-vouchers"),
+    path(
+        "vouchers/<int:pk>/revoke/", subsidy.VoucherRevokeView.as_view(), name="api-voucher-revoke"
+    ),
+    path(
+        "voucher-applications/",
+        subsidy.VoucherApplicationListCreateView.as_view(),
+        name="api-voucher-applications",
+    ),
+    path(
+        "voucher-applications/<int:pk>/approve/",
+        subsidy.VoucherApplicationApproveView.as_view(),
+        name="api-voucher-application-approve",
+    ),
+    path(
+        "voucher-applications/<int:pk>/reject/",
+        subsidy.VoucherApplicationRejectView.as_view(),
+        name="api-voucher-application-reject",
+    ),
+    path(
+        "redemptions/<int:pk>/<slug:action>/",
+        subsidy.RedemptionReviewView.as_view(),
+        name="api-redemption-review",
+    ),
+    path("fraud-flags/", subsidy.FraudFlagListView.as_view(), name="api-fraud-flags"),
+    path(
+        "fraud-flags/<int:pk>/review/",
+        subsidy.FraudFlagReviewView.as_view(),
+        name="api-fraud-flag-review",
+    ),
+]

@@ -1,0 +1,33 @@
+"""Compute vouchers (算力券), entered here.
+
+services.py writes programmes, vouchers and applications; selectors.py reads
+them; redemption.py lets vouchers pay their share of an invoice at issue (and
+holds or claws back a redemption); rules.py says which usage a programme pays
+for and at what rate; accounts.py names the ledger accounts of a programme;
+fraud.py raises flags for review; claims.py is the authority's claim workflow
+and claim_report.py the monthly claim it audits; charts.py draws the budget.
+Outside this package, import only the names listed in `__all__`."""
+
+from billing.subsidy import claims, fraud, redemption, selectors, services
+from billing.subsidy.charts import budget_burn_down_svg
+from billing.subsidy.claim_report import claim_csv, claim_months, claim_rows, claim_summary
+from billing.subsidy.claims import claims_by_month
+from billing.subsidy.redemption import invoice_redeem_vouchers
+from billing.subsidy.services import programme_create, voucher_issue
+
+__all__ = [
+    "budget_burn_down_svg",
+    "claim_csv",
+    "claim_months",
+    "claim_rows",
+    "claim_summary",
+    "claims",
+    "claims_by_month",
+    "fraud",
+    "invoice_redeem_vouchers",
+    "programme_create",
+    "redemption",
+    "selectors",
+    "services",
+    "voucher_issue",
+]

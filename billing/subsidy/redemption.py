@@ -1,0 +1,399 @@
+"""Voucher redemption at invoice settlement, and the authority's review of it.
+
+`invoice_redeem_vouchers` is the seam settlement calls once the invoice's
+lines are final. For each eligible usage line, each voucher (oldest expiry
+first) pays
+
+    min(rate × line amount − what its programme already paid on the line,
+        voucher balance, programme budget left (pool funding),
+        enterprise cap left (programme and calendar year),
+        what is left of the line)
+
+and every payment is one ledger transaction (business key per line and
+voucher) and one Redemption row naming the usage records. Only metered usage
+lines count: fault time is never billed, so it is never subsidised. Rates are
+applied per line with core.money.apply_basis_points (half-even, to the fen).
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from accounts.models import Organisation
+from billing.ledger import Leg, account_get, transaction_post, transaction_reverse
+from billing.models import (
+    Invoice,
+    InvoiceLine,
+    LedgerAccount,
+    Redemption,
+    RedemptionEvent,
+    SubsidyProgramme,
+    Voucher,
+    VoucherEvent,
+)
+from billing.subsidy.accounts import (
+    beneficiary_account,
+    programme_accounts,
+    settlement_clearing,
+    voucher_account,
+)
+from billing.subsidy.rules import line_ineligibility, line_rate_bp, one_claim_conflict, usage_year
+from billing.subsidy.services import voucher_return_balance
+from core.errors import ApplicationError, Conflict
+from core.money import apply_basis_points
+
+RS = Redemption.Status
+VS = Voucher.Status
+Mode = SubsidyProgramme.SettlementMode
+Funding = SubsidyProgramme.Funding
+BUYERS = SubsidyProgramme.Beneficiary.BUYERS
+LIVE = (RS.APPLIED, RS.HELD)
+
+
+@dataclass
+class _Settlement:
+    """What this settlement knows, read under the locks and kept up to date."""
+
+    balances: dict[int, int] = field(default_factory=dict)  # voucher → balance
+    pool_left: dict[int, int] = field(default_factory=dict)  # programme → budget left
+    cap_used: dict[tuple, int] = field(default_factory=dict)  # (programme, org[, year]) → used
+    by_programme: dict[tuple, int] = field(default_factory=lambda: defaultdict(int))
+    by_side: dict[tuple, int] = field(default_factory=lambda: defaultdict(int))
+    deducted: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # line → new
+
+
+def _cap_used(state: _Settlement, programme: SubsidyProgramme, org_id: int, year=None) -> int:
+    key = (programme.pk, org_id, year)
+    if key not in state.cap_used:
+        rows = Redemption.objects.filter(
+            programme=programme, beneficiary_id=org_id, status__in=LIVE
+        )
+        if year is not None:
+            rows = rows.filter(year=year)
+        state.cap_used[key] = rows.aggregate(total=Sum("amount"))["total"] or 0
+    return state.cap_used[key]
+
+
+def _room(
+    state: _Settlement,
+    *,
+    voucher: Voucher,
+    line: InvoiceLine,
+    beneficiary: Organisation,
+    rate_bp: int,
+) -> int:
+    """The most this voucher may pay on this line (the min of the rule)."""
+    programme = voucher.programme
+    side = programme.beneficiary
+    limits = [
+        apply_basis_points(amount=line.amount, basis_points=rate_bp)
+        - state.by_programme[(line.pk, programme.pk)],
+        state.balances[voucher.pk],
+        line.amount - state.by_side[(line.pk, side)],
+    ]
+    if programme.funding == Funding.POOL:
+        limits.append(state.pool_left[programme.pk])
+    if programme.cap_per_enterprise_amount is not None:
+        used = _cap_used(state, programme, beneficiary.pk)
+        limits.append(programme.cap_per_enterprise_amount - used)
+    if programme.cap_per_enterprise_year_amount is not None:
+        used = _cap_used(state, programme, beneficiary.pk, usage_year(line))
+        limits.append(programme.cap_per_enterprise_year_amount - used)
+    return max(0, min(limits))
+
+
+def _legs(*, voucher: Voucher, beneficiary: Organisation, amount: int) -> list[Leg]:
+    programme = voucher.programme
+    accounts = programme_accounts(programme=programme)
+    legs = [Leg(voucher_account(voucher=voucher), amount)]
+    if programme.funding == Funding.POOL:
+        legs += [Leg(accounts.entitlements, -amount), Leg(accounts.left, amount)]
+    legs += [
+        Leg(accounts.pledge, -amount),
+        Leg(accounts.spent, amount),
+        Leg(beneficiary_account(programme=programme, beneficiary=beneficiary), -amount),
+    ]
+    return legs
+
+
+def _redeem(
+    state: _Settlement, *, voucher: Voucher, line: InvoiceLine, beneficiary, rate_bp: int, amount
+) -> Redemption:
+    programme = voucher.programme
+    usage = line.usage_record
+    ledger_txn, _created = transaction_post(
+        business_key=f"redemption:line:{line.pk}:voucher:{voucher.pk}",
+        kind="voucher_redemption",
+        legs=_legs(voucher=voucher, beneficiary=beneficiary, amount=amount),
+        memo=f"Voucher {voucher.pk} pays {amount} of invoice line {line.pk} "
+        f"(usage records {usage.pk}; {programme.settlement_mode})",
+    )
+    redemption = Redemption.objects.create(
+        voucher=voucher,
+        programme=programme,
+        beneficiary=beneficiary,
+        invoice_line=line,
+        amount=amount,
+        rate_bp=rate_bp,
+        settlement_mode=programme.settlement_mode,
+        year=usage_year(line),
+        ledger_transaction=ledger_txn,
+    )
+    redemption.usage_records.add(usage)
+    RedemptionEvent.objects.create(redemption=redemption, to_status=RS.APPLIED, reason="settled")
+    state.balances[voucher.pk] -= amount
+    if programme.funding == Funding.POOL:
+        state.pool_left[programme.pk] -= amount
+    for key in list(state.cap_used):
+        if key[:2] == (programme.pk, beneficiary.pk) and key[2] in (None, redemption.year):
+            state.cap_used[key] += amount
+    state.by_programme[(line.pk, programme.pk)] += amount
+    state.by_side[(line.pk, programme.beneficiary)] += amount
+    if programme.beneficiary == BUYERS and programme.settlement_mode == Mode.DEDUCT:
+        state.deducted[line.pk] += amount
+    return redemption
+
+
+def _lock(invoice: Invoice, lines: list[InvoiceLine]) -> list[Voucher]:
+    """Lock the programmes, then the vouchers, that could pay (pk order)."""
+    now = timezone.now()
+    provider_ids = {line.provider_id for line in lines}
+    candidates = Voucher.objects.filter(
+        Q(holder=invoice.buyer, programme__beneficiary=BUYERS)
+        | Q(
+            holder_id__in=provider_ids,
+            programme__beneficiary=SubsidyProgramme.Beneficiary.PROVIDERS,
+        ),
+        status__in=(VS.ISSUED, VS.ACTIVE),
+        valid_until__gt=now,  # an expired voucher pays nothing, even before the beat expires it
+        currency=invoice.currency,
+    )
+    programme_ids = sorted(set(candidates.values_list("programme_id", flat=True)))
+    list(SubsidyProgramme.objects.select_for_update().filter(pk__in=programme_ids).order_by("pk"))
+    locked = Voucher.objects.select_for_update().filter(
+        pk__in=list(candidates.values_list("pk", flat=True)), status__in=(VS.ISSUED, VS.ACTIVE)
+    )
+    list(locked.order_by("pk").values_list("pk"))
+    return list(
+        Voucher.objects.filter(pk__in=[v.pk for v in locked])
+        .select_related("programme", "holder")
+        .prefetch_related("programme__eligible_providers")
+        .order_by("valid_until", "pk")
+    )
+
+
+def _read_state(lines: list[InvoiceLine], vouchers: list[Voucher]) -> _Settlement:
+    state = _Settlement()
+    for voucher in vouchers:
+        state.balances[voucher.pk] = voucher_account(voucher=voucher).normal_balance
+        if (
+            voucher.programme.funding == Funding.POOL
+            and voucher.programme_id not in state.pool_left
+        ):
+            left = programme_accounts(programme=voucher.programme).left
+            state.pool_left[voucher.programme_id] = left.normal_balance
+    existing = Redemption.objects.filter(invoice_line__in=lines, status__in=LIVE).select_related(
+        "programme"
+    )
+    for redemption in existing:
+        key = (redemption.invoice_line_id, redemption.programme_id)
+        state.by_programme[key] += redemption.amount
+        state.by_side[(redemption.invoice_line_id, redemption.programme.beneficiary)] += (
+            redemption.amount
+        )
+    return state
+
+
+def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
+    """Let the vouchers pay their share of `invoice`; returns the invoice's
+    voucher share (deduct mode, buyer side) — what the buyer does not pay.
+
+    The seam of billing.settlement (settings.BILLING_SETTLEMENT_HOOKS): called
+    at invoice issue inside its transaction. Running it again adds nothing.
+    """
+    if invoice.status in (Invoice.Status.PAID, Invoice.Status.VOID):
+        return invoice.voucher_amount
+    with transaction.atomic():
+        lines = list(
+            invoice.lines.filter(kind=InvoiceLine.Kind.USAGE, usage_record__isnull=False)
+            .select_related(
+                "invoice__buyer",
+                "usage_record",
+                "provider",
+                "lease__node__site",
+                "lease__node__gpu_model",
+            )
+            .order_by("pk")
+        )
+        vouchers = _lock(invoice, lines)
+        state = _read_state(lines, vouchers)
+        done = set(
+            Redemption.objects.filter(invoice_line__in=lines).values_list(
+                "invoice_line_id", "voucher_id"
+            )
+        )
+        for line in lines:
+            _line_redeem(state, line=line, vouchers=vouchers, done=done)
+        _vouchers_mark_exhausted(state, vouchers)
+        return _invoice_apply(invoice, state)
+
+
+invoice_apply_vouchers = invoice_redeem_vouchers  # the name settings.BILLING_SETTLEMENT_HOOKS uses
+
+
+def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Voucher], done) -> None:
+    usage_start = line.usage_record.window_start
+    for voucher in vouchers:
+        programme = voucher.programme
+        beneficiary = line.invoice.buyer if programme.beneficiary == BUYERS else line.provider
+        if voucher.holder_id != beneficiary.pk or (line.pk, voucher.pk) in done:
+            continue
+        if not voucher.valid_from <= usage_start < voucher.valid_until:
+            continue
+        if line_ineligibility(programme=programme, line=line, beneficiary=beneficiary):
+            continue
+        if one_claim_conflict(programme=programme, line=line, voucher_id=voucher.pk):
+            continue
+        rate_bp = line_rate_bp(programme=programme, line=line, beneficiary=beneficiary)
+        amount = _room(state, voucher=voucher, line=line, beneficiary=beneficiary, rate_bp=rate_bp)
+        if amount > 0:
+            _redeem(
+                state,
+                voucher=voucher,
+                line=line,
+                beneficiary=beneficiary,
+                rate_bp=rate_bp,
+                amount=amount,
+            )
+
+
+def _vouchers_mark_exhausted(state: _Settlement, vouchers: list[Voucher]) -> None:
+    for voucher in vouchers:
+        if state.balances[voucher.pk] != 0 or voucher.status == VS.EXHAUSTED:
+            continue
+        if Voucher.objects.filter(pk=voucher.pk, status=voucher.status).update(status=VS.EXHAUSTED):
+            VoucherEvent.objects.create(
+                voucher=voucher, from_status=voucher.status, to_status=VS.EXHAUSTED
+            )
+
+
+def _invoice_apply(invoice: Invoice, state: _Settlement) -> int:
+    for line_pk, amount in state.deducted.items():
+        InvoiceLine.objects.filter(pk=line_pk).update(voucher_amount=F("voucher_amount") + amount)
+    voucher_amount = invoice.lines.aggregate(total=Sum("voucher_amount"))["total"] or 0
+    invoice.voucher_amount = voucher_amount
+    invoice.buyer_amount = invoice.total_amount - voucher_amount
+    Invoice.objects.filter(pk=invoice.pk).update(
+        voucher_amount=invoice.voucher_amount, buyer_amount=invoice.buyer_amount
+    )
+    return voucher_amount
+
+
+# --- the authority's review ---------------------------------------------------
+
+
+def _transition(redemption: Redemption, old: tuple, new: str, actor, reason: str, **extra):
+    updated = Redemption.objects.filter(pk=redemption.pk, status__in=old).update(
+        status=new, **extra
+    )
+    if updated != 1:
+        raise Conflict(f"The redemption is {redemption.get_status_display()}.")
+    RedemptionEvent.objects.create(
+        redemption=redemption,
+        from_status=redemption.status,
+        to_status=new,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def redemption_hold(
+    *, redemption: Redemption, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> Redemption:
+    """Hold for review: the redemption stays paid but is left out of claims."""
+    with transaction.atomic():
+        _transition(redemption, (RS.APPLIED,), RS.HELD, actor, reason)
+    redemption.refresh_from_db()
+    return redemption
+
+
+def redemption_release(
+    *, redemption: Redemption, actor: AbstractBaseUser | None = None, reason: str = ""
+) -> Redemption:
+    with transaction.atomic():
+        _transition(redemption, (RS.HELD,), RS.APPLIED, actor, reason)
+    redemption.refresh_from_db()
+    return redemption
+
+
+def redemption_claw_back(
+    *, redemption: Redemption, actor: AbstractBaseUser | None = None, reason: str
+) -> Redemption:
+    """Reverse the redemption in the ledger: the beneficiary owes the amount
+    again, the voucher gets it back (and returns it to the programme at once
+    if the voucher is no longer open)."""
+    if not reason.strip():
+        raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
+    with transaction.atomic():
+        programme = SubsidyProgramme.objects.select_for_update().get(pk=redemption.programme_id)
+        voucher = Voucher.objects.select_for_update().get(pk=redemption.voucher_id)
+        redemption = Redemption.objects.select_for_update().get(pk=redemption.pk)
+        if redemption.status not in LIVE:
+            raise Conflict("The redemption was already clawed back.")
+        reversal = transaction_reverse(
+            original=redemption.ledger_transaction,
+            business_key=f"redemption:{redemption.pk}:claw-back",
+            memo=reason[:300],
+        )
+        _transition(redemption, LIVE, RS.CLAWED_BACK, actor, reason, reversal_transaction=reversal)
+        _undo_deduction(redemption, programme)
+        _voucher_after_claw_back(programme, voucher, redemption)
+    redemption.refresh_from_db()
+    return redemption
+
+
+def _undo_deduction(redemption: Redemption, programme: SubsidyProgramme) -> None:
+    """Deduct mode: the buyer owes what the voucher no longer pays."""
+    if programme.beneficiary != BUYERS or redemption.settlement_mode != Mode.DEDUCT:
+        return
+    amount = redemption.amount
+    line = redemption.invoice_line
+    transaction_post(
+        business_key=f"redemption:{redemption.pk}:claw-back:buyer-owes",
+        kind="voucher_claw_back_receivable",
+        legs=[
+            Leg(
+                account_get(
+                    purpose=LedgerAccount.Purpose.BUYER_RECEIVABLE,
+                    organisation=redemption.beneficiary,
+                    currency=programme.currency,
+                ),
+                amount,
+            ),
+            Leg(settlement_clearing(currency=programme.currency), -amount),
+        ],
+        memo=f"Redemption {redemption.pk} clawed back: invoice {line.invoice_id} owes it",
+    )
+    InvoiceLine.objects.filter(pk=line.pk).update(voucher_amount=F("voucher_amount") - amount)
+    Invoice.objects.filter(pk=line.invoice_id).update(
+        voucher_amount=F("voucher_amount") - amount, buyer_amount=F("buyer_amount") + amount
+    )
+
+
+def _voucher_after_claw_back(programme, voucher: Voucher, redemption: Redemption) -> None:
+    if voucher.status in (VS.EXPIRED, VS.REVOKED):
+        voucher_return_balance(
+            programme=programme, voucher=voucher, key_suffix=f"claw-back:{redemption.pk}"
+        )
+    elif voucher.status == VS.EXHAUSTED and voucher.valid_until > timezone.now():
+        Voucher.objects.filter(pk=voucher.pk, status=VS.EXHAUSTED).update(status=VS.ACTIVE)
+        VoucherEvent.objects.create(
+            voucher=voucher,
+            from_status=VS.EXHAUSTED,
+            to_status=VS.ACTIVE,
+            reason=f"redemption {redemption.pk} clawed back",
+        )

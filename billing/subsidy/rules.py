@@ -1,0 +1,107 @@
+"""Which invoice lines a programme pays for, and at what rate.
+
+Pure reads: settlement (billing.subsidy.redemption) and the fraud rules call these.
+"""
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Membership, Organisation
+from billing.models import InvoiceLine, Redemption, SubsidyProgramme
+
+
+def affiliation_evidence(*, a: Organisation, b: Organisation) -> str:
+    """Why `a` and `b` look like related parties ('' when they do not): the
+    same organisation, credit codes sharing the configured prefix (the
+    registration authority, region and leading digits of the organisation
+    code), or a member with the same e-mail address in both."""
+    if a.pk == b.pk:
+        return "same organisation"
+    length = settings.VOUCHER_AFFILIATION_PREFIX_LENGTH
+    if a.credit_code[:length] == b.credit_code[:length]:
+        return f"credit codes share the prefix {a.credit_code[:length]}"
+    emails_a = {
+        email.lower()
+        for email in Membership.objects.filter(organisation=a).values_list("user__email", flat=True)
+        if email
+    }
+    if not emails_a:
+        return ""
+    for email in Membership.objects.filter(organisation=b).values_list("user__email", flat=True):
+        if email and email.lower() in emails_a:
+            return f"the same person ({email}) belongs to both"
+    return ""
+
+
+def organisations_affiliated(*, a: Organisation, b: Organisation) -> bool:
+    return bool(affiliation_evidence(a=a, b=b))
+
+
+def line_ineligibility(
+    *, programme: SubsidyProgramme, line: InvoiceLine, beneficiary: Organisation
+) -> str:
+    """Why `programme` does not pay for `line` ('' when it does)."""
+    usage = line.usage_record
+    if line.kind != InvoiceLine.Kind.USAGE or usage is None or line.amount <= 0:
+        return "not metered usage"
+    if programme.currency != line.invoice.currency:
+        return "currency"
+    if not programme.valid_from <= usage.window_start < programme.valid_until:
+        return "usage outside the programme's validity"
+    lease = line.lease
+    site = lease.node.site
+    gpu_model = lease.node.gpu_model
+    buyer = line.invoice.buyer
+    checks = [
+        (programme.regions and site.region not in programme.regions, "region"),
+        (programme.hubs and site.hub not in programme.hubs, "hub"),
+        (programme.gpu_vendors and gpu_model.vendor not in programme.gpu_vendors, "GPU vendor"),
+        (programme.domestic_only and not gpu_model.domestic, "not a domestic accelerator"),
+        (site.green_share < programme.min_green_share, "green share below the minimum"),
+        (programme.buyer_must_be_verified and not beneficiary.verified, "not verified"),
+        (
+            programme.max_contract_days is not None
+            and (lease.ends_at - lease.starts_at).total_seconds()
+            > programme.max_contract_days * 86_400,
+            "contract term too long",
+        ),
+    ]
+    for failed, reason in checks:
+        if failed:
+            return reason
+    provider_ids = {p.pk for p in programme.eligible_providers.all()}
+    if provider_ids and line.provider_id not in provider_ids:
+        return "provider not listed"
+    if programme.forbid_affiliated and organisations_affiliated(a=buyer, b=line.provider):
+        return "buyer and provider are affiliated"
+    return ""
+
+
+def one_claim_conflict(*, programme: SubsidyProgramme, line: InvoiceLine, voucher_id: int) -> bool:
+    """'One claim per contract': a lease already subsidised through another
+    voucher of this programme is not subsidised through a second one."""
+    if not programme.one_claim_per_contract:
+        return False
+    return (
+        Redemption.objects.filter(programme=programme, invoice_line__lease_id=line.lease_id)
+        .exclude(Q(voucher_id=voucher_id) | Q(status=Redemption.Status.CLAWED_BACK))
+        .exists()
+    )
+
+
+def line_rate_bp(
+    *, programme: SubsidyProgramme, line: InvoiceLine, beneficiary: Organisation
+) -> int:
+    """The best rate the line qualifies for: base, domestic accelerator, SME."""
+    rates = [programme.rate_bp]
+    if programme.domestic_rate_bp and line.lease.node.gpu_model.domestic:
+        rates.append(programme.domestic_rate_bp)
+    if programme.sme_rate_bp and beneficiary.is_sme:
+        rates.append(programme.sme_rate_bp)
+    return max(rates)
+
+
+def usage_year(line: InvoiceLine) -> int:
+    """The calendar year (local time) of the usage, for the per-year cap."""
+    return timezone.localtime(line.usage_record.window_start).year

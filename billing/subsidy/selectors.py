@@ -1,0 +1,143 @@
+"""Reads for the subsidy side: budgets, vouchers, applications, redemptions,
+flags, and the aggregates behind the authority's dashboard."""
+
+from dataclasses import dataclass
+
+from django.db.models import Count, QuerySet, Sum
+
+from accounts.models import Organisation
+from billing.models import (
+    FraudFlag,
+    Invoice,
+    LedgerAccount,
+    Redemption,
+    SubsidyProgramme,
+    Voucher,
+    VoucherApplication,
+)
+from billing.subsidy.accounts import programme_accounts
+
+LIVE = (Redemption.Status.APPLIED, Redemption.Status.HELD)
+
+
+@dataclass(frozen=True)
+class Budget:
+    total: int
+    left: int  # not committed, not spent
+    committed: int  # reserved by vouchers, not yet spent
+    spent: int  # paid by redemptions (net of claw-backs)
+    pool_entitlements: int  # pool vouchers' unspent balances (outside the budget)
+
+    @property
+    def holds(self) -> bool:
+        return self.total == self.left + self.committed + self.spent
+
+
+def programme_budget(*, programme: SubsidyProgramme) -> Budget:
+    """The budget as the ledger has it."""
+    accounts = programme_accounts(programme=programme)
+    vouchers = LedgerAccount.objects.filter(
+        purpose=LedgerAccount.Purpose.VOUCHER_BALANCE,
+        reference__in=[f"voucher:{pk}" for pk in programme.vouchers.values_list("pk", flat=True)],
+    )
+    voucher_total = -(vouchers.aggregate(total=Sum("balance"))["total"] or 0)
+    reserved = programme.funding == SubsidyProgramme.Funding.RESERVED
+    return Budget(
+        total=programme.budget_amount,
+        left=accounts.left.normal_balance,
+        committed=voucher_total if reserved else 0,
+        spent=accounts.spent.normal_balance,
+        pool_entitlements=0 if reserved else voucher_total,
+    )
+
+
+def programmes_for(*, organisation: Organisation) -> QuerySet[SubsidyProgramme]:
+    """An authority sees its own programmes; others see the active ones."""
+    if organisation.is_authority:
+        return SubsidyProgramme.objects.filter(authority=organisation)
+    return SubsidyProgramme.objects.filter(status=SubsidyProgramme.Status.ACTIVE)
+
+
+def vouchers_for(*, organisation: Organisation) -> QuerySet[Voucher]:
+    if organisation.is_authority:
+        rows = Voucher.objects.filter(programme__authority=organisation)
+    else:
+        rows = Voucher.objects.filter(holder=organisation)
+    return rows.select_related("programme", "holder")
+
+
+def voucher_balances(*, vouchers) -> dict[int, int]:
+    """Voucher pk → balance, in one query."""
+    vouchers = list(vouchers)
+    by_ref = {f"voucher:{v.pk}": v.pk for v in vouchers}
+    rows = LedgerAccount.objects.filter(
+        purpose=LedgerAccount.Purpose.VOUCHER_BALANCE, reference__in=by_ref
+    ).values_list("reference", "balance")
+    balances = dict.fromkeys(by_ref.values(), 0)
+    for reference, balance in rows:
+        balances[by_ref[reference]] = -balance
+    return balances
+
+
+def applications_for(*, organisation: Organisation) -> QuerySet[VoucherApplication]:
+    if organisation.is_authority:
+        rows = VoucherApplication.objects.filter(programme__authority=organisation)
+    else:
+        rows = VoucherApplication.objects.filter(applicant=organisation)
+    return rows.select_related("programme", "applicant")
+
+
+def redemptions_for_authority(*, authority: Organisation) -> QuerySet[Redemption]:
+    return Redemption.objects.filter(programme__authority=authority).select_related(
+        "voucher", "programme", "beneficiary", "invoice_line__invoice", "invoice_line__provider"
+    )
+
+
+def flags_for_authority(*, authority: Organisation, status: str | None = None):
+    rows = FraudFlag.objects.filter(programme__authority=authority).select_related(
+        "programme", "voucher__holder", "redemption__invoice_line__provider"
+    )
+    return rows.filter(status=status) if status else rows
+
+
+def invoices_with_split(*, buyer: Organisation) -> QuerySet[Invoice]:
+    """The buyer's invoices with their lines and the redemptions on each line."""
+    return Invoice.objects.filter(buyer=buyer).prefetch_related(
+        "lines__redemptions__voucher__programme", "lines__provider"
+    )
+
+
+_BREAKDOWN_FIELDS = {
+    "region": "invoice_line__lease__node__site__region",
+    "hub": "invoice_line__lease__node__site__hub",
+    "provider": "invoice_line__provider__legal_name",
+    "gpu_vendor": "invoice_line__lease__node__gpu_model__vendor",
+    "domestic": "invoice_line__lease__node__gpu_model__domestic",
+}
+
+
+def subsidy_breakdown(*, programme: SubsidyProgramme, by: str) -> list[dict]:
+    """Subsidy paid (live redemptions) grouped by region / hub / provider /
+    GPU vendor / domestic-vs-imported, largest first."""
+    field = _BREAKDOWN_FIELDS[by]
+    rows = (
+        Redemption.objects.filter(programme=programme, status__in=LIVE)
+        .values(field)
+        .annotate(amount=Sum("amount"), count=Count("pk"))
+        .order_by("-amount")
+    )
+    return [{"key": row[field], "amount": row["amount"], "count": row["count"]} for row in rows]
+
+
+def spending_by_day(*, programme: SubsidyProgramme) -> list[tuple]:
+    """(date, subsidy spent that day), net of claw-backs, from the redemptions."""
+    from django.db.models.functions import TruncDate
+
+    rows = (
+        Redemption.objects.filter(programme=programme, status__in=LIVE)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(amount=Sum("amount"))
+        .order_by("day")
+    )
+    return [(row["day"], row["amount"]) for row in rows]

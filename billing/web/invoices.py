@@ -1,0 +1,68 @@
+"""Pages: a buyer's invoices, printing and paying them."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts.selectors import organisation_for_user
+from billing import payments, selectors
+from core.errors import ApplicationError
+
+TEST_CARDS = [
+    ("pm_card_visa", "Visa 4242 (succeeds)"),
+    ("pm_card_visa_chargeDeclined", "Visa 0002 (declined)"),
+]
+
+
+def _buyer(request: HttpRequest):
+    organisation = organisation_for_user(request.user)
+    if organisation is None or not organisation.is_buyer:
+        raise Http404
+    return organisation
+
+
+def _invoice(request: HttpRequest, pk: int):
+    invoice = selectors.invoice_get(buyer=_buyer(request), pk=pk)
+    if invoice is None:
+        raise Http404
+    return invoice
+
+
+@login_required
+def invoice_list(request: HttpRequest) -> HttpResponse:
+    invoices = selectors.invoice_list(buyer=_buyer(request))
+    return render(request, "billing/invoices.html", {"invoices": invoices})
+
+
+@login_required
+def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = _invoice(request, pk)
+    return render(request, "billing/invoice.html", {"invoice": invoice, "test_cards": TEST_CARDS})
+
+
+@login_required
+def invoice_print(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "billing/invoice_print.html", {"invoice": _invoice(request, pk)})
+
+
+@login_required
+@require_POST
+def invoice_pay(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = _invoice(request, pk)
+    method = request.POST.get("payment_method", "")
+    if method not in dict(TEST_CARDS):
+        method = None
+    try:
+        payment = payments.invoice_pay_start(invoice=invoice, payment_method=method)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            _("Payment %(status)s. The invoice is marked paid when Stripe confirms it.")
+            % {"status": payment.get_status_display()},
+        )
+    return redirect("billing-invoice", pk=invoice.pk)

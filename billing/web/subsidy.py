@@ -1,0 +1,280 @@
+"""Pages of the subsidy part: the authority's dashboard, programme, claims and
+reviews; the buyer's vouchers, applications and invoice splits. Thin views."""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts.selectors import organisation_for_user
+from billing.models import FraudFlag, Redemption, VoucherApplication
+from billing.subsidy import (
+    budget_burn_down_svg,
+    claim_csv,
+    claim_months,
+    claim_rows,
+    claim_summary,
+    claims_by_month,
+    fraud,
+)
+from billing.subsidy import redemption as vouchers
+from billing.subsidy import selectors as subsidy_selectors
+from billing.subsidy import services as subsidy_services
+from billing.web.forms import ApproveForm, ReasonForm, VoucherApplyForm, VoucherIssueForm
+from core.errors import ApplicationError
+
+
+def _for_kind(kind: str) -> Callable:
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs):
+            organisation = organisation_for_user(request.user)
+            if organisation is None or organisation.kind != kind:
+                raise PermissionDenied
+            request.organisation = organisation
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+authority_only = _for_kind("authority")
+buyer_only = _for_kind("buyer")
+
+
+def _flash_error(request, exc: ApplicationError) -> None:
+    details = "; ".join(message for errors in exc.errors.values() for message in errors)
+    messages.error(request, f"{exc.message} {details}".strip())
+
+
+# --- authority ------------------------------------------------------------------
+
+
+@authority_only
+def dashboard(request: HttpRequest) -> HttpResponse:
+    programmes = list(subsidy_selectors.programmes_for(organisation=request.organisation))
+    rows = [(p, subsidy_selectors.programme_budget(programme=p)) for p in programmes]
+    applications = subsidy_selectors.applications_for(organisation=request.organisation).filter(
+        status=VoucherApplication.Status.PENDING
+    )
+    flags = subsidy_selectors.flags_for_authority(
+        authority=request.organisation, status=FraudFlag.Status.OPEN
+    )[:50]
+    return render(
+        request,
+        "billing/subsidy_dashboard.html",
+        {
+            "rows": rows,
+            "applications": applications,
+            "flags": flags,
+            "approve_form": ApproveForm(),
+            "reason_form": ReasonForm(),
+        },
+    )
+
+
+def _own_programme(request, pk: int):
+    return get_object_or_404(
+        subsidy_selectors.programmes_for(organisation=request.organisation), pk=pk
+    )
+
+
+@authority_only
+def programme_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    programme = _own_programme(request, pk)
+    breakdowns = {
+        label: subsidy_selectors.subsidy_breakdown(programme=programme, by=by)
+        for by, label in [
+            ("region", _("Region")),
+            ("hub", _("Hub")),
+            ("provider", _("Provider")),
+            ("gpu_vendor", _("GPU vendor")),
+            ("domestic", _("Domestic accelerator")),
+        ]
+    }
+    redemptions = (
+        subsidy_selectors.redemptions_for_authority(authority=request.organisation)
+        .filter(programme=programme)
+        .order_by("-pk")[:50]
+    )
+    issued = list(
+        subsidy_selectors.vouchers_for(organisation=request.organisation)
+        .filter(programme=programme)
+        .order_by("-pk")[:50]
+    )
+    balances = subsidy_selectors.voucher_balances(vouchers=issued)
+    applications = subsidy_selectors.applications_for(organisation=request.organisation).filter(
+        programme=programme, status=VoucherApplication.Status.PENDING
+    )
+    return render(
+        request,
+        "billing/subsidy_programme.html",
+        {
+            "programme": programme,
+            "budget": subsidy_selectors.programme_budget(programme=programme),
+            "chart": mark_safe(budget_burn_down_svg(programme=programme)),  # noqa: S308 - pygal output
+            "breakdowns": breakdowns,
+            "redemptions": redemptions,
+            "months": claim_months(programme=programme),
+            "claims": claims_by_month(
+                programme=programme, months=claim_months(programme=programme)
+            ),
+            "vouchers": [(v, balances[v.pk]) for v in issued],
+            "applications": applications,
+            "issue_form": VoucherIssueForm(programme=programme),
+        },
+    )
+
+
+@authority_only
+def claim_page(request: HttpRequest, pk: int, year: int, month: int) -> HttpResponse:
+    programme = _own_programme(request, pk)
+    rows = claim_rows(programme=programme, year=year, month=month)
+    return render(
+        request,
+        "billing/subsidy_claim.html",
+        {
+            "programme": programme,
+            "year": year,
+            "month": month,
+            "rows": rows,
+            "groups": claim_summary(rows),
+            "total_gross": sum(r.gross_amount for r in rows),
+            "total_subsidy": sum(r.subsidy_amount for r in rows),
+        },
+    )
+
+
+@authority_only
+def claim_download(request: HttpRequest, pk: int, year: int, month: int) -> HttpResponse:
+    programme = _own_programme(request, pk)
+    response = HttpResponse(
+        claim_csv(programme=programme, year=year, month=month), content_type="text/csv"
+    )
+    filename = f"claim-programme-{programme.pk}-{year}-{month:02d}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@authority_only
+@require_POST
+def application_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    application = get_object_or_404(
+        subsidy_selectors.applications_for(organisation=request.organisation), pk=pk
+    )
+    if decision not in ("approve", "reject"):
+        raise Http404
+    back = _back_to(request, default="subsidy-dashboard")
+    form = ApproveForm(request.POST) if decision == "approve" else ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Check the form: %s") % form.errors.as_text())
+        return back
+    try:
+        if decision == "approve":
+            subsidy_services.application_approve(
+                application=application, amount=form.cleaned_data["amount"], actor=request.user
+            )
+        else:
+            subsidy_services.application_reject(
+                application=application, reason=form.cleaned_data["reason"], actor=request.user
+            )
+        messages.success(request, _("Decision recorded."))
+    except ApplicationError as exc:
+        _flash_error(request, exc)
+    return back
+
+
+def _back_to(request: HttpRequest, *, default: str) -> HttpResponse:
+    """Back to the page the form was on (`next`, same site only), else `default`."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(default)
+
+
+_REVIEW = {
+    "hold": vouchers.redemption_hold,
+    "release": vouchers.redemption_release,
+    "claw-back": vouchers.redemption_claw_back,
+}
+
+
+@authority_only
+@require_POST
+def redemption_review(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    if action not in _REVIEW:
+        raise Http404
+    redemption: Redemption = get_object_or_404(
+        subsidy_selectors.redemptions_for_authority(authority=request.organisation), pk=pk
+    )
+    reason = request.POST.get("reason", "") or _("reviewed by the authority")
+    try:
+        _REVIEW[action](redemption=redemption, actor=request.user, reason=reason)
+        messages.success(request, _("Redemption updated."))
+    except ApplicationError as exc:
+        _flash_error(request, exc)
+    return redirect("subsidy-programme", pk=redemption.programme_id)
+
+
+@authority_only
+@require_POST
+def flag_review(request: HttpRequest, pk: int) -> HttpResponse:
+    flag = get_object_or_404(
+        subsidy_selectors.flags_for_authority(authority=request.organisation), pk=pk
+    )
+    try:
+        fraud.fraud_flag_review(
+            flag=flag,
+            status=request.POST.get("status", ""),
+            actor=request.user,
+            note=request.POST.get("note", ""),
+        )
+    except ApplicationError as exc:
+        _flash_error(request, exc)
+    return redirect("subsidy-dashboard")
+
+
+# --- buyer ----------------------------------------------------------------------
+
+
+@buyer_only
+def my_vouchers(request: HttpRequest) -> HttpResponse:
+    form = VoucherApplyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            subsidy_services.application_create(
+                applicant=request.organisation, actor=request.user, **form.cleaned_data
+            )
+            messages.success(request, _("Application sent to the authority."))
+            return redirect("my-vouchers")
+        except ApplicationError as exc:
+            _flash_error(request, exc)
+    own = list(subsidy_selectors.vouchers_for(organisation=request.organisation))
+    balances = subsidy_selectors.voucher_balances(vouchers=own)
+    return render(
+        request,
+        "billing/my_vouchers.html",
+        {
+            "vouchers": [(v, balances[v.pk]) for v in own],
+            "applications": subsidy_selectors.applications_for(organisation=request.organisation),
+            "form": form,
+        },
+    )
+
+
+@buyer_only
+def my_invoice_splits(request: HttpRequest) -> HttpResponse:
+    invoices = subsidy_selectors.invoices_with_split(buyer=request.organisation)[:24]
+    return render(request, "billing/my_invoice_splits.html", {"invoices": invoices})

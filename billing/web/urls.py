@@ -1,0 +1,65 @@
+"""Billing: every page of the app, one include in config/urls.py."""
+
+from django.urls import path
+
+from billing.web import claims, invoices, operator, payouts, programmes, subsidy
+
+urlpatterns = [
+    path("billing/invoices/", invoices.invoice_list, name="billing-invoices"),
+    path("billing/invoices/<int:pk>/", invoices.invoice_detail, name="billing-invoice"),
+    path("billing/invoices/<int:pk>/print/", invoices.invoice_print, name="billing-invoice-print"),
+    path("billing/invoices/<int:pk>/pay/", invoices.invoice_pay, name="billing-invoice-pay"),
+    path("billing/payouts/", payouts.payout_list, name="billing-payouts"),
+    path(
+        "billing/payouts/<int:pk>/statement.csv",
+        payouts.payout_statement,
+        name="billing-payout-statement",
+    ),
+    path(
+        "billing/payout-runs/<int:pk>/bank-batch.csv",
+        payouts.payout_run_bank_batch,
+        name="billing-payout-run-bank-batch",
+    ),
+    path("subsidy/", subsidy.dashboard, name="subsidy-dashboard"),
+    path("subsidy/programmes/<int:pk>/", subsidy.programme_detail, name="subsidy-programme"),
+    path(
+        "subsidy/programmes/<int:pk>/claims/<year:year>/<month:month>/",
+        subsidy.claim_page,
+        name="subsidy-claim",
+    ),
+    path(
+        "subsidy/programmes/<int:pk>/claims/<year:year>/<month:month>.csv",
+        subsidy.claim_download,
+        name="subsidy-claim-csv",
+    ),
+    path(
+        "subsidy/applications/<int:pk>/<slug:decision>/",
+        subsidy.application_decide,
+        name="subsidy-application-decide",
+    ),
+    path(
+        "subsidy/redemptions/<int:pk>/<slug:action>/",
+        subsidy.redemption_review,
+        name="subsidy-redemption-review",
+    ),
+    path("subsidy/flags/<int:pk>/review/", subsidy.flag_review, name="subsidy-flag-review"),
+    path("vouchers/", subsidy.my_vouchers, name="my-vouchers"),
+    path("vouchers/invoices/", subsidy.my_invoice_splits, name="my-invoice-splits"),
+    path("subsidy/programmes/new/", programmes.programme_new, name="subsidy-programme-new"),
+    path(
+        "subsidy/programmes/<int:pk>/vouchers/new/",
+        programmes.voucher_issue,
+        name="subsidy-voucher-issue",
+    ),
+    path(
+        "subsidy/programmes/<int:pk>/claims/<year:year>/<month:month>/submit/",
+        claims.claim_submit,
+        name="subsidy-claim-submit",
+    ),
+    path(
+        "subsidy/claims/<int:pk>/<slug:action>/",
+        claims.claim_decide,
+        name="subsidy-claim-decide",
+    ),
+    path("operator/", operator.overview, name="operator-overview"),
+]

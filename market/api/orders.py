@@ -1,0 +1,204 @@
+"""API: a buyer's orders (placed with an Idempotency-Key) and leases."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import HasOrganisation, IsBuyer
+from accounts.selectors import organisation_for_user
+from core import limits
+from core.api import PaginatedAPIView
+from core.openapi import errors
+from market import orders
+from market import selectors as search
+from market.models import GPUModel, Lease, Order
+from market.throttles import OrderPlacementThrottle
+
+
+class LeaseOutput(serializers.ModelSerializer):
+    gpu_model = serializers.CharField(source="node.gpu_model.slug", read_only=True)
+    site = serializers.CharField(source="node.site.name", read_only=True)
+    gpu_seconds_delivered = serializers.IntegerField(read_only=True, default=0)
+    gpu_seconds_lost = serializers.IntegerField(read_only=True, default=0)
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Lease
+        fields = [
+            "id",
+            "order",
+            "offer",
+            "node",
+            "gpu_model",
+            "site",
+            "gpu_count",
+            "price_amount",
+            "currency",
+            "starts_at",
+            "ends_at",
+            "status",
+            "previous_lease",
+            "ended_at",
+            "gpu_seconds_delivered",
+            "gpu_seconds_lost",
+        ]
+
+
+class OrderOutput(serializers.ModelSerializer):
+    accepted_models = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    gpus_unfilled = serializers.IntegerField(read_only=True)
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "accepted_models",
+            "min_tflops",
+            "min_memory_gb",
+            "gpu_count",
+            "gpus_filled",
+            "gpus_unfilled",
+            "hours",
+            "max_price_amount",
+            "currency",
+            "regions",
+            "hubs",
+            "min_green_share",
+            "domestic_only",
+            "gang",
+            "start_by",
+            "failover_allowed",
+            "status",
+            "created_at",
+        ]
+
+
+class OrderDetailOutput(OrderOutput):
+    leases = serializers.SerializerMethodField()
+
+    class Meta(OrderOutput.Meta):
+        fields = [*OrderOutput.Meta.fields, "leases"]
+
+    @extend_schema_field(LeaseOutput(many=True))
+    def get_leases(self, order) -> list[dict]:
+        return LeaseOutput(
+            search.leases_of(order.buyer).filter(order=order).order_by("id"), many=True
+        ).data
+
+
+class OrderCreateInput(serializers.Serializer):
+    accepted_models = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        default=list,
+        max_length=limits.MAX_LIST_ITEMS,
+    )
+    min_tflops = serializers.DecimalField(
+        max_digits=8, decimal_places=2, required=False, allow_null=True, default=None, min_value=0
+    )
+    min_memory_gb = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=limits.MAX_MEMORY_GB
+    )
+    gpu_count = serializers.IntegerField(min_value=1, max_value=limits.MAX_ORDER_GPUS)
+    hours = serializers.IntegerField(min_value=1, max_value=limits.MAX_ORDER_HOURS)
+    max_price_amount = serializers.IntegerField(min_value=1, max_value=limits.MAX_PRICE_AMOUNT)
+    regions = serializers.ListField(
+        child=serializers.CharField(max_length=32),
+        required=False,
+        default=list,
+        max_length=limits.MAX_LIST_ITEMS,
+    )
+    hubs = serializers.ListField(
+        child=serializers.CharField(max_length=20),
+        required=False,
+        default=list,
+        max_length=limits.MAX_LIST_ITEMS,
+    )
+    min_green_share = serializers.DecimalField(
+        max_digits=4, decimal_places=3, min_value=0, max_value=1, required=False, default=0
+    )
+    domestic_only = serializers.BooleanField(default=False)
+    gang = serializers.BooleanField(default=False)
+    start_by = serializers.DateTimeField()
+    failover_allowed = serializers.BooleanField(default=True)
+
+    def validate_accepted_models(self, slugs: list[str]) -> list[GPUModel]:
+        models = list(GPUModel.objects.filter(slug__in=slugs))
+        unknown = sorted(set(slugs) - {m.slug for m in models})
+        if unknown:
+            raise serializers.ValidationError(f"Unknown GPU model: {', '.join(unknown)}.")
+        return models
+
+
+class OrderListCreateView(PaginatedAPIView):
+    permission_classes = [IsBuyer]
+    throttle_classes = [OrderPlacementThrottle]
+
+    @extend_schema(responses=OrderOutput(many=True))
+    def get(self, request):
+        placed = search.orders_of(organisation_for_user(request.user)).order_by("-created_at")
+        return self.paginated(queryset=placed, serializer_class=OrderOutput)
+
+    @extend_schema(
+        request=OrderCreateInput,
+        responses={201: OrderOutput, 200: OrderOutput, **errors(409)},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+    )
+    def post(self, request):
+        """Place an order. With an `Idempotency-Key` header, repeating the same
+        request returns the first order (200) instead of placing another. Orders
+        per organisation are rate-limited (429 with Retry-After)."""
+        data = OrderCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "").strip()[:80] or None
+        order, created = orders.order_create(
+            buyer=organisation_for_user(request.user),
+            placed_by=request.user,
+            idempotency_key=key,
+            **data.validated_data,
+        )
+        return Response(
+            OrderOutput(order).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class OrderDetailView(APIView):
+    permission_classes = [IsBuyer]
+
+    @extend_schema(responses=OrderDetailOutput)
+    def get(self, request, pk: int):
+        order = get_object_or_404(search.orders_of(organisation_for_user(request.user)), pk=pk)
+        return Response(OrderDetailOutput(order).data)
+
+
+class OrderCancelView(APIView):
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=None, responses=OrderOutput)
+    def post(self, request, pk: int):
+        order = get_object_or_404(search.orders_of(organisation_for_user(request.user)), pk=pk)
+        return Response(OrderOutput(orders.order_cancel(order=order, actor=request.user)).data)
+
+
+class LeaseListView(PaginatedAPIView):
+    """Leases the caller's organisation bought or sold, with usage so far."""
+
+    permission_classes = [HasOrganisation]
+
+    @extend_schema(responses=LeaseOutput(many=True))
+    def get(self, request):
+        leases = search.leases_of(organisation_for_user(request.user)).order_by("-id")
+        return self.paginated(queryset=leases, serializer_class=LeaseOutput)
+
+
+class LeaseDetailView(APIView):
+    permission_classes = [HasOrganisation]
+
+    @extend_schema(responses=LeaseOutput)
+    def get(self, request, pk: int):
+        lease = get_object_or_404(search.leases_of(organisation_for_user(request.user)), pk=pk)
+        return Response(LeaseOutput(lease).data)

@@ -1,0 +1,39 @@
+"""Market: every API route of the app, one include in config/urls.py."""
+
+from django.urls import path
+
+from market.api import capacity, catalogue, offers, orders, telemetry
+
+urlpatterns = [
+    path("gpu-models/", catalogue.GPUModelListView.as_view(), name="api-gpu-models"),
+    path("gpu-models/<slug:slug>/", catalogue.GPUModelDetailView.as_view(), name="api-gpu-model"),
+    path("sites/", capacity.SiteListCreateView.as_view(), name="api-sites"),
+    path("sites/<int:pk>/", capacity.SiteDetailView.as_view(), name="api-site"),
+    path("nodes/", capacity.NodeListCreateView.as_view(), name="api-nodes"),
+    path("nodes/<int:pk>/", capacity.NodeDetailView.as_view(), name="api-node"),
+    path(
+        "nodes/<int:pk>/token/rotate/",
+        capacity.NodeTokenRotateView.as_view(),
+        name="api-node-token-rotate",
+    ),
+    path(
+        "nodes/<int:pk>/token/revoke/",
+        capacity.NodeTokenRevokeView.as_view(),
+        name="api-node-token-revoke",
+    ),
+    path("offers/", offers.OfferListCreateView.as_view(), name="api-offers"),
+    path("offers/mine/", offers.OfferMineView.as_view(), name="api-offers-mine"),
+    path("offers/<int:pk>/", offers.OfferDetailView.as_view(), name="api-offer"),
+    path("offers/<int:pk>/pause/", offers.OfferPauseView.as_view(), name="api-offer-pause"),
+    path("offers/<int:pk>/resume/", offers.OfferResumeView.as_view(), name="api-offer-resume"),
+    path(
+        "offers/<int:pk>/withdraw/", offers.OfferWithdrawView.as_view(), name="api-offer-withdraw"
+    ),
+    path("orders/", orders.OrderListCreateView.as_view(), name="api-orders"),
+    path("orders/<int:pk>/", orders.OrderDetailView.as_view(), name="api-order"),
+    path("orders/<int:pk>/cancel/", orders.OrderCancelView.as_view(), name="api-order-cancel"),
+    path("leases/", orders.LeaseListView.as_view(), name="api-leases"),
+    path("leases/<int:pk>/", orders.LeaseDetailView.as_view(), name="api-lease"),
+    path("telemetry/", telemetry.TelemetryIngestView.as_view(), name="api-telemetry"),
+    path("usage-records/", telemetry.UsageRecordListView.as_view(), name="api-usage-records"),
+]

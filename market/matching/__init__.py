@@ -1,0 +1,23 @@
+"""The matching engine, entered here: `order_match` (one order placed, at once),
+`match_round` (every waiting order, the beat's round) and `order_quote` (what an
+order would get, nothing written). The rules are in engine.py's docstring;
+book.py loads the book, plan.py plans one order, rebalance.py trades more GPUs
+in a round, store.py locks, re-checks and writes."""
+
+from market.matching.book import (
+    HOLDING_STATUSES,
+    OPEN_STATUSES,
+    RoundResult,
+    acceptable_model_ids,
+)
+from market.matching.engine import match_round, order_match, order_quote
+
+__all__ = [
+    "HOLDING_STATUSES",
+    "OPEN_STATUSES",
+    "RoundResult",
+    "acceptable_model_ids",
+    "match_round",
+    "order_match",
+    "order_quote",
+]

@@ -1,0 +1,242 @@
+"""The matching engine's database side: locks in one global order, the
+re-check under the locks, and the bulk writes of leases, counters and events.
+See market/matching.py for the concurrency argument."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.db import connection, transaction
+
+from core.postgres import pg_array
+from market.matching.book import OPEN_STATUSES, Fill, RoundResult, held_gpus
+from market.models import Lease, LeaseEvent, Node, Offer, Order, OrderEvent
+
+
+def _lock(model, ids: Iterable[int], fields: list[str]) -> dict[int, tuple]:
+    """Lock rows (FOR NO KEY UPDATE, primary-key order) and read `fields` under the lock."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    if connection.vendor == "postgresql":
+        # one array parameter, not thousands of placeholders: psycopg parses every %s
+        qn = connection.ops.quote_name
+        columns = ", ".join(qn(model._meta.get_field(f).column) for f in ["id", *fields])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {columns} FROM {qn(model._meta.db_table)} "  # noqa: S608 - model metadata
+                "WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+                [pg_array(ids)],
+            )
+            return {row[0]: row[1:] for row in cursor.fetchall()}
+    rows = (
+        model.objects.select_for_update(no_key=True)
+        .filter(id__in=ids)
+        .order_by("id")
+        .values_list("id", *fields)
+    )
+    return {row[0]: row[1:] for row in rows}
+
+
+def _bulk_add(model, column: str, deltas: dict[int, int]) -> None:
+    """`column += delta` for many rows in one statement (PostgreSQL) or one
+    prepared statement (SQLite); rows are already locked by the caller."""
+    if not deltas:
+        return
+    table = model._meta.db_table
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {qn(table)} AS t SET {qn(column)} = t.{qn(column)} + v.d "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, d) WHERE t.id = v.id",
+                [pg_array(deltas), pg_array(deltas.values())],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {qn(table)} SET {qn(column)} = {qn(column)} + %s WHERE id = %s",  # noqa: S608
+                [(d, pk) for pk, d in deltas.items()],
+            )
+
+
+def round_commit(fills: list[Fill], *, now: dt.datetime, result: RoundResult) -> list[int]:
+    if not fills:
+        return []
+    by_order: dict[int, list[Fill]] = defaultdict(list)
+    for fill in fills:
+        by_order[fill.order.id].append(fill)
+    with transaction.atomic():
+        nodes = _lock(Node, (f.node_id for f in fills), ["state", "gpu_count"])
+        held = held_gpus(list(nodes))
+        node_free = {
+            pk: (count - held.get(pk, 0)) if state == Node.State.ONLINE else 0
+            for pk, (state, count) in nodes.items()
+        }
+        orders = _lock(Order, by_order, ["status", "gpu_count", "gpus_filled"])
+        offers = _lock(
+            Offer, (f.offer.id for f in fills), ["status", "gpus_available", "price_amount"]
+        )
+        offer_free = {
+            pk: available if status == Offer.Status.ACTIVE else 0
+            for pk, (status, available, _price) in offers.items()
+        }
+        rows: list[tuple] = []
+        order_added: dict[int, int] = {}
+        offer_taken: dict[int, int] = defaultdict(int)
+        for order_id, order_fills in by_order.items():
+            status, gpu_count, gpus_filled = orders[order_id]
+            order = order_fills[0].order
+            if status not in OPEN_STATUSES:
+                result.conflicts += 1
+                continue
+            unfilled = gpu_count - gpus_filled
+            accepted: list[tuple[Fill, int]] = []
+            for fill in order_fills:
+                if offers[fill.offer.id][2] != fill.offer.price:
+                    continue  # the provider re-priced since the snapshot: re-plan next round
+                gpus = min(fill.gpus, offer_free[fill.offer.id], node_free[fill.node_id], unfilled)
+                if gpus <= 0:
+                    continue
+                offer_free[fill.offer.id] -= gpus
+                node_free[fill.node_id] -= gpus
+                unfilled -= gpus
+                accepted.append((fill, gpus))
+            got = sum(g for _f, g in accepted)
+            if got < sum(f.gpus for f in order_fills):
+                result.conflicts += 1
+                if order.gang:
+                    for fill, gpus in accepted:  # all or nothing: give the capacity back
+                        offer_free[fill.offer.id] += gpus
+                        node_free[fill.node_id] += gpus
+                    continue
+            if not got:
+                continue
+            order_added[order_id] = got
+            previous = order.previous_lease_id  # one-to-one: the first replacement points back
+            for fill, gpus in accepted:
+                offer_taken[fill.offer.id] += gpus
+                rows.append(
+                    (
+                        order_id,
+                        fill.offer.id,
+                        fill.node_id,
+                        order.buyer_id,
+                        fill.offer.provider_id,
+                        gpus,
+                        fill.offer.price,
+                        fill.offer.currency,
+                        fill.starts_at,
+                        fill.ends_at,
+                        previous,
+                    )
+                )
+                previous = None
+        if not rows:
+            return []
+        lease_ids = _leases_insert(rows, now=now)
+        _bulk_add(Offer, "gpus_available", {pk: -n for pk, n in offer_taken.items()})
+        _order_progress(orders, order_added, now=now)
+    result.orders_touched += len(order_added)
+    result.leases_created += len(lease_ids)
+    result.gpus_allocated += sum(order_added.values())
+    result.lease_ids.extend(lease_ids)
+    return lease_ids
+
+
+_LEASE_COLUMNS = [
+    ("order_id", "bigint"),
+    ("offer_id", "bigint"),
+    ("node_id", "bigint"),
+    ("buyer_id", "bigint"),
+    ("provider_id", "bigint"),
+    ("gpu_count", "integer"),
+    ("price_amount", "bigint"),
+    ("currency", "text"),
+    ("starts_at", "timestamptz"),
+    ("ends_at", "timestamptz"),
+    ("previous_lease_id", "bigint"),
+]
+
+
+def _leases_insert(rows: list[tuple], *, now: dt.datetime) -> list[int]:
+    """Insert the leases and their `matched` events; returns the lease ids in row order."""
+    pending = Lease.Status.PENDING
+    if connection.vendor == "postgresql":
+        # One statement from column arrays: the round writes thousands of rows,
+        # and model instances or one placeholder per value would cost more than
+        # the matching itself. The events are written from the inserted rows.
+        qn = connection.ops.quote_name
+        names = ", ".join(qn(name) for name, _type in _LEASE_COLUMNS)
+        arrays = ", ".join(f"%s::{pg_type}[]" for _name, pg_type in _LEASE_COLUMNS)
+        sql = (
+            f"WITH inserted AS (INSERT INTO {qn(Lease._meta.db_table)} ({names}, status, created_at) "  # noqa: S608 - model metadata
+            f"SELECT u.*, %s, %s FROM unnest({arrays}) AS u RETURNING id), "
+            f"events AS (INSERT INTO {qn(LeaseEvent._meta.db_table)} "
+            "(lease_id, from_status, to_status, reason, at) "
+            "SELECT id, '', %s, 'matched', %s FROM inserted) "
+            "SELECT id FROM inserted"
+        )
+        # parameters in textual order: the SELECT list's constants, the arrays, the events'
+        params = [pending, now, *(pg_array(c) for c in zip(*rows, strict=True)), pending, now]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [row[0] for row in cursor.fetchall()]
+    names = [name for name, _type in _LEASE_COLUMNS]
+    leases = Lease.objects.bulk_create(
+        [Lease(status=pending, **dict(zip(names, row, strict=True))) for row in rows]
+    )
+    LeaseEvent.objects.bulk_create(
+        [
+            LeaseEvent(lease_id=lease.pk, from_status="", to_status=pending, reason="matched")
+            for lease in leases
+        ]
+    )
+    return [lease.pk for lease in leases]
+
+
+def _order_progress(orders: dict[int, tuple], added: dict[int, int], *, now: dt.datetime) -> None:
+    """`gpus_filled += added`, the status move it implies and its event row, for
+    every order at once. The rows are locked and their status was read under
+    the lock, so the `status = old` guard of a transition always holds."""
+    ids, deltas, olds, news = [], [], [], []
+    for order_id, n in added.items():
+        status, gpu_count, gpus_filled = orders[order_id]
+        full = gpus_filled + n == gpu_count
+        ids.append(order_id)
+        deltas.append(n)
+        olds.append(status)
+        news.append(Order.Status.FILLED if full else Order.Status.PARTIALLY_FILLED)
+    if connection.vendor == "postgresql":
+        qn = connection.ops.quote_name
+        sql = (
+            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) "  # noqa: S608 - model metadata
+            "AS v(id, d, was, becomes)), "
+            f"moved AS (UPDATE {qn(Order._meta.db_table)} AS t "
+            "SET gpus_filled = t.gpus_filled + v.d, status = v.becomes "
+            "FROM v WHERE t.id = v.id AND t.status = v.was RETURNING t.id) "
+            f"INSERT INTO {qn(OrderEvent._meta.db_table)} "
+            "(order_id, from_status, to_status, reason, at) "
+            "SELECT v.id, v.was, v.becomes, 'matched', %s FROM v "
+            "WHERE v.was <> v.becomes AND v.id IN (SELECT id FROM moved)"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql, [pg_array(ids), pg_array(deltas), pg_array(olds), pg_array(news), now]
+            )
+        return
+    _bulk_add(Order, "gpus_filled", added)
+    moves: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for order_id, old, new in zip(ids, olds, news, strict=True):
+        if new != old:
+            moves[(old, new)].append(order_id)
+    for (old, new), move_ids in moves.items():
+        Order.objects.filter(id__in=move_ids, status=old).update(status=new)
+        OrderEvent.objects.bulk_create(
+            OrderEvent(order_id=pk, from_status=old, to_status=new, reason="matched")
+            for pk in move_ids
+        )
+
+
+# --- loading orders ------------------------------------------------------------------

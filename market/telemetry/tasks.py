@@ -1,0 +1,28 @@
+"""Celery tasks of the telemetry part: thin, idempotent wrappers run by beat."""
+
+from celery import shared_task
+from django.utils import timezone
+
+from market.telemetry import health, metering
+
+
+class MeteringIncomplete(Exception):
+    """Some leases could not be metered; the others were. Raised after the run
+    so that the run is recorded as failing and the operator sees it."""
+
+
+@shared_task(name="market.nodes_health_check")
+def nodes_health_check() -> int:
+    return health.nodes_health_check(now=timezone.now())
+
+
+@shared_task(name="market.leases_meter", acks_late=True, reject_on_worker_lost=True)
+def leases_meter() -> int:
+    result = metering.leases_meter(now=timezone.now())
+    if result.failed_lease_ids:
+        raise MeteringIncomplete(
+            f"{len(result.failed_lease_ids)} lease(s) could not be metered "
+            f"({', '.join(map(str, result.failed_lease_ids[:10]))}); "
+            f"{result.written} usage records were written for the others"
+        )
+    return result.written

@@ -1,0 +1,267 @@
+"""Pages of the market: catalogue, find compute, my capacity, place order
+(with a live estimate through htmx), my orders and leases."""
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts.selectors import organisation_for_user
+from core.errors import ApplicationError
+from core.throttles import page_throttled
+from market import capacity, orders
+from market import selectors as search
+from market.matching import acceptable_model_ids
+from market.throttles import OrderPlacementThrottle
+from market.web.forms import (
+    NodeForm,
+    OfferForm,
+    OfferSearchForm,
+    OrderForm,
+    RepriceForm,
+    SiteForm,
+)
+
+
+def _organisation_of_kind(kind: str):
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            organisation = organisation_for_user(request.user)
+            if organisation is None or organisation.kind != kind:
+                raise Http404
+            return view(request, organisation, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+provider_page = _organisation_of_kind("provider")
+buyer_page = _organisation_of_kind("buyer")
+
+
+def _apply_errors(form, error: ApplicationError) -> None:
+    for field, problems in error.errors.items():
+        for problem in problems:
+            form.add_error(field if field in form.fields else None, problem)
+    if not error.errors:
+        form.add_error(None, error.message)
+
+
+def catalogue(request: HttpRequest) -> HttpResponse:
+    return render(request, "market/catalogue.html", {"models": search.gpu_models()})
+
+
+def find_compute(request: HttpRequest) -> HttpResponse:
+    form = OfferSearchForm(request.GET or None)
+    kwargs = form.search_kwargs() if form.is_valid() else {}
+    page = Paginator(search.offers_search(**kwargs), 25).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "market/find_compute.html",
+        {"form": form, "page": page, "query": query.urlencode()},
+    )
+
+
+@provider_page
+def my_capacity(request: HttpRequest, provider) -> HttpResponse:
+    sites = search.sites_of(provider)
+    nodes = search.nodes_of(provider).order_by("site__name", "name")
+    return render(
+        request,
+        "market/capacity.html",
+        {
+            "summary": search.capacity_summary(provider),
+            "sites": sites,
+            "nodes": nodes,
+            "offers": search.offers_of(provider).order_by("status", "-created_at"),
+            "leases": search.leases_of(provider).filter(provider=provider).order_by("-id")[:50],
+            "site_form": SiteForm(),
+            "node_form": NodeForm(sites=sites),
+            "offer_form": OfferForm(sites=sites, nodes=search.nodes_of(provider)),
+            "new_token": request.session.pop("new_node_token", None),
+            "now": timezone.now(),
+        },
+    )
+
+
+def _capacity_form_post(request, form, create) -> HttpResponse:
+    if form.is_valid():
+        try:
+            create(form.cleaned_data)
+        except ApplicationError as error:
+            _apply_errors(form, error)
+        else:
+            return redirect("market:capacity")
+    messages.error(request, _("Please correct the errors below."))
+    return render(request, "market/capacity_form.html", {"form": form})
+
+
+@provider_page
+@require_POST
+def site_create(request: HttpRequest, provider) -> HttpResponse:
+    def create(data):
+        capacity.site_create(provider=provider, **data)
+        messages.success(request, _("Site added."))
+
+    return _capacity_form_post(request, SiteForm(request.POST), create)
+
+
+@provider_page
+@require_POST
+def node_create(request: HttpRequest, provider) -> HttpResponse:
+    def create(data):
+        node, token = capacity.node_create(**data)
+        # Shown once on the next page, then gone: only its digest is stored.
+        request.session["new_node_token"] = {"node": node.name, "token": token}
+
+    form = NodeForm(request.POST, sites=search.sites_of(provider))
+    return _capacity_form_post(request, form, create)
+
+
+@provider_page
+@require_POST
+def node_token(request: HttpRequest, provider, pk: int, action: str) -> HttpResponse:
+    """Rotate (a new token, shown once) or revoke a node's agent token."""
+    node = get_object_or_404(search.nodes_of(provider), pk=pk)
+    if action == "rotate":
+        token = capacity.node_token_rotate(node=node)
+        # Shown once on the next page, then gone: only its digest is stored.
+        request.session["new_node_token"] = {"node": node.name, "token": token}
+    elif action == "revoke":
+        capacity.node_token_revoke(node=node)
+        messages.success(
+            request,
+            _("The agent token of node %(node)s is revoked; its agent can no longer report.")
+            % {"node": node.name},
+        )
+    else:
+        raise Http404
+    return redirect("market:capacity")
+
+
+@provider_page
+@require_POST
+def offer_create(request: HttpRequest, provider) -> HttpResponse:
+    def create(data):
+        data = dict(data)
+        data["price_amount"] = data.pop("price")
+        capacity.offer_create(provider=provider, actor=request.user, **data)
+        messages.success(request, _("Offer listed."))
+
+    form = OfferForm(request.POST, sites=search.sites_of(provider), nodes=search.nodes_of(provider))
+    return _capacity_form_post(request, form, create)
+
+
+OFFER_ACTIONS = {
+    "pause": capacity.offer_pause,
+    "resume": capacity.offer_resume,
+    "withdraw": capacity.offer_withdraw,
+}
+
+
+@provider_page
+@require_POST
+def offer_action(request: HttpRequest, provider, pk: int, action: str) -> HttpResponse:
+    offer = get_object_or_404(search.offers_of(provider), pk=pk)
+    try:
+        if action == "reprice":
+            form = RepriceForm(request.POST)
+            if not form.is_valid():
+                raise ApplicationError(_("Enter a price above zero."))
+            capacity.offer_reprice(
+                offer=offer, price_amount=form.cleaned_data["price"], actor=request.user
+            )
+        elif action in OFFER_ACTIONS:
+            OFFER_ACTIONS[action](offer=offer, actor=request.user)
+        else:
+            raise Http404
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, _("Offer updated."))
+    return redirect("market:capacity")
+
+
+@buyer_page
+def order_new(request: HttpRequest, buyer) -> HttpResponse:
+    if throttled := page_throttled(request, OrderPlacementThrottle):
+        return throttled
+    form = OrderForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            order, _created = orders.order_create(
+                buyer=buyer, placed_by=request.user, **form.order_kwargs()
+            )
+        except ApplicationError as error:
+            _apply_errors(form, error)
+        else:
+            messages.success(request, _("Order placed; matching has started."))
+            return redirect("market:orders")
+    return render(request, "market/order_new.html", {"form": form})
+
+
+@buyer_page
+def order_estimate(request: HttpRequest, buyer) -> HttpResponse:
+    """The htmx partial beside the order form: what the book gives right now."""
+    form = OrderForm(request.GET)
+    estimate = None
+    if form.is_valid():
+        data = form.order_kwargs()
+        estimate = search.order_estimate(
+            model_ids=acceptable_model_ids(
+                accepted_ids={m.pk for m in data["accepted_models"]},
+                min_tflops=data["min_tflops"],
+                min_memory_gb=data["min_memory_gb"],
+                domestic_only=data["domestic_only"],
+            ),
+            gpu_count=data["gpu_count"],
+            hours=data["hours"],
+            max_price_amount=data["max_price_amount"],
+            currency=settings.DEFAULT_CURRENCY,
+            start_by=data["start_by"],
+            regions=data["regions"],
+            hubs=data["hubs"],
+            min_green_share=data["min_green_share"],
+            gang=data["gang"],
+        )
+    return render(
+        request, "market/_estimate.html", {"estimate": estimate, "form": form, "asked": form.data}
+    )
+
+
+@buyer_page
+def my_orders(request: HttpRequest, buyer) -> HttpResponse:
+    placed = search.orders_of(buyer).order_by("-created_at")
+    page = Paginator(placed, 20).get_page(request.GET.get("page"))
+    leases = search.leases_of(buyer).filter(order__in=[o.pk for o in page]).order_by("id")
+    by_order: dict[int, list] = {}
+    for lease in leases:
+        by_order.setdefault(lease.order_id, []).append(lease)
+    for order in page:
+        order.lease_list = by_order.get(order.pk, [])
+    return render(request, "market/orders.html", {"page": page})
+
+
+@buyer_page
+@require_POST
+def order_cancel(request: HttpRequest, buyer, pk: int) -> HttpResponse:
+    order = get_object_or_404(search.orders_of(buyer), pk=pk)
+    try:
+        orders.order_cancel(order=order, actor=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, _("Order cancelled."))
+    return redirect("market:orders")
