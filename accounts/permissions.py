@@ -1,7 +1,13 @@
-"""API permissions by organisation kind. Object visibility is done by the
+"""Who may use a page or an API view, by organisation kind. Object visibility is done by the
 selectors (querysets filtered to the caller's organisation), so another
 organisation's object is a 404, never a 403 that leaks its existence."""
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework.permissions import BasePermission
 
 from accounts.models import Organisation
@@ -37,3 +43,29 @@ class HasOrganisation(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return organisation_for_user(request.user) is not None
+
+
+def organisation_page(kind: str) -> Callable:
+    """Page decorator: the signed-in user's organisation must be of `kind`.
+
+    The view gets it as its second argument. Anyone else gets a 404, as the API
+    answers for another organisation's objects: a page for another kind of
+    organisation does not exist for them."""
+
+    def decorator(view: Callable) -> Callable:
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            organisation = organisation_for_user(request.user)
+            if organisation is None or organisation.kind != kind:
+                raise Http404
+            return view(request, organisation, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+provider_page = organisation_page(Organisation.Kind.PROVIDER)
+buyer_page = organisation_page(Organisation.Kind.BUYER)
+authority_page = organisation_page(Organisation.Kind.AUTHORITY)

@@ -50,12 +50,13 @@ from core.errors import ApplicationError, Conflict
 from core.money import amount_for_gpu_seconds
 
 
-def _settlement_hooks() -> list:
+def _extra_hooks() -> list:
     return [import_string(path) for path in settings.BILLING_SETTLEMENT_HOOKS]
 
 
 def _apply_hooks(invoice: Invoice) -> int:
-    voucher_total = sum(int(hook(invoice=invoice)) for hook in _settlement_hooks())
+    voucher_total = invoice_redeem_vouchers(invoice=invoice)
+    voucher_total += sum(int(hook(invoice=invoice)) for hook in _extra_hooks())
     if not 0 <= voucher_total <= invoice.total_amount:
         raise ApplicationError(
             f"Settlement hooks returned a voucher share of {voucher_total} "

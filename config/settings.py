@@ -174,11 +174,10 @@ if not (0 <= PLATFORM_FEE_BASIS_POINTS <= 10_000) or SLA_CREDIT_MULTIPLE < 0:
     raise environ.ImproperlyConfigured(
         "PLATFORM_FEE_BASIS_POINTS 0..10000, SLA_CREDIT_MULTIPLE ≥ 0"
     )
-# Called at invoice issue as hook(*, invoice) -> voucher amount (minor units); see
-# billing/settlement.py. Compute vouchers are the one subscriber today.
-BILLING_SETTLEMENT_HOOKS = env.list(
-    "BILLING_SETTLEMENT_HOOKS", default=["billing.subsidy.redemption.invoice_apply_vouchers"]
-)
+# Extension point: further subsidy schemes called at invoice issue, after the compute
+# vouchers (which settlement calls by name), as hook(*, invoice) -> amount (minor units);
+# see billing/settlement.py. Empty by default.
+BILLING_SETTLEMENT_HOOKS = env.list("BILLING_SETTLEMENT_HOOKS", default=[])
 # Celery tasks (dotted paths) queued with a lease's id when it completes; the
 # market names no billing code, billing subscribes here.
 LEASE_COMPLETED_TASKS = ["billing.tasks.invoice_refresh_for_lease"]

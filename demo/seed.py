@@ -1,12 +1,11 @@
 """Demo data for the embedded mode: a few organisations and their users.
 
-Idempotent: running it twice changes nothing. Other apps add their own demo
-data with a `seed()` function listed in DEMO_SEEDERS, run in that order.
+Idempotent: running it twice changes nothing. Each app's demo data has its own
+module here (market, billing, vouchers, activity), seeded in that order.
 """
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils.module_loading import import_string
 
 from accounts.models import Membership, Organisation
 
@@ -25,13 +24,6 @@ DEMO_ORGANISATIONS = {
     "provider2": ("provider", "贵安云谷算力有限公司", "91440300708461136T", "贵州"),
     "authority": ("authority", "市经济和信息化局", "91110108551385082Q", "北京"),
 }
-
-DEMO_SEEDERS: list[str] = [
-    "demo.market.seed",
-    "demo.billing.seed",
-    "demo.vouchers.seed",
-    "demo.activity.seed",
-]
 
 
 @transaction.atomic
@@ -53,5 +45,7 @@ def seed_demo() -> None:
         Membership.objects.get_or_create(
             user=user, defaults={"organisation": organisation, "role": Membership.Role.OWNER}
         )
-    for seeder in DEMO_SEEDERS:
-        import_string(seeder)()
+    from demo import activity, billing, market, vouchers
+
+    for part in (market, billing, vouchers, activity):
+        part.seed()

@@ -212,8 +212,8 @@ def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
     """Let the vouchers pay their share of `invoice`; returns the invoice's
     voucher share (deduct mode, buyer side) — what the buyer does not pay.
 
-    The seam of billing.settlement (settings.BILLING_SETTLEMENT_HOOKS): called
-    at invoice issue inside its transaction. Running it again adds nothing.
+    billing.settlement calls it at invoice issue inside its transaction.
+    Running it again adds nothing.
     """
     if invoice.status in (Invoice.Status.PAID, Invoice.Status.VOID):
         return invoice.voucher_amount
@@ -240,9 +240,6 @@ def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
             _line_redeem(state, line=line, vouchers=vouchers, done=done)
         _vouchers_mark_exhausted(state, vouchers)
         return _invoice_apply(invoice, state)
-
-
-invoice_apply_vouchers = invoice_redeem_vouchers  # the name settings.BILLING_SETTLEMENT_HOOKS uses
 
 
 def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Voucher], done) -> None:

@@ -9,31 +9,31 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from accounts.permissions import authority_page
 from billing.models import SubsidyClaim
 from billing.subsidy import claims as claim_services
 from billing.web.forms import ClaimPayForm, ReasonForm
-from billing.web.subsidy import _flash_error, _own_programme, authority_only
+from billing.web.subsidy import programme_of
 from core.errors import ApplicationError
+from core.pages import flash_error
 
 
-@authority_only
+@authority_page
 @require_POST
-def claim_submit(request: HttpRequest, pk: int, year: int, month: int) -> HttpResponse:
-    programme = _own_programme(request, pk)
+def claim_submit(request: HttpRequest, authority, pk: int, year: int, month: int) -> HttpResponse:
+    programme = programme_of(authority, pk)
     try:
         claim_services.claim_submit(programme=programme, year=year, month=month, actor=request.user)
         messages.success(request, _("Claim submitted."))
     except ApplicationError as exc:
-        _flash_error(request, exc)
+        flash_error(request, exc)
     return redirect("subsidy-programme", pk=programme.pk)
 
 
-@authority_only
+@authority_page
 @require_POST
-def claim_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    claim = get_object_or_404(
-        SubsidyClaim.objects.filter(programme__authority=request.organisation), pk=pk
-    )
+def claim_decide(request: HttpRequest, authority, pk: int, action: str) -> HttpResponse:
+    claim = get_object_or_404(SubsidyClaim.objects.filter(programme__authority=authority), pk=pk)
     try:
         if action == "approve":
             claim_services.claim_approve(claim=claim, actor=request.user)
@@ -59,5 +59,5 @@ def claim_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             raise Http404
         messages.success(request, _("Claim updated."))
     except ApplicationError as exc:
-        _flash_error(request, exc)
+        flash_error(request, exc)
     return redirect("subsidy-programme", pk=claim.programme_id)

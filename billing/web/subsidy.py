@@ -1,12 +1,7 @@
 """Pages of the subsidy part: the authority's dashboard, programme, claims and
 reviews; the buyer's vouchers, applications and invoice splits. Thin views."""
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -14,8 +9,9 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from accounts.selectors import organisation_for_user
-from billing.models import FraudFlag, Redemption, VoucherApplication
+from accounts.models import Organisation
+from accounts.permissions import authority_page, buyer_page
+from billing.models import FraudFlag, Redemption, SubsidyProgramme, VoucherApplication
 from billing.subsidy import (
     budget_burn_down_svg,
     claim_csv,
@@ -30,45 +26,20 @@ from billing.subsidy import selectors as subsidy_selectors
 from billing.subsidy import services as subsidy_services
 from billing.web.forms import ApproveForm, ReasonForm, VoucherApplyForm, VoucherIssueForm
 from core.errors import ApplicationError
-
-
-def _for_kind(kind: str) -> Callable:
-    def decorator(view):
-        @login_required
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs):
-            organisation = organisation_for_user(request.user)
-            if organisation is None or organisation.kind != kind:
-                raise PermissionDenied
-            request.organisation = organisation
-            return view(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
-
-
-authority_only = _for_kind("authority")
-buyer_only = _for_kind("buyer")
-
-
-def _flash_error(request, exc: ApplicationError) -> None:
-    details = "; ".join(message for errors in exc.errors.values() for message in errors)
-    messages.error(request, f"{exc.message} {details}".strip())
-
+from core.pages import flash_error
 
 # --- authority ------------------------------------------------------------------
 
 
-@authority_only
-def dashboard(request: HttpRequest) -> HttpResponse:
-    programmes = list(subsidy_selectors.programmes_for(organisation=request.organisation))
+@authority_page
+def dashboard(request: HttpRequest, authority) -> HttpResponse:
+    programmes = list(subsidy_selectors.programmes_for(organisation=authority))
     rows = [(p, subsidy_selectors.programme_budget(programme=p)) for p in programmes]
-    applications = subsidy_selectors.applications_for(organisation=request.organisation).filter(
+    applications = subsidy_selectors.applications_for(organisation=authority).filter(
         status=VoucherApplication.Status.PENDING
     )
     flags = subsidy_selectors.flags_for_authority(
-        authority=request.organisation, status=FraudFlag.Status.OPEN
+        authority=authority, status=FraudFlag.Status.OPEN
     )[:50]
     return render(
         request,
@@ -83,15 +54,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _own_programme(request, pk: int):
-    return get_object_or_404(
-        subsidy_selectors.programmes_for(organisation=request.organisation), pk=pk
-    )
+def programme_of(authority: Organisation, pk: int) -> SubsidyProgramme:
+    """The authority's own programme, or 404."""
+    return get_object_or_404(subsidy_selectors.programmes_for(organisation=authority), pk=pk)
 
 
-@authority_only
-def programme_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    programme = _own_programme(request, pk)
+@authority_page
+def programme_detail(request: HttpRequest, authority, pk: int) -> HttpResponse:
+    programme = programme_of(authority, pk)
     breakdowns = {
         label: subsidy_selectors.subsidy_breakdown(programme=programme, by=by)
         for by, label in [
@@ -103,17 +73,17 @@ def programme_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ]
     }
     redemptions = (
-        subsidy_selectors.redemptions_for_authority(authority=request.organisation)
+        subsidy_selectors.redemptions_for_authority(authority=authority)
         .filter(programme=programme)
         .order_by("-pk")[:50]
     )
     issued = list(
-        subsidy_selectors.vouchers_for(organisation=request.organisation)
+        subsidy_selectors.vouchers_for(organisation=authority)
         .filter(programme=programme)
         .order_by("-pk")[:50]
     )
     balances = subsidy_selectors.voucher_balances(vouchers=issued)
-    applications = subsidy_selectors.applications_for(organisation=request.organisation).filter(
+    applications = subsidy_selectors.applications_for(organisation=authority).filter(
         programme=programme, status=VoucherApplication.Status.PENDING
     )
     return render(
@@ -136,9 +106,9 @@ def programme_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@authority_only
-def claim_page(request: HttpRequest, pk: int, year: int, month: int) -> HttpResponse:
-    programme = _own_programme(request, pk)
+@authority_page
+def claim_page(request: HttpRequest, authority, pk: int, year: int, month: int) -> HttpResponse:
+    programme = programme_of(authority, pk)
     rows = claim_rows(programme=programme, year=year, month=month)
     return render(
         request,
@@ -155,9 +125,9 @@ def claim_page(request: HttpRequest, pk: int, year: int, month: int) -> HttpResp
     )
 
 
-@authority_only
-def claim_download(request: HttpRequest, pk: int, year: int, month: int) -> HttpResponse:
-    programme = _own_programme(request, pk)
+@authority_page
+def claim_download(request: HttpRequest, authority, pk: int, year: int, month: int) -> HttpResponse:
+    programme = programme_of(authority, pk)
     response = HttpResponse(
         claim_csv(programme=programme, year=year, month=month), content_type="text/csv"
     )
@@ -166,11 +136,11 @@ def claim_download(request: HttpRequest, pk: int, year: int, month: int) -> Http
     return response
 
 
-@authority_only
+@authority_page
 @require_POST
-def application_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+def application_decide(request: HttpRequest, authority, pk: int, decision: str) -> HttpResponse:
     application = get_object_or_404(
-        subsidy_selectors.applications_for(organisation=request.organisation), pk=pk
+        subsidy_selectors.applications_for(organisation=authority), pk=pk
     )
     if decision not in ("approve", "reject"):
         raise Http404
@@ -190,7 +160,7 @@ def application_decide(request: HttpRequest, pk: int, decision: str) -> HttpResp
             )
         messages.success(request, _("Decision recorded."))
     except ApplicationError as exc:
-        _flash_error(request, exc)
+        flash_error(request, exc)
     return back
 
 
@@ -211,29 +181,27 @@ _REVIEW = {
 }
 
 
-@authority_only
+@authority_page
 @require_POST
-def redemption_review(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def redemption_review(request: HttpRequest, authority, pk: int, action: str) -> HttpResponse:
     if action not in _REVIEW:
         raise Http404
     redemption: Redemption = get_object_or_404(
-        subsidy_selectors.redemptions_for_authority(authority=request.organisation), pk=pk
+        subsidy_selectors.redemptions_for_authority(authority=authority), pk=pk
     )
     reason = request.POST.get("reason", "") or _("reviewed by the authority")
     try:
         _REVIEW[action](redemption=redemption, actor=request.user, reason=reason)
         messages.success(request, _("Redemption updated."))
     except ApplicationError as exc:
-        _flash_error(request, exc)
+        flash_error(request, exc)
     return redirect("subsidy-programme", pk=redemption.programme_id)
 
 
-@authority_only
+@authority_page
 @require_POST
-def flag_review(request: HttpRequest, pk: int) -> HttpResponse:
-    flag = get_object_or_404(
-        subsidy_selectors.flags_for_authority(authority=request.organisation), pk=pk
-    )
+def flag_review(request: HttpRequest, authority, pk: int) -> HttpResponse:
+    flag = get_object_or_404(subsidy_selectors.flags_for_authority(authority=authority), pk=pk)
     try:
         fraud.fraud_flag_review(
             flag=flag,
@@ -242,39 +210,39 @@ def flag_review(request: HttpRequest, pk: int) -> HttpResponse:
             note=request.POST.get("note", ""),
         )
     except ApplicationError as exc:
-        _flash_error(request, exc)
+        flash_error(request, exc)
     return redirect("subsidy-dashboard")
 
 
 # --- buyer ----------------------------------------------------------------------
 
 
-@buyer_only
-def my_vouchers(request: HttpRequest) -> HttpResponse:
+@buyer_page
+def my_vouchers(request: HttpRequest, buyer) -> HttpResponse:
     form = VoucherApplyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             subsidy_services.application_create(
-                applicant=request.organisation, actor=request.user, **form.cleaned_data
+                applicant=buyer, actor=request.user, **form.cleaned_data
             )
             messages.success(request, _("Application sent to the authority."))
             return redirect("my-vouchers")
         except ApplicationError as exc:
-            _flash_error(request, exc)
-    own = list(subsidy_selectors.vouchers_for(organisation=request.organisation))
+            flash_error(request, exc)
+    own = list(subsidy_selectors.vouchers_for(organisation=buyer))
     balances = subsidy_selectors.voucher_balances(vouchers=own)
     return render(
         request,
         "billing/my_vouchers.html",
         {
             "vouchers": [(v, balances[v.pk]) for v in own],
-            "applications": subsidy_selectors.applications_for(organisation=request.organisation),
+            "applications": subsidy_selectors.applications_for(organisation=buyer),
             "form": form,
         },
     )
 
 
-@buyer_only
-def my_invoice_splits(request: HttpRequest) -> HttpResponse:
-    invoices = subsidy_selectors.invoices_with_split(buyer=request.organisation)[:24]
+@buyer_page
+def my_invoice_splits(request: HttpRequest, buyer) -> HttpResponse:
+    invoices = subsidy_selectors.invoices_with_split(buyer=buyer)[:24]
     return render(request, "billing/my_invoice_splits.html", {"invoices": invoices})

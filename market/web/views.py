@@ -1,11 +1,8 @@
 """Pages of the market: catalogue, find compute, my capacity, place order
 (with a live estimate through htmx), my orders and leases."""
 
-from functools import wraps
-
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,7 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from accounts.selectors import organisation_for_user
+from accounts.permissions import buyer_page, provider_page
 from core.errors import ApplicationError
 from core.throttles import page_throttled
 from market import capacity, orders
@@ -28,33 +25,6 @@ from market.web.forms import (
     RepriceForm,
     SiteForm,
 )
-
-
-def _organisation_of_kind(kind: str):
-    def decorator(view):
-        @login_required
-        @wraps(view)
-        def wrapper(request, *args, **kwargs):
-            organisation = organisation_for_user(request.user)
-            if organisation is None or organisation.kind != kind:
-                raise Http404
-            return view(request, organisation, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
-
-
-provider_page = _organisation_of_kind("provider")
-buyer_page = _organisation_of_kind("buyer")
-
-
-def _apply_errors(form, error: ApplicationError) -> None:
-    for field, problems in error.errors.items():
-        for problem in problems:
-            form.add_error(field if field in form.fields else None, problem)
-    if not error.errors:
-        form.add_error(None, error.message)
 
 
 def catalogue(request: HttpRequest) -> HttpResponse:
@@ -101,7 +71,7 @@ def _capacity_form_post(request, form, create) -> HttpResponse:
         try:
             create(form.cleaned_data)
         except ApplicationError as error:
-            _apply_errors(form, error)
+            form_errors_apply(form, error)
         else:
             return redirect("market:capacity")
     messages.error(request, _("Please correct the errors below."))
@@ -205,7 +175,7 @@ def order_new(request: HttpRequest, buyer) -> HttpResponse:
                 buyer=buyer, placed_by=request.user, **form.order_kwargs()
             )
         except ApplicationError as error:
-            _apply_errors(form, error)
+            form_errors_apply(form, error)
         else:
             messages.success(request, _("Order placed; matching has started."))
             return redirect("market:orders")

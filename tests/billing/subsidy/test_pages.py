@@ -51,8 +51,8 @@ def test_a_buyer_cannot_open_the_authority_pages(client, buyer, settled):
     prog, _invoice = settled
     client.force_login(buyer)
 
-    assert client.get("/subsidy/").status_code == 403
-    assert client.get(f"/subsidy/programmes/{prog.pk}/").status_code == 403
+    assert client.get("/subsidy/").status_code == 404
+    assert client.get(f"/subsidy/programmes/{prog.pk}/").status_code == 404
 
 
 def test_a_buyer_applies_and_sees_vouchers_and_invoice_splits(client, buyer, settled):

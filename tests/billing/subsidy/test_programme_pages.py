@@ -172,7 +172,7 @@ def test_the_services_rules_come_back_on_the_right_field_and_nothing_is_stored(
 def test_only_authority_users_may_open_or_post_the_new_programme_form(client, buyer, provider):
     for user in (buyer, provider):
         client.force_login(user)
-        assert client.get(NEW).status_code == 403
+        assert client.get(NEW).status_code == 404
         assert client.post(NEW, _form()).status_code == 403
     client.logout()
     assert client.get(NEW).status_code == 302  # to the login page
