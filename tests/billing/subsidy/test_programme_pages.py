@@ -173,7 +173,7 @@ def test_only_authority_users_may_open_or_post_the_new_programme_form(client, bu
     for user in (buyer, provider):
         client.force_login(user)
         assert client.get(NEW).status_code == 404
-        assert client.post(NEW, _form()).status_code == 403
+        assert client.post(NEW, _form()).status_code == 404
     client.logout()
     assert client.get(NEW).status_code == 302  # to the login page
     assert _nothing_created()

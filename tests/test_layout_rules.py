@@ -1,0 +1,69 @@
+"""Rules between rooms that import-linter cannot express (CONTRIBUTING.md "Rooms").
+
+- No `_private` name is imported across a module line: a name another module
+  needs is public, in the room that owns it.
+- A sub-domain package is entered through its face: outside the package, code
+  imports only the names its `__init__.py` lists in `__all__` (apps.py, which
+  registers a package's Celery tasks, is wiring and exempt).
+"""
+
+import ast
+import importlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = ("config", "core", "accounts", "market", "billing", "demo", "agent")
+PACKAGES_WITH_A_FACE = ("market.matching", "market.telemetry", "billing.subsidy")
+
+
+def _modules():
+    for top in SOURCE:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            yield ".".join(parts), path, ast.parse(path.read_text())
+
+
+def _imports(tree: ast.Module):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module, [alias.name for alias in node.names]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, []
+
+
+def test_no_private_name_is_imported_across_a_module_line():
+    offenders = [
+        f"{module}: from {source} import {name}"
+        for module, _path, tree in _modules()
+        for source, names in _imports(tree)
+        if source.split(".")[0] in SOURCE
+        for name in names
+        if name.startswith("_") and not name.startswith("__")
+    ]
+    assert offenders == []
+
+
+def test_sub_domain_packages_are_entered_through_their_face():
+    faces = {name: set(importlib.import_module(name).__all__) for name in PACKAGES_WITH_A_FACE}
+    offenders = []
+    for module, path, tree in _modules():
+        if path.name == "apps.py":
+            continue
+        for package, public in faces.items():
+            if module == package or module.startswith(package + "."):
+                continue
+            for source, names in _imports(tree):
+                if source.startswith(package + "."):
+                    offenders.append(f"{module}: imports {source} (use {package})")
+                elif source == package:
+                    offenders += [
+                        f"{module}: {package}.{n} is not in its face"
+                        for n in names
+                        if n not in public
+                    ]
+    assert offenders == []
