@@ -120,20 +120,6 @@ def _issue_legs(invoice: Invoice) -> list[Leg]:
     return [leg for leg in legs if leg.amount]
 
 
-def _transition(
-    invoice: Invoice, *, old: str, new: str, actor=None, reason: str = "", **fields
-) -> bool:
-    changed = Invoice.objects.filter(pk=invoice.pk, status=old).update(status=new, **fields)
-    if changed:
-        InvoiceEvent.objects.create(
-            invoice=invoice, from_status=old, to_status=new, actor=actor, reason=reason[:200]
-        )
-        invoice.status = new
-        for name, value in fields.items():
-            setattr(invoice, name, value)
-    return bool(changed)
-
-
 def invoice_issue(*, invoice: Invoice, actor=None) -> Invoice:
     """draft → open (→ paid at once if nothing is left for the card).
 
@@ -158,9 +144,9 @@ def invoice_issue(*, invoice: Invoice, actor=None) -> Invoice:
                 memo=f"{invoice.number} issued",
             )
         now = timezone.now()
-        _transition(invoice, old=S.DRAFT, new=S.OPEN, actor=actor, reason="issued", issued_at=now)
+        transition(invoice, old=S.DRAFT, new=S.OPEN, actor=actor, reason="issued", issued_at=now)
         if invoice.buyer_amount <= 0:
-            _transition(invoice, old=S.OPEN, new=S.PAID, reason="nothing to pay", paid_at=now)
+            transition(invoice, old=S.OPEN, new=S.PAID, reason="nothing to pay", paid_at=now)
     return invoice
 
 
@@ -243,9 +229,7 @@ def invoice_mark_paid(
         invoice.paid_amount += amount
         Invoice.objects.filter(pk=invoice.pk).update(paid_amount=invoice.paid_amount)
         if invoice.paid_amount >= invoice.buyer_amount:
-            _transition(
-                invoice, old=S.OPEN, new=S.PAID, reason=business_key, paid_at=timezone.now()
-            )
+            transition(invoice, old=S.OPEN, new=S.PAID, reason=business_key, paid_at=timezone.now())
     return invoice
 
 
@@ -284,7 +268,7 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if invoice.status == S.DRAFT:
             invoice.lines.all().delete()
-            _transition(invoice, old=S.DRAFT, new=S.VOID, actor=actor, reason=reason)
+            transition(invoice, old=S.DRAFT, new=S.VOID, actor=actor, reason=reason)
         elif invoice.status == S.OPEN and invoice.paid_amount == 0:
             if invoice.sla_credits_earned.filter(invoice_lines__isnull=False).exists():
                 raise Conflict(_("Credits earned on this invoice were already applied."))
@@ -294,7 +278,7 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
                     original=issue, business_key=f"invoice:{invoice.pk}:void", memo=reason
                 )
             invoice.sla_credits_earned.all().delete()
-            _transition(
+            transition(
                 invoice,
                 old=S.OPEN,
                 new=S.VOID,

@@ -178,9 +178,10 @@ if not (0 <= PLATFORM_FEE_BASIS_POINTS <= 10_000) or SLA_CREDIT_MULTIPLE < 0:
 # vouchers (which settlement calls by name), as hook(*, invoice) -> amount (minor units);
 # see billing/settlement.py. Empty by default.
 BILLING_SETTLEMENT_HOOKS = env.list("BILLING_SETTLEMENT_HOOKS", default=[])
-# Celery tasks (dotted paths) queued with a lease's id when it completes; the
-# market names no billing code, billing subscribes here.
-LEASE_COMPLETED_TASKS = ["billing.tasks.invoice_refresh_for_lease"]
+# The one declared seam against the layering: Celery task names queued (through the
+# outbox) with a lease's id when it completes. The market names no billing code;
+# billing subscribes here by task name (market/leases.py, CONTRIBUTING.md).
+LEASE_COMPLETED_TASKS = ["billing.invoice_refresh_for_lease"]
 
 # --- REST API ----------------------------------------------------------------
 # The largest JSON body the API parses (telemetry batches are read by their own view).

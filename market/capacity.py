@@ -20,6 +20,7 @@ from accounts.models import Organisation
 from accounts.services import organisation_check_can_trade
 from core import limits
 from core.errors import ApplicationError
+from core.transitions import transition
 from market.models import GPUModel, Node, Offer, OfferEvent, Site
 from market.models.capacity import Hub, LatencyClass
 
@@ -250,11 +251,8 @@ def _offer_move(
                 f"An offer that is {current.status} cannot be {reason}.",
                 errors={"status": [f"The offer is {current.status}."]},
             )
-        moved = Offer.objects.filter(pk=offer.pk, status=current.status).update(status=to, **extra)
-        assert moved == 1  # the row lock makes this certain
-        OfferEvent.objects.create(
-            offer=offer, from_status=current.status, to_status=to, actor=actor, reason=reason
-        )
+        moved = transition(current, old=current.status, new=to, actor=actor, reason=reason, **extra)
+        assert moved  # the row lock makes this certain
     offer.refresh_from_db()
     return offer
 

@@ -22,6 +22,7 @@ from accounts.services import organisation_check_can_trade
 from core import limits
 from core.errors import ApplicationError, Conflict
 from core.outbox import outbox_enqueue
+from core.transitions import transition
 from market.matching import OPEN_STATUSES, acceptable_model_ids
 from market.models import GPUModel, Lease, Node, Order, OrderEvent
 from market.models.capacity import Hub
@@ -216,13 +217,10 @@ def order_cancel(*, order: Order, actor: AbstractBaseUser | None) -> Order:
                 f"An order that is {locked.get_status_display()} cannot be cancelled.",
                 errors={"status": [f"The order is {locked.status}."]},
             )
-        Order.objects.filter(pk=locked.pk, status=locked.status).update(
-            status=Order.Status.CANCELLED
-        )
-        OrderEvent.objects.create(
-            order=locked,
-            from_status=locked.status,
-            to_status=Order.Status.CANCELLED,
+        transition(
+            locked,
+            old=locked.status,
+            new=Order.Status.CANCELLED,
             actor=actor,
             reason="cancelled by the buyer",
         )

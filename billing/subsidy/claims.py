@@ -29,31 +29,17 @@ from billing.models import (
     LedgerAccount,
     Redemption,
     SubsidyClaim,
-    SubsidyClaimEvent,
     SubsidyProgramme,
 )
 from billing.subsidy.accounts import programme_accounts
 from billing.subsidy.claim_report import claim_redemptions
 from core.errors import ApplicationError, Conflict
+from core.transitions import status_record, transition_or_conflict
 
 CS = SubsidyClaim.Status
 P = LedgerAccount.Purpose
 REIMBURSE = SubsidyProgramme.SettlementMode.REIMBURSE
 ONE_PER_MONTH = "A claim for this programme and month already exists."
-
-
-def _event(claim: SubsidyClaim, old: str, new: str, actor, reason: str = "") -> None:
-    SubsidyClaimEvent.objects.create(
-        claim=claim, from_status=old, to_status=new, actor=actor, reason=reason[:300]
-    )
-
-
-def _transition(claim: SubsidyClaim, old: tuple, new: str, actor, reason="", **fields) -> None:
-    updated = SubsidyClaim.objects.filter(pk=claim.pk, status__in=old).update(status=new, **fields)
-    if updated != 1:
-        current = SubsidyClaim.objects.get(pk=claim.pk)
-        raise Conflict(f"The claim is {current.get_status_display()}.")
-    _event(claim, claim.status, new, actor, reason)
 
 
 def claim_submit(
@@ -115,7 +101,7 @@ def claim_submit(
                 "The claim is not valid.", errors={"month": [ONE_PER_MONTH]}
             ) from exc
         claim.redemptions.set(redemptions)
-        _event(claim, "", CS.SUBMITTED, actor)
+        status_record(claim, new=CS.SUBMITTED, actor=actor)
     return claim
 
 
@@ -139,8 +125,13 @@ def claim_approve(*, claim: SubsidyClaim, actor: AbstractBaseUser | None = None)
     with transaction.atomic():
         claim = SubsidyClaim.objects.select_for_update().get(pk=claim.pk)
         _refuse_if_changed(claim)
-        _transition(
-            claim, (CS.SUBMITTED,), CS.APPROVED, actor, decided_by=actor, decided_at=timezone.now()
+        transition_or_conflict(
+            claim,
+            old=CS.SUBMITTED,
+            new=CS.APPROVED,
+            actor=actor,
+            decided_by=actor,
+            decided_at=timezone.now(),
         )
     claim.refresh_from_db()
     return claim
@@ -153,12 +144,12 @@ def claim_reject(
         raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
     with transaction.atomic():
         claim = SubsidyClaim.objects.select_for_update().get(pk=claim.pk)
-        _transition(
+        transition_or_conflict(
             claim,
-            (CS.SUBMITTED, CS.APPROVED),
-            CS.REJECTED,
-            actor,
-            reason,
+            old=(CS.SUBMITTED, CS.APPROVED),
+            new=CS.REJECTED,
+            actor=actor,
+            reason=reason,
             decided_by=actor,
             decided_at=timezone.now(),
             rejection_reason=reason[:300],
@@ -234,12 +225,12 @@ def claim_mark_paid(
             memo=f"Authority paid claim {claim.pk} ({claim.year}-{claim.month:02d}, "
             f"programme {claim.programme_id}), reference {reference[:100]}",
         )
-        _transition(
+        transition_or_conflict(
             claim,
-            (CS.APPROVED,),
-            CS.PAID,
-            actor,
-            reference[:300],
+            old=CS.APPROVED,
+            new=CS.PAID,
+            actor=actor,
+            reason=reference[:300],
             paid_at=paid_at,
             payment_reference=reference[:100],
             paid_by=actor,

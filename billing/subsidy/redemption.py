@@ -30,7 +30,6 @@ from billing.models import (
     InvoiceLine,
     LedgerAccount,
     Redemption,
-    RedemptionEvent,
     SubsidyProgramme,
     Voucher,
     VoucherEvent,
@@ -45,6 +44,7 @@ from billing.subsidy.rules import line_ineligibility, line_rate_bp, one_claim_co
 from billing.subsidy.services import voucher_return_balance
 from core.errors import ApplicationError, Conflict
 from core.money import apply_basis_points
+from core.transitions import status_record, transition_or_conflict
 
 RS = Redemption.Status
 VS = Voucher.Status
@@ -144,7 +144,7 @@ def _redeem(
         ledger_transaction=ledger_txn,
     )
     redemption.usage_records.add(usage)
-    RedemptionEvent.objects.create(redemption=redemption, to_status=RS.APPLIED, reason="settled")
+    status_record(redemption, new=RS.APPLIED, reason="settled")
     state.balances[voucher.pk] -= amount
     if programme.funding == Funding.POOL:
         state.pool_left[programme.pk] -= amount
@@ -293,27 +293,12 @@ def _invoice_apply(invoice: Invoice, state: _Settlement) -> int:
 # --- the authority's review ---------------------------------------------------
 
 
-def _transition(redemption: Redemption, old: tuple, new: str, actor, reason: str, **extra):
-    updated = Redemption.objects.filter(pk=redemption.pk, status__in=old).update(
-        status=new, **extra
-    )
-    if updated != 1:
-        raise Conflict(f"The redemption is {redemption.get_status_display()}.")
-    RedemptionEvent.objects.create(
-        redemption=redemption,
-        from_status=redemption.status,
-        to_status=new,
-        actor=actor,
-        reason=reason,
-    )
-
-
 def redemption_hold(
     *, redemption: Redemption, actor: AbstractBaseUser | None = None, reason: str = ""
 ) -> Redemption:
     """Hold for review: the redemption stays paid but is left out of claims."""
     with transaction.atomic():
-        _transition(redemption, (RS.APPLIED,), RS.HELD, actor, reason)
+        transition_or_conflict(redemption, old=RS.APPLIED, new=RS.HELD, actor=actor, reason=reason)
     redemption.refresh_from_db()
     return redemption
 
@@ -322,7 +307,7 @@ def redemption_release(
     *, redemption: Redemption, actor: AbstractBaseUser | None = None, reason: str = ""
 ) -> Redemption:
     with transaction.atomic():
-        _transition(redemption, (RS.HELD,), RS.APPLIED, actor, reason)
+        transition_or_conflict(redemption, old=RS.HELD, new=RS.APPLIED, actor=actor, reason=reason)
     redemption.refresh_from_db()
     return redemption
 
@@ -346,7 +331,14 @@ def redemption_claw_back(
             business_key=f"redemption:{redemption.pk}:claw-back",
             memo=reason[:300],
         )
-        _transition(redemption, LIVE, RS.CLAWED_BACK, actor, reason, reversal_transaction=reversal)
+        transition_or_conflict(
+            redemption,
+            old=LIVE,
+            new=RS.CLAWED_BACK,
+            actor=actor,
+            reason=reason,
+            reversal_transaction=reversal,
+        )
         _undo_deduction(redemption, programme)
         _voucher_after_claw_back(programme, voucher, redemption)
     redemption.refresh_from_db()

@@ -21,12 +21,11 @@ from billing.models import (
     SubsidyProgramme,
     Voucher,
     VoucherApplication,
-    VoucherApplicationEvent,
-    VoucherEvent,
 )
 from billing.subsidy.accounts import programme_accounts, voucher_account
 from core import limits
 from core.errors import ApplicationError, Conflict
+from core.transitions import status_record, transition
 
 Funding = SubsidyProgramme.Funding
 VS = Voucher.Status
@@ -120,12 +119,6 @@ def programme_close(*, programme: SubsidyProgramme) -> SubsidyProgramme:
     return programme
 
 
-def _voucher_event(voucher: Voucher, old: str, new: str, actor=None, reason: str = "") -> None:
-    VoucherEvent.objects.create(
-        voucher=voucher, from_status=old, to_status=new, actor=actor, reason=reason[:200]
-    )
-
-
 def _holder_problem(programme: SubsidyProgramme, holder: Organisation) -> str:
     wanted = (
         Organisation.Kind.PROVIDER
@@ -182,7 +175,7 @@ def voucher_issue(
         issued_by=actor,
         application=application,
     )
-    _voucher_event(voucher, "", status, actor, "issued")
+    status_record(voucher, new=status, actor=actor, reason="issued")
     accounts = programme_accounts(programme=programme)
     source = accounts.left if programme.funding == Funding.RESERVED else accounts.entitlements
     try:
@@ -211,8 +204,7 @@ def _voucher_close(
         locked = Voucher.objects.select_for_update().get(pk=voucher.pk)
         if locked.status not in OPEN_VOUCHER_STATES:
             raise Conflict(f"The voucher is already {locked.get_status_display()}.")
-        Voucher.objects.filter(pk=locked.pk).update(status=to_status)
-        _voucher_event(locked, locked.status, to_status, actor, reason)
+        transition(locked, old=locked.status, new=to_status, actor=actor, reason=reason)
         voucher_return_balance(programme=programme, voucher=locked, key_suffix=to_status)
     voucher.refresh_from_db()
     return voucher
@@ -264,8 +256,7 @@ def vouchers_expire_due(*, now: dt.datetime | None = None) -> dict[str, int]:
         status=VS.ISSUED, valid_from__lte=now, valid_until__gt=now
     ):
         with transaction.atomic():
-            if Voucher.objects.filter(pk=voucher.pk, status=VS.ISSUED).update(status=VS.ACTIVE):
-                _voucher_event(voucher, VS.ISSUED, VS.ACTIVE, reason="validity began")
+            if transition(voucher, old=VS.ISSUED, new=VS.ACTIVE, reason="validity began"):
                 activated += 1
     expired = 0
     for voucher in Voucher.objects.filter(status__in=OPEN_VOUCHER_STATES, valid_until__lte=now):
@@ -278,12 +269,6 @@ def vouchers_expire_due(*, now: dt.datetime | None = None) -> dict[str, int]:
 
 
 # --- applications ---------------------------------------------------------------
-
-
-def _application_event(application, old: str, new: str, actor=None, reason: str = "") -> None:
-    VoucherApplicationEvent.objects.create(
-        application=application, from_status=old, to_status=new, actor=actor, reason=reason[:300]
-    )
 
 
 @transaction.atomic
@@ -319,21 +304,24 @@ def application_create(
         expected_gpu_hours=expected_gpu_hours,
         requested_amount=requested_amount,
     )
-    _application_event(application, "", AS.PENDING, actor, "submitted")
+    status_record(application, new=AS.PENDING, actor=actor, reason="submitted")
     return application
 
 
 def _application_decide(application, new: str, actor, reason: str, amount: int | None) -> None:
-    updated = VoucherApplication.objects.filter(pk=application.pk, status=AS.PENDING).update(
-        status=new,
+    decided = transition(
+        application,
+        old=AS.PENDING,
+        new=new,
+        actor=actor,
+        reason=reason,
         approved_amount=amount,
         decision_reason=reason[:300],
         decided_by=actor,
         decided_at=timezone.now(),
     )
-    if updated != 1:
+    if not decided:
         raise Conflict("The application was already decided.")
-    _application_event(application, AS.PENDING, new, actor, reason)
 
 
 @transaction.atomic
