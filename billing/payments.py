@@ -136,7 +136,7 @@ def _status_from_intent(intent: dict[str, Any]) -> str:
 def _payment_advance(*, payment: Payment, status: str) -> bool:
     """Move a payment's status forward only (a late `processing` never
     downgrades `succeeded`)."""
-    lower = [s for s, rank in Payment.RANK.items() if rank < Payment.RANK[status]]
+    lower = [s for s, rank in Payment.RANK.items() if rank < Payment.RANK[Payment.Status(status)]]
     return bool(Payment.objects.filter(pk=payment.pk, status__in=lower).update(status=status))
 
 
@@ -148,6 +148,8 @@ def payment_refund(*, payment: Payment, amount: int, reason: str = "") -> Refund
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
         refundable = payment.captured_amount - payment.refunded_amount
+        if payment.stripe_payment_intent_id is None:
+            refundable = 0  # nothing reached Stripe, so nothing was captured
         if amount <= 0 or amount > refundable:
             raise ApplicationError(
                 _("At most %(refundable)s can be refunded.") % {"refundable": refundable},
@@ -164,7 +166,7 @@ def payment_refund(*, payment: Payment, amount: int, reason: str = "") -> Refund
         Payment.objects.filter(pk=payment.pk).update(refunded_amount=F("refunded_amount") + amount)
     try:
         result = gateway.refund_create(
-            payment_intent_id=payment.stripe_payment_intent_id,
+            payment_intent_id=payment.stripe_payment_intent_id or "",
             amount=amount,
             idempotency_key=refund.idempotency_key,
         )
@@ -267,7 +269,9 @@ def _payment_for_intent(intent: dict[str, Any]) -> Payment | None:
         invoice_id = str((intent.get("metadata") or {}).get("invoice") or "")
         payment = (
             Payment.objects.filter(
-                invoice_id=invoice_id, amount=intent.get("amount"), stripe_payment_intent_id=None
+                invoice_id=invoice_id,
+                amount=int(intent.get("amount") or 0),
+                stripe_payment_intent_id=None,
             )
             .order_by("-attempt")
             .first()

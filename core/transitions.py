@@ -12,7 +12,6 @@ are the one exception: they write the same rows in bulk (market/matching/store.p
 from __future__ import annotations
 
 from collections.abc import Collection
-from functools import cache
 from typing import Any
 
 from django.db import models
@@ -20,10 +19,17 @@ from django.db import models
 from core.errors import Conflict
 from core.models import StatusEvent
 
+_HISTORIES: dict[type[models.Model], tuple[type[StatusEvent], str]] = {}
 
-@cache
+
 def _history_of(model: type[models.Model]) -> tuple[type[StatusEvent], str]:
     """The StatusEvent subclass whose foreign key points at `model`, and that key's name."""
+    if model not in _HISTORIES:
+        _HISTORIES[model] = _history_find(model)
+    return _HISTORIES[model]
+
+
+def _history_find(model: type[models.Model]) -> tuple[type[StatusEvent], str]:
     pending = list(StatusEvent.__subclasses__())
     while pending:
         candidate = pending.pop()

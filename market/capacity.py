@@ -11,7 +11,7 @@ import secrets
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -163,7 +163,7 @@ def _offer_capacity(*, site: Site, node: Node | None, gpu_model: GPUModel) -> in
 def offer_create(
     *,
     provider: Organisation,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     site: Site,
     node: Node | None,
     gpu_model: GPUModel | None,
@@ -257,7 +257,7 @@ def _offer_move(
     return offer
 
 
-def offer_pause(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
+def offer_pause(*, offer: Offer, actor: User | None) -> Offer:
     return _offer_move(
         offer=offer,
         allowed=(Offer.Status.ACTIVE,),
@@ -267,7 +267,7 @@ def offer_pause(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
     )
 
 
-def offer_resume(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
+def offer_resume(*, offer: Offer, actor: User | None) -> Offer:
     return _offer_move(
         offer=offer,
         allowed=(Offer.Status.PAUSED,),
@@ -277,7 +277,7 @@ def offer_resume(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
     )
 
 
-def offer_withdraw(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
+def offer_withdraw(*, offer: Offer, actor: User | None) -> Offer:
     """Withdraw for good: nothing more is sold; running leases run on."""
     return _offer_move(
         offer=offer,
@@ -289,7 +289,7 @@ def offer_withdraw(*, offer: Offer, actor: AbstractBaseUser | None) -> Offer:
     )
 
 
-def offer_reprice(*, offer: Offer, price_amount: int, actor: AbstractBaseUser | None) -> Offer:
+def offer_reprice(*, offer: Offer, price_amount: int, actor: User | None) -> Offer:
     """A new ask for future matches; leases already made keep their price."""
     if error := _price_error(price_amount):
         raise ApplicationError("The offer is not valid.", errors={"price_amount": [error]})

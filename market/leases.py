@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -43,7 +43,7 @@ def _offers_give_back(returned: dict[int, int]) -> None:
 
 
 def _leases_move(
-    leases: list[Lease], *, to: str, reason: str, actor: AbstractBaseUser | None, now: dt.datetime
+    leases: list[Lease], *, to: str, reason: str, actor: User | None, now: dt.datetime
 ) -> list[Lease]:
     """Move each lease from its current status to `to`, only if it is still in
     that status (core.transitions); an ending lease ends now, or at its end."""
@@ -103,9 +103,7 @@ def _leases_completed_notify(lease_ids: list[int]) -> None:
             )
 
 
-def leases_cancel(
-    *, leases: list[Lease], actor: AbstractBaseUser | None, reason: str
-) -> list[Lease]:
+def leases_cancel(*, leases: list[Lease], actor: User | None, reason: str) -> list[Lease]:
     """Cancel pending or active leases (caller holds the order's lock) and give
     their GPUs back to the offers."""
     now = timezone.now()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -102,7 +102,7 @@ def _validate(
 def order_create(
     *,
     buyer: Organisation,
-    placed_by: AbstractBaseUser | None,
+    placed_by: User | None,
     gpu_count: int,
     hours: int,
     max_price_amount: int,
@@ -168,7 +168,7 @@ def order_create(
                 gpu_count=gpu_count,
                 hours=hours,
                 max_price_amount=max_price_amount,
-                currency=payload["currency"],
+                currency=str(payload["currency"]),
                 regions=sorted(set(regions)),
                 hubs=sorted(set(hubs)),
                 min_green_share=min_green_share,
@@ -205,7 +205,7 @@ def _order_for_key(*, buyer: Organisation, key: str, digest: str) -> Order | Non
     return existing
 
 
-def order_cancel(*, order: Order, actor: AbstractBaseUser | None) -> Order:
+def order_cancel(*, order: Order, actor: User | None) -> Order:
     """Cancel an open or partly filled order: the unfilled part is dropped and
     leases not yet started are cancelled; running leases run to their end."""
     from market.leases import leases_cancel

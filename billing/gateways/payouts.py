@@ -43,7 +43,7 @@ class StripeConnectGateway:
     """Separate charges and transfers: one transfer per invoice share, in the
     invoice's transfer_group, keyed by the payout line."""
 
-    method = PayoutMethod.STRIPE_CONNECT
+    method: str = PayoutMethod.STRIPE_CONNECT
 
     def send(self, *, payout: Payout) -> None:
         account = payout.provider.payout_account
@@ -72,7 +72,7 @@ class BankTransferGateway:
     """The payout goes into the run's batch file (批量转账) that finance uploads
     to the bank; it is `sent` until finance confirms the bank paid it."""
 
-    method = PayoutMethod.BANK_TRANSFER
+    method: str = PayoutMethod.BANK_TRANSFER
 
     def send(self, *, payout: Payout) -> None:
         Payout.objects.filter(pk=payout.pk, status=Payout.Status.PENDING).update(

@@ -46,15 +46,22 @@ class ProgrammeAccounts:
 
 
 def programme_accounts(*, programme: SubsidyProgramme) -> ProgrammeAccounts:
-    common = {"organisation": programme.authority, "currency": programme.currency}
     ref = programme.reference
+
+    def account(purpose: str, reference: str, *, floor_zero: bool = False) -> LedgerAccount:
+        return account_get(
+            purpose=purpose,
+            reference=reference,
+            organisation=programme.authority,
+            currency=programme.currency,
+            floor_zero=floor_zero,
+        )
+
     return ProgrammeAccounts(
-        left=account_get(purpose=P.PROGRAMME_BUDGET, reference=ref, floor_zero=True, **common),
-        pledge=account_get(purpose=P.SUBSIDY_RECEIVABLE, reference=f"{ref}:pledge", **common),
-        spent=account_get(purpose=P.SUBSIDY_RECEIVABLE, reference=ref, **common),
-        entitlements=account_get(
-            purpose=P.SUBSIDY_RECEIVABLE, reference=f"{ref}:entitlements", **common
-        ),
+        left=account(P.PROGRAMME_BUDGET, ref, floor_zero=True),
+        pledge=account(P.SUBSIDY_RECEIVABLE, f"{ref}:pledge"),
+        spent=account(P.SUBSIDY_RECEIVABLE, ref),
+        entitlements=account(P.SUBSIDY_RECEIVABLE, f"{ref}:entitlements"),
     )
 
 

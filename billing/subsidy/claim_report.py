@@ -195,7 +195,7 @@ def claim_summary(rows: list[ClaimRow]) -> list[ClaimGroup]:
 
 def claim_months(*, programme: SubsidyProgramme) -> list[tuple[int, int]]:
     """(year, month) of every month with usage the programme paid for, newest first."""
-    months = defaultdict(int)
+    months: defaultdict[tuple[int, int], int] = defaultdict(int)
     starts = Redemption.objects.filter(programme=programme).values_list(
         "invoice_line__usage_record__window_start", flat=True
     )

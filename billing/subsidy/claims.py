@@ -19,7 +19,7 @@ beneficiary's SUBSIDY_PAYABLE `programme:N`. `claim_mark_paid` closes both.
 import datetime as dt
 from collections import defaultdict
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -47,7 +47,7 @@ def claim_submit(
     programme: SubsidyProgramme,
     year: int,
     month: int,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> SubsidyClaim:
     """Freeze the month's applied redemptions into a claim (one live claim
     per programme and month; a rejected month may be claimed again)."""
@@ -66,7 +66,7 @@ def claim_submit(
                 "The claim is not valid.", errors={"month": ["Nothing was paid in this month."]}
             )
         per_beneficiary: dict[tuple, dict] = {}
-        amounts = defaultdict(int)
+        amounts: defaultdict[str, int] = defaultdict(int)
         for redemption in redemptions:
             key = (redemption.beneficiary_id, redemption.settlement_mode)
             row = per_beneficiary.setdefault(
@@ -121,7 +121,7 @@ def _refuse_if_changed(claim: SubsidyClaim) -> None:
         )
 
 
-def claim_approve(*, claim: SubsidyClaim, actor: AbstractBaseUser | None = None) -> SubsidyClaim:
+def claim_approve(*, claim: SubsidyClaim, actor: User | None = None) -> SubsidyClaim:
     with transaction.atomic():
         claim = SubsidyClaim.objects.select_for_update().get(pk=claim.pk)
         _refuse_if_changed(claim)
@@ -137,9 +137,7 @@ def claim_approve(*, claim: SubsidyClaim, actor: AbstractBaseUser | None = None)
     return claim
 
 
-def claim_reject(
-    *, claim: SubsidyClaim, reason: str, actor: AbstractBaseUser | None = None
-) -> SubsidyClaim:
+def claim_reject(*, claim: SubsidyClaim, reason: str, actor: User | None = None) -> SubsidyClaim:
     if not reason.strip():
         raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
     with transaction.atomic():
@@ -200,7 +198,7 @@ def claim_mark_paid(
     claim: SubsidyClaim,
     paid_at: dt.datetime,
     reference: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> SubsidyClaim:
     """Record that the authority paid an approved claim: one balanced ledger
     transaction (business key `claim:<pk>:paid`, see `claim_payment_legs`).

@@ -18,7 +18,7 @@ applied per line with core.money.apply_basis_points (half-even, to the fen).
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
@@ -125,6 +125,7 @@ def _redeem(
 ) -> Redemption:
     programme = voucher.programme
     usage = line.usage_record
+    assert usage is not None  # only usage lines reach here
     ledger_txn, _created = transaction_post(
         business_key=f"redemption:line:{line.pk}:voucher:{voucher.pk}",
         kind="voucher_redemption",
@@ -243,6 +244,7 @@ def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
 
 
 def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Voucher], done) -> None:
+    assert line.usage_record is not None  # only usage lines reach here
     usage_start = line.usage_record.window_start
     for voucher in vouchers:
         programme = voucher.programme
@@ -294,7 +296,7 @@ def _invoice_apply(invoice: Invoice, state: _Settlement) -> int:
 
 
 def redemption_hold(
-    *, redemption: Redemption, actor: AbstractBaseUser | None = None, reason: str = ""
+    *, redemption: Redemption, actor: User | None = None, reason: str = ""
 ) -> Redemption:
     """Hold for review: the redemption stays paid but is left out of claims."""
     with transaction.atomic():
@@ -304,7 +306,7 @@ def redemption_hold(
 
 
 def redemption_release(
-    *, redemption: Redemption, actor: AbstractBaseUser | None = None, reason: str = ""
+    *, redemption: Redemption, actor: User | None = None, reason: str = ""
 ) -> Redemption:
     with transaction.atomic():
         transition_or_conflict(redemption, old=RS.HELD, new=RS.APPLIED, actor=actor, reason=reason)
@@ -313,7 +315,7 @@ def redemption_release(
 
 
 def redemption_claw_back(
-    *, redemption: Redemption, actor: AbstractBaseUser | None = None, reason: str
+    *, redemption: Redemption, actor: User | None = None, reason: str
 ) -> Redemption:
     """Reverse the redemption in the ledger: the beneficiary owes the amount
     again, the voucher gets it back (and returns it to the programme at once

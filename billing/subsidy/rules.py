@@ -42,14 +42,13 @@ def line_ineligibility(
     *, programme: SubsidyProgramme, line: InvoiceLine, beneficiary: Organisation
 ) -> str:
     """Why `programme` does not pay for `line` ('' when it does)."""
-    usage = line.usage_record
-    if line.kind != InvoiceLine.Kind.USAGE or usage is None or line.amount <= 0:
+    usage, lease = line.usage_record, line.lease
+    if line.kind != InvoiceLine.Kind.USAGE or usage is None or lease is None or line.amount <= 0:
         return "not metered usage"
     if programme.currency != line.invoice.currency:
         return "currency"
     if not programme.valid_from <= usage.window_start < programme.valid_until:
         return "usage outside the programme's validity"
-    lease = line.lease
     site = lease.node.site
     gpu_model = lease.node.gpu_model
     buyer = line.invoice.buyer
@@ -81,7 +80,7 @@ def line_ineligibility(
 def one_claim_conflict(*, programme: SubsidyProgramme, line: InvoiceLine, voucher_id: int) -> bool:
     """'One claim per contract': a lease already subsidised through another
     voucher of this programme is not subsidised through a second one."""
-    if not programme.one_claim_per_contract:
+    if not programme.one_claim_per_contract or line.lease_id is None:
         return False
     return (
         Redemption.objects.filter(programme=programme, invoice_line__lease_id=line.lease_id)
@@ -95,7 +94,7 @@ def line_rate_bp(
 ) -> int:
     """The best rate the line qualifies for: base, domestic accelerator, SME."""
     rates = [programme.rate_bp]
-    if programme.domestic_rate_bp and line.lease.node.gpu_model.domestic:
+    if programme.domestic_rate_bp and line.lease and line.lease.node.gpu_model.domestic:
         rates.append(programme.domestic_rate_bp)
     if programme.sme_rate_bp and beneficiary.is_sme:
         rates.append(programme.sme_rate_bp)
@@ -104,4 +103,5 @@ def line_rate_bp(
 
 def usage_year(line: InvoiceLine) -> int:
     """The calendar year (local time) of the usage, for the per-year cap."""
+    assert line.usage_record is not None  # only usage lines are subsidised
     return timezone.localtime(line.usage_record.window_start).year

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -140,7 +140,7 @@ def voucher_issue(
     face_amount: int,
     valid_from: dt.datetime | None = None,
     valid_until: dt.datetime | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     application: VoucherApplication | None = None,
 ) -> Voucher:
     """Grant a voucher. A reserved-funding programme moves the face value from
@@ -230,9 +230,7 @@ def voucher_return_balance(
     return rest
 
 
-def voucher_revoke(
-    *, voucher: Voucher, actor: AbstractBaseUser | None = None, reason: str
-) -> Voucher:
+def voucher_revoke(*, voucher: Voucher, actor: User | None = None, reason: str) -> Voucher:
     if not reason.strip():
         raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
     return _voucher_close(
@@ -279,7 +277,7 @@ def application_create(
     purpose: str,
     expected_gpu_hours: int,
     requested_amount: int,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> VoucherApplication:
     errors: dict[str, list[str]] = {}
     if (
@@ -329,7 +327,7 @@ def application_approve(
     *,
     application: VoucherApplication,
     amount: int,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     valid_until: dt.datetime | None = None,
 ) -> Voucher:
     """Approve with an amount (at most what was asked) and issue the voucher."""
@@ -350,7 +348,7 @@ def application_approve(
 
 
 def application_reject(
-    *, application: VoucherApplication, reason: str, actor: AbstractBaseUser | None = None
+    *, application: VoucherApplication, reason: str, actor: User | None = None
 ) -> VoucherApplication:
     if not reason.strip():
         raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
@@ -361,7 +359,7 @@ def application_reject(
 
 
 def application_withdraw(
-    *, application: VoucherApplication, actor: AbstractBaseUser | None = None
+    *, application: VoucherApplication, actor: User | None = None
 ) -> VoucherApplication:
     with transaction.atomic():
         _application_decide(application, AS.WITHDRAWN, actor, "withdrawn by the applicant", None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -179,13 +180,14 @@ def _leases_insert(rows: list[tuple], *, now: dt.datetime) -> list[int]:
             "SELECT id FROM inserted"
         )
         # parameters in textual order: the SELECT list's constants, the arrays, the events'
-        params = [pending, now, *(pg_array(c) for c in zip(*rows, strict=True)), pending, now]
+        params: list[Any] = [pending, now, *(pg_array(c) for c in zip(*rows, strict=True))]
+        params += [pending, now]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [row[0] for row in cursor.fetchall()]
-    names = [name for name, _type in _LEASE_COLUMNS]
+    fields = [name for name, _type in _LEASE_COLUMNS]
     leases = Lease.objects.bulk_create(
-        [Lease(status=pending, **dict(zip(names, row, strict=True))) for row in rows]
+        [Lease(status=pending, **dict(zip(fields, row, strict=True))) for row in rows]
     )
     LeaseEvent.objects.bulk_create(
         [
@@ -200,7 +202,10 @@ def _order_progress(orders: dict[int, tuple], added: dict[int, int], *, now: dt.
     """`gpus_filled += added`, the status move it implies and its event row, for
     every order at once. The rows are locked and their status was read under
     the lock, so the `status = old` guard of a transition always holds."""
-    ids, deltas, olds, news = [], [], [], []
+    ids: list[int] = []
+    deltas: list[int] = []
+    olds: list[str] = []
+    news: list[str] = []
     for order_id, n in added.items():
         status, gpu_count, gpus_filled = orders[order_id]
         full = gpus_filled + n == gpu_count

@@ -106,12 +106,12 @@ def leases_meter(*, now: dt.datetime, lease_ids: list[int] | None = None) -> Met
     fail, each lease is metered on its own, and the ones that fail are logged
     and returned (their windows are metered by a later run)."""
     horizon = now.timestamp() - settings.METERING_GRACE_SECONDS
-    leases = Lease.objects.filter(
+    due = Lease.objects.filter(
         status__in=METERED_STATUSES, starts_at__lt=dt.datetime.fromtimestamp(horizon, tz=dt.UTC)
     ).select_related("node__site")
     if lease_ids is not None:
-        leases = leases.filter(pk__in=lease_ids)
-    leases = list(leases)
+        due = due.filter(pk__in=lease_ids)
+    leases = list(due)
     try:
         return MeteringResult(written=_leases_meter(leases=leases, horizon=horizon))
     except Exception:
