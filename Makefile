@@ -23,11 +23,13 @@ messages: $(VENV)/.installed
 demo: install
 	$(PY) manage.py demo --port $(PORT)
 
-## Command 2: the whole test suite (lint, migrations check, pytest)
+## Command 2: the whole test suite (lint, migrations check, import contracts, types, pytest)
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run --verbosity 0
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint:
