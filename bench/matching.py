@@ -13,7 +13,7 @@
    could place, and the most welfare (sum of (bid - ask) x GPU-hours). The
    LP relaxes gang orders, so both bounds are optimistic. Its compatibility
    (`compatible` below) is the engine's exactly: bench/matching_variants.py
-   checks every order x offer pair against `market.matching.compatible` on
+   checks every order x offer pair against `market.matching.plan.compatible` on
    the engine's own loaded book (0 differences on the default instance) and
    compares the engine with variants of the matching rules.
 
@@ -235,7 +235,7 @@ def generate(*, seed: int, n_orders: int, n_offers: int, models: list, now: dt.d
 
 
 def compatible(order: GenOrder, offer: GenOffer, site: GenSite, now: dt.datetime) -> bool:
-    """The engine's rules except price (market.matching.compatible), on generated data."""
+    """The engine's rules except price (market.matching.plan.compatible), on generated data."""
     if offer.model not in order.models or site.green < order.min_green:
         return False
     if order.regions and site.region not in order.regions:
@@ -482,7 +482,7 @@ def baseline_round(now) -> tuple[float, int]:
     timed the same way: (seconds, GPUs allocated)."""
     import functools
 
-    from market import matching
+    from market.matching import engine as matching
 
     market_reset()
     settle()

@@ -5,7 +5,7 @@ then runs `match_round` several times, resetting the market between runs
 (leases and events deleted, orders and offers back to their initial
 counters), and prints the wall time of each phase. Engines can be compared in
 the same run (same minute, same load): `--engine path/to/matching.py` loads
-another version of the engine module (e.g. `git show main:market/matching.py >
+another version of the engine module (e.g. `git show main:market/matching/engine.py >
 /tmp/matching_main.py`), `--engine current` is the working tree's.
 
     python bench/matching_profile.py --runs 3 --engine /tmp/matching_main.py --engine current
@@ -40,7 +40,7 @@ PHASES = [
 
 def engine_load(spec: str):
     if spec == "current":
-        import market.matching as module
+        import market.matching.engine as module
 
         return module
     name = f"engine_{abs(hash(spec))}"
@@ -53,7 +53,7 @@ def engine_load(spec: str):
 
 def timed_round(module, now) -> tuple[float, dict[str, float], object]:
     spent: dict[str, float] = defaultdict(float)
-    # The engine is split over market.matching and market.matching.store: time the
+    # The engine is split over market.matching.engine and market.matching.store: time the
     # phases wherever they live (an older single-file engine has them all in one).
     modules = [module] + [
         m for m in [sys.modules.get("market.matching.store")] if m and m is not module

@@ -38,8 +38,10 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
 
     try:
         models, now = bench.scratch_setup(args.database_url)
-        from market import matching as m
-        from market.matching import book as mb
+        from market.matching import book as book_module
+        from market.matching import engine as m
+        from market.matching import plan as planning
+        from market.matching import rebalance
         from market.models import Order
 
         sites, offers, orders, offer_ids, order_of = bench.market_make(
@@ -65,7 +67,9 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
             gen = order_of[order.id]
             for offer in book_offers.values():
                 g_off = gen_offer[offer.id]
-                engine_ok = m.compatible(order, offer, now) and offer.price <= order.max_price
+                engine_ok = (
+                    planning.compatible(order, offer, now) and offer.price <= order.max_price
+                )
                 bench_ok = (
                     bench.compatible(gen, g_off, sites[g_off.site], now) and g_off.price <= gen.bid
                 )
@@ -97,7 +101,7 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
                 all_offers = list(book.offers)
                 for offer in all_offers:
                     offer.key = offer_key(offer)
-                book = mb.Book(all_offers)
+                book = book_module.Book(all_offers)
             started = time.perf_counter()
             engine_orders.sort(key=order_key)
             if plan is None:
@@ -153,13 +157,13 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
             )[0]
         )
         for scan in [8, 10**6]:
-            saved = mb.Rebalance.SCAN
-            mb.Rebalance.SCAN = scan
+            saved = rebalance.Rebalance.SCAN
+            rebalance.Rebalance.SCAN = scan
             try:
                 label = "unbounded" if scan > 10**5 else f"SCAN={scan}"
                 rows.append(run(f"(h) (a) with move search {label}", m._priority)[0])
             finally:
-                mb.Rebalance.SCAN = saved
+                rebalance.Rebalance.SCAN = saved
 
         def plan_pair_greedy(engine_orders, book, now):
             """Breaks cheapest-first: all tradeable pairs by (bid - ask) x hours, best first."""
@@ -176,13 +180,13 @@ def main() -> None:  # noqa: C901, PLR0915 - a linear script
             )
             fills = []
             for gang in [o for o in engine_orders if o.gang]:
-                fills.extend(mb.plan_gang(gang, book, now))
+                fills.extend(planning.plan_gang(gang, book, now))
             need = {o.id: o.need for o in engine_orders if not o.gang}
             for _w, oid, fid in pairs:
                 offer = offers_by_id[fid]
                 gpus = min(need[oid], offer.free()) if offer.available > 0 else 0
                 if gpus > 0:
-                    fills.extend(mb.fills_from(by_id[oid], offer, gpus, now, book))
+                    fills.extend(planning.fills_from(by_id[oid], offer, gpus, now, book))
                     need[oid] -= gpus
             return fills
 
