@@ -1,24 +1,29 @@
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from typing import Any, cast
+
+from django.contrib.auth.models import User
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Membership, Organisation
 
+_UNSET = object()
 
-def organisation_for_user(user: AbstractBaseUser | AnonymousUser) -> Organisation | None:
-    """The organisation a signed-in user acts for, or None."""
+
+def organisation_for_user(user: Any) -> Organisation | None:
+    """The organisation a signed-in user acts for, or None (cached on the user
+    object for the rest of the request)."""
     if not user.is_authenticated:
         return None
-    cached = getattr(user, "_organisation_cache", False)
-    if cached is not False:
-        return cached
-    membership = Membership.objects.select_related("organisation").filter(user=user).first()
+    cached = getattr(user, "_organisation_cache", _UNSET)
+    if cached is not _UNSET:
+        return cast(Organisation | None, cached)
+    membership = Membership.objects.select_related("organisation").filter(user_id=user.pk).first()
     organisation = membership.organisation if membership else None
-    user._organisation_cache = organisation
+    setattr(user, "_organisation_cache", organisation)  # noqa: B010 - a cache on a lazy proxy
     return organisation
 
 
-def user_tokens(*, user: AbstractBaseUser):
+def user_tokens(*, user: User):
     """The user's API tokens that still work, newest first."""
     from knox.models import AuthToken
 

@@ -1,5 +1,5 @@
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User as UserModel
 from django.db import transaction
 from django.utils import timezone
 from knox.models import AuthToken
@@ -13,7 +13,7 @@ User = get_user_model()
 
 
 def organisation_create(
-    *, owner: AbstractBaseUser, kind: str, legal_name: str, credit_code: str, region: str = ""
+    *, owner: UserModel, kind: str, legal_name: str, credit_code: str, region: str = ""
 ) -> Organisation:
     """Register an organisation with `owner` as its first member (role owner).
 
@@ -45,7 +45,7 @@ def user_sign_up(
     legal_name: str,
     credit_code: str,
     region: str = "",
-) -> AbstractBaseUser:
+) -> UserModel:
     """Create a user and the organisation they register, in one transaction."""
     user = User.objects.create_user(username=username, email=email, password=password)
     organisation_create(
@@ -62,7 +62,7 @@ def organisation_competing_claims(*, organisation: Organisation):
 
 
 @transaction.atomic
-def organisation_verify(*, organisation: Organisation, by: AbstractBaseUser) -> Organisation:
+def organisation_verify(*, organisation: Organisation, by: UserModel) -> Organisation:
     """Staff confirm, against the business registry, that `organisation` is the company
     its credit code names. One organisation per code can be verified (a partial unique
     constraint backs this): to move a code to another claimant, unverify the holder."""
@@ -111,7 +111,7 @@ def organisation_check_can_trade(*, organisation: Organisation) -> None:
 
 
 @transaction.atomic
-def api_token_create(*, user: AbstractBaseUser) -> tuple[AuthToken, str]:
+def api_token_create(*, user: UserModel) -> tuple[AuthToken, str]:
     """A new API token; the plain key is returned once and only its digest is kept.
 
     It expires after knox's TOKEN_TTL; a user holds at most TOKEN_LIMIT_PER_USER
@@ -129,7 +129,7 @@ def api_token_create(*, user: AbstractBaseUser) -> tuple[AuthToken, str]:
     return AuthToken.objects.create(user=user, expiry=knox_settings.TOKEN_TTL)
 
 
-def api_token_revoke(*, user: AbstractBaseUser, token_key: str) -> None:
+def api_token_revoke(*, user: UserModel, token_key: str) -> None:
     deleted, _ = AuthToken.objects.filter(user=user, token_key=token_key).delete()
     if not deleted:
         raise NotFound("No such token.")

@@ -233,7 +233,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {},
 }
 # Compute vouchers: name the subsidy enums so "status" does not collide across components.
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
     {
         "InvoiceStatusEnum": "billing.models.invoices.Invoice.Status",
         "ProgrammeStatusEnum": "billing.models.subsidy.SubsidyProgramme.Status",

@@ -190,7 +190,7 @@ def offer_create(
         errors["gpu_model"] = ["A pool offer names its GPU model."]
     elif node is not None and gpu_model is not None and gpu_model.pk != node.gpu_model_id:
         errors["gpu_model"] = ["The node has another GPU model."]
-    if not errors:
+    if model is not None and not errors:
         capacity = _offer_capacity(site=site, node=node, gpu_model=model)
         if capacity == 0:
             errors["gpu_model"] = ["The site has no nodes of this GPU model."]
@@ -213,6 +213,7 @@ def offer_create(
         errors["max_hours"] = [f"Lease hours: 1 ≤ minimum ≤ maximum ≤ {limits.MAX_LEASE_HOURS}."]
     if errors:
         raise ApplicationError("The offer is not valid.", errors=errors)
+    assert model is not None  # a missing model is an error above
     with transaction.atomic():
         offer = Offer.objects.create(
             provider=provider,

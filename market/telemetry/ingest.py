@@ -183,7 +183,7 @@ def _parse(*, node: Node, body: bytes) -> list[Any]:
 def _insert_postgres(*, node: Node, samples: list[Any], max_ts: float) -> int:
     if not samples:
         return 0
-    params = {
+    params: dict[str, Any] = {
         "node": node.pk,
         "gpu_count": node.gpu_count,
         "max_ts": max_ts,
@@ -334,7 +334,7 @@ def _raise_if_invalid(*, samples: list[Any], gpu_count: int, max_ts: float) -> N
     if errors:
         raise ApplicationError(
             f"{len(errors)} invalid sample(s); nothing from this batch was stored.",
-            errors={"samples": errors},
+            errors={"samples": errors},  # per sample, per field
         )
 
 
@@ -382,7 +382,7 @@ def _sample_errors(sample: Any, *, gpu_count: int, max_ts: float) -> dict[str, l
         ("xid_errors", _int_error(sample.get("xid_errors"), upper=_INT32)),
     )
     errors = {field: [message] for field, message in checks if message}
-    ts = sample.get("ts")
+    ts: Any = sample.get("ts")
     if not _is_number(ts) or ts <= 0:
         errors["ts"] = ["Expected seconds since the epoch (UTC)."]
     elif ts > max_ts:

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import buyer_page, provider_page
 from core.errors import ApplicationError
+from core.pages import form_errors_apply
 from core.throttles import page_throttled
 from market import capacity, orders
 from market import selectors as search
