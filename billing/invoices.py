@@ -17,9 +17,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Organisation
-from billing.models import Invoice, InvoiceEvent, InvoiceLine, LedgerAccount, SlaCredit
+from billing.models import Invoice, InvoiceLine, LedgerAccount, SlaCredit
 from core.errors import ApplicationError, Conflict
 from core.money import SECONDS_PER_HOUR, amount_for_gpu_seconds, apply_basis_points
+from core.transitions import status_record
 from market.models import UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ def _usage_line(record: UsageRecord, fee_bps: int) -> InvoiceLine:
         price_amount=lease.price_amount,
         amount=amount,
         pflops_hours=pflops_hours,
-        energy_wh=record.energy_wh,
-        carbon_g=record.carbon_g,
+        # whole Wh / g on the line, as the integer column always stored them (int truncates)
+        energy_wh=int(record.energy_wh),
+        carbon_g=int(record.carbon_g),
         fee_amount=fee,
         provider_net_amount=amount - fee,
     )
@@ -156,10 +158,11 @@ def _check_period_open(
         .exclude(status__in=[S.DRAFT, S.VOID])
         .filter(period_start__lt=period_end, period_end__gt=period_start)
     )
-    if overlapping.exists():
+    first = overlapping.first()
+    if first is not None:
         raise Conflict(
             _("This period is closed: invoice %(number)s already covers part of it.")
-            % {"number": overlapping.first().number},
+            % {"number": first.number},
             errors={"period_start": [_("overlaps an issued invoice")]},
         )
 
@@ -206,7 +209,7 @@ def invoice_build_for_period(
             on_demand=on_demand,
         )
         if not existing:
-            InvoiceEvent.objects.create(invoice=invoice, to_status=S.DRAFT, reason="built")
+            status_record(invoice, new=S.DRAFT, reason="built")
         invoice.period_end = period_end
         invoice.lines.all().delete()
         records = (

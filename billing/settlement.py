@@ -46,8 +46,10 @@ from billing.invoices import (
 )
 from billing.ledger import Leg, account_get, transaction_post, transaction_reverse
 from billing.models import Invoice, InvoiceEvent, InvoiceLine, SlaCredit
+from billing.subsidy import invoice_redeem_vouchers
 from core.errors import ApplicationError, Conflict
 from core.money import amount_for_gpu_seconds
+from core.transitions import transition
 
 
 def _extra_hooks() -> list:
