@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 import time_machine
 
-from billing import invoices, settlement
+from billing import invoices
 from billing.invoices import buyers_to_close, invoice_build_for_period, period_to_close
 from billing.models import Invoice
 from billing.settlement import invoice_settle
@@ -90,7 +90,7 @@ def test_one_buyer_whose_draft_fails_never_stops_the_others(monkeypatch, caplog)
             raise OverflowError("integer out of range")
         return real_build(buyer=buyer, **kwargs)
 
-    monkeypatch.setattr(settlement, "invoice_build_for_period", broken_for_the_second)
+    monkeypatch.setattr(invoices, "invoice_build_for_period", broken_for_the_second)
     # when
     with time_machine.travel(now, tick=False), pytest.raises(DraftsRefreshIncomplete):
         invoice_drafts_refresh.apply(throw=True)
