@@ -6,6 +6,9 @@ orjson parses without recursing on the C stack and stops at 1,024 levels by
 itself; after parsing, an iterative walk refuses anything nested deeper than
 any request of this API needs. Both limits answer 400 in the one error format.
 
+A string holding NUL (`\\u0000`, as a key or a value) is refused too:
+PostgreSQL cannot store it in text, so it would fail as a 500 deep in a query.
+
 orjson is also strict where the standard library is lenient: NaN and
 Infinity are not JSON and are refused; an integer beyond 64 bits becomes a
 float, which every integer field then refuses with a field error.
@@ -40,6 +43,22 @@ def json_depth_exceeds(value: Any, *, limit: int) -> bool:
     return False
 
 
+def json_has_nul(value: Any) -> bool:
+    """Whether any key or string in `value` holds a NUL character, without recursion."""
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
 class BoundedJSONParser(BaseParser):
     media_type = "application/json"
 
@@ -56,4 +75,6 @@ class BoundedJSONParser(BaseParser):
             raise ParseError(f"JSON parse error - {exc}") from exc
         if json_depth_exceeds(data, limit=MAX_JSON_DEPTH):
             raise ParseError(f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
+        if b"\\u0000" in body and json_has_nul(data):
+            raise ParseError("The JSON body holds a NUL character (\\u0000), which no field accepts.")
         return data

@@ -80,3 +80,26 @@ def test_depth_is_measured_without_recursion():
     assert json_depth_exceeds(deep, limit=MAX_JSON_DEPTH)
     assert not json_depth_exceeds({"a": [1, {"b": []}]}, limit=4)
     assert json_depth_exceeds({"a": [1, {"b": []}]}, limit=3)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"gpu_model": "\\u0000x", "gpus_total": 1}', b'{"\\u0000": 1}'],
+    ids=["in a value", "in a key"],
+)
+def test_a_nul_character_anywhere_in_the_body_is_a_400_and_stores_nothing(provider_client, body):
+    # PostgreSQL cannot store NUL in text: found by the schema fuzz test as a 500 on offers
+    from market.models import Offer
+
+    response = _post(provider_client, "/api/v1/offers/", body)
+
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]
+    assert not Offer.objects.exists()
+
+
+def test_an_escaped_backslash_before_u0000_is_not_a_nul():
+    from core.parsers import json_has_nul
+
+    assert json_has_nul({"a": ["ok", {"b": "\x00"}]})
+    assert not json_has_nul({"a": "\\u0000 is text here"})

@@ -4,7 +4,7 @@ import pytest
 from django.db import connection, connections
 from django.db.models import Sum
 
-from market import matching
+from market.matching import engine as matching
 from market.models import Lease, Node, Offer, Order
 from tests.factories import NodeFactory, OfferFactory, OrderFactory, SiteFactory, gpu
 
