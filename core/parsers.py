@@ -76,5 +76,7 @@ class BoundedJSONParser(BaseParser):
         if json_depth_exceeds(data, limit=MAX_JSON_DEPTH):
             raise ParseError(f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.")
         if b"\\u0000" in body and json_has_nul(data):
-            raise ParseError("The JSON body holds a NUL character (\\u0000), which no field accepts.")
+            raise ParseError(
+                "The JSON body holds a NUL character (\\u0000), which no field accepts."
+            )
         return data
