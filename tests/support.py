@@ -5,9 +5,11 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 
@@ -177,3 +179,34 @@ class RedisServer:
         import redis
 
         return redis.Redis(host="127.0.0.1", port=self.port).llen(queue)
+
+
+def celery_worker_start(*, env: dict[str, str], log: Path, name: str) -> subprocess.Popen:
+    """One prefork Celery worker (concurrency 1) of this project, in its own process
+    group so a test can SIGKILL the whole worker; its output is appended to `log`."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"{name}-{uuid.uuid4().hex[:8]}@%h",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )

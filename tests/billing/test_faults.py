@@ -10,9 +10,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from tests.billing.conftest import JUNE, MAY, WEBHOOK_SECRET, make_lease
 from tests.billing.test_stripe import _deliver, _pay_and_catch_the_webhook
 from tests.factories import OfferFactory, OrganisationFactory, UsageRecordFactory
 from tests.market.test_api import order_payload
-from tests.support import RedisServer, celery_broker
+from tests.support import RedisServer, celery_broker, celery_worker_start
 
 ROOT = Path(__file__).resolve().parents[2]
 LATER = dt.timedelta(seconds=django_settings.OUTBOX_REDELIVER_SECONDS + 1)
@@ -77,32 +75,7 @@ class Workers:
         self.processes: list[subprocess.Popen] = []
 
     def start(self, env: dict[str, str]) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"fault-{uuid.uuid4().hex[:8]}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = celery_worker_start(env=env, log=self.log, name="fault")
         self.processes.append(process)
         return process
 

@@ -5,9 +5,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,37 +16,13 @@ from billing.models import Invoice, LedgerAccount, LedgerTransaction
 from billing.tasks import invoices_settle_closed_period
 from tests.billing.conftest import JUNE, MAY, make_lease
 from tests.factories import OrganisationFactory, UsageRecordFactory
+from tests.support import celery_worker_start
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start_worker(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-n",
-            f"billing-kill-{uuid.uuid4().hex[:8]}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    return celery_worker_start(env=env, log=log, name="billing-kill")
 
 
 def _wait(predicate, *, timeout: float, what: str):
