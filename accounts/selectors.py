@@ -2,9 +2,9 @@ from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.db.models import Q
-from django.utils import timezone
 
 from accounts.models import Membership, Organisation
+from core import clock
 
 _UNSET = object()
 
@@ -27,5 +27,5 @@ def user_tokens(*, user: User):
     """The user's API tokens that still work, newest first."""
     from knox.models import AuthToken
 
-    live = Q(expiry__isnull=True) | Q(expiry__gt=timezone.now())
+    live = Q(expiry__isnull=True) | Q(expiry__gt=clock.now())
     return AuthToken.objects.filter(live, user=user).order_by("-created")

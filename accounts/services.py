@@ -1,12 +1,12 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as UserModel
 from django.db import transaction
-from django.utils import timezone
 from knox.models import AuthToken
 from knox.settings import knox_settings
 
 from accounts.credit_code import credit_code_problem, normalise
 from accounts.models import Membership, Organisation
+from core import clock
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 
 User = get_user_model()
@@ -79,7 +79,7 @@ def organisation_verify(*, organisation: Organisation, by: UserModel) -> Organis
             errors={"credit_code": ["Another organisation is verified for this code."]},
         )
     Organisation.objects.filter(pk=organisation.pk, verified=False).update(
-        verified=True, verified_at=timezone.now(), verified_by=by
+        verified=True, verified_at=clock.now(), verified_by=by
     )
     organisation.refresh_from_db()
     return organisation
@@ -116,7 +116,7 @@ def api_token_create(*, user: UserModel) -> tuple[AuthToken, str]:
 
     It expires after knox's TOKEN_TTL; a user holds at most TOKEN_LIMIT_PER_USER
     unexpired tokens (409 beyond: revoke one first). Expired tokens are deleted here."""
-    now = timezone.now()
+    now = clock.now()
     # The user's row lock serialises two creations racing for the last free place.
     User.objects.select_for_update().filter(pk=user.pk).first()
     AuthToken.objects.filter(user=user, expiry__lte=now).delete()

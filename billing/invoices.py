@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q, Sum
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Organisation
 from billing.models import Invoice, InvoiceLine, LedgerAccount, SlaCredit
+from core import clock
 from core.errors import ApplicationError, Conflict
 from core.money import SECONDS_PER_HOUR, amount_for_gpu_seconds, apply_basis_points
 from core.transitions import status_record
@@ -297,7 +297,7 @@ def settle_window_for(
 def invoice_draft_refresh(*, buyer: Organisation) -> int | None:
     """Rebuild the buyer's draft for the current period so its page shows
     charges so far (on lease completion and every few minutes)."""
-    start, end = period_bounds(at=timezone.now())
+    start, end = period_bounds(at=clock.now())
     window = settle_window_for(buyer=buyer, period_start=start, period_end=end)
     if window is None:
         return None

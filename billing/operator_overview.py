@@ -8,11 +8,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db.models import Count, F, Sum
-from django.utils import timezone
 
 from accounts.models import Organisation
 from billing.ledger import ledger_is_balanced
 from billing.models import FraudFlag, Invoice
+from core import clock
 from core.outbox import OutboxBacklog, outbox_backlog
 from core.scheduled_tasks import ScheduledTask, scheduled_tasks
 from market.models import Node, Order
@@ -87,6 +87,6 @@ def operator_overview() -> Overview:
         flags_open=FraudFlag.objects.filter(status=FraudFlag.Status.OPEN).count(),
         ledger_balanced=ledger_is_balanced(),
         scheduled_tasks=tasks,
-        metering=_metering(tasks, now=timezone.now()),
+        metering=_metering(tasks, now=clock.now()),
         outbox=outbox_backlog(),
     )

@@ -17,13 +17,13 @@ from typing import Any
 from django.db import transaction
 from django.db.models import CharField, Exists, F, OuterRef, Value
 from django.db.models.functions import Cast, Concat
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Organisation
 from billing import settlement
 from billing.gateways import stripe as gateway
 from billing.models import Invoice, Payment, Refund, StripeEvent
+from core import clock
 from core.errors import ApplicationError, Conflict
 from core.models import OutboxMessage
 from core.outbox import outbox_enqueue
@@ -240,12 +240,12 @@ def stripe_event_process(*, event: StripeEvent) -> None:
             return
         if intent is not None:
             _payment_intent_event(intent=intent, status=_status_from_intent(intent))
-        StripeEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now())
+        StripeEvent.objects.filter(pk=event.pk).update(processed_at=clock.now())
 
 
 def _event_mark_processed(event: StripeEvent) -> None:
     StripeEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
-        processed_at=timezone.now()
+        processed_at=clock.now()
     )
 
 
@@ -338,7 +338,7 @@ def stripe_events_reconcile(*, window_seconds: int = RECONCILE_WINDOW_SECONDS) -
     since = int(time.time()) - window_seconds
     known = set(
         StripeEvent.objects.filter(
-            received_at__gte=timezone.now() - dt.timedelta(seconds=window_seconds + 86400)
+            received_at__gte=clock.now() - dt.timedelta(seconds=window_seconds + 86400)
         ).values_list("event_id", flat=True)
     )
     missing = 0

@@ -16,7 +16,6 @@ from collections import defaultdict
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Sum
-from django.utils import timezone
 
 from accounts.models import Organisation
 from billing.gateways.payouts import GATEWAYS, bank_batch_csv
@@ -31,6 +30,7 @@ from billing.models import (
     PayoutMethod,
     PayoutRun,
 )
+from core import clock
 
 P = LedgerAccount.Purpose
 
@@ -108,7 +108,7 @@ def payout_run_execute(*, key: str, currency: str | None = None) -> PayoutRun:
         GATEWAYS[payout.method].send(payout=payout)
     PayoutRun.objects.filter(pk=run.pk, status=PayoutRun.Status.CREATED).update(
         status=PayoutRun.Status.COMPLETED,
-        completed_at=timezone.now(),
+        completed_at=clock.now(),
         bank_batch_csv=bank_batch_csv(run=run),
     )
     run.refresh_from_db()

@@ -29,7 +29,6 @@ from collections import defaultdict
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
-from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
@@ -47,6 +46,7 @@ from billing.invoices import (
 from billing.ledger import Leg, account_get, transaction_post, transaction_reverse
 from billing.models import Invoice, InvoiceEvent, InvoiceLine, SlaCredit
 from billing.subsidy import invoice_redeem_vouchers
+from core import clock
 from core.errors import ApplicationError, Conflict
 from core.money import amount_for_gpu_seconds
 from core.transitions import transition
@@ -145,7 +145,7 @@ def invoice_issue(*, invoice: Invoice, actor=None) -> Invoice:
                 legs=legs,
                 memo=f"{invoice.number} issued",
             )
-        now = timezone.now()
+        now = clock.now()
         transition(invoice, old=S.DRAFT, new=S.OPEN, actor=actor, reason="issued", issued_at=now)
         if invoice.buyer_amount <= 0:
             transition(invoice, old=S.OPEN, new=S.PAID, reason="nothing to pay", paid_at=now)
@@ -231,7 +231,7 @@ def invoice_mark_paid(
         invoice.paid_amount += amount
         Invoice.objects.filter(pk=invoice.pk).update(paid_amount=invoice.paid_amount)
         if invoice.paid_amount >= invoice.buyer_amount:
-            transition(invoice, old=S.OPEN, new=S.PAID, reason=business_key, paid_at=timezone.now())
+            transition(invoice, old=S.OPEN, new=S.PAID, reason=business_key, paid_at=clock.now())
     return invoice
 
 
@@ -286,7 +286,7 @@ def invoice_void(*, invoice: Invoice, actor=None, reason: str = "") -> Invoice:
                 new=S.VOID,
                 actor=actor,
                 reason=reason,
-                voided_at=timezone.now(),
+                voided_at=clock.now(),
             )
         else:
             raise Conflict(_("Only a draft or an unpaid open invoice can be voided."))

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Organisation
 from billing import invoices, settlement
+from core import clock
 from core.outbox import outbox_enqueue
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ MONEY = {"acks_late": True, "reject_on_worker_lost": True}
 @shared_task(name="billing.invoices_settle_closed_period")
 def invoices_settle_closed_period(at: str | None = None) -> int:
     """Fan out one settlement task per buyer for the period that just closed."""
-    now = dt.datetime.fromisoformat(at) if at else timezone.now()
+    now = dt.datetime.fromisoformat(at) if at else clock.now()
     previous_start, previous_end = invoices.period_to_close(at=now)
     buyer_ids = invoices.buyers_to_close(period_start=previous_start, period_end=previous_end)
     with transaction.atomic():
@@ -72,7 +73,7 @@ class DraftsRefreshIncomplete(Exception):
 
 @shared_task(name="billing.invoice_drafts_refresh")
 def invoice_drafts_refresh() -> int:
-    result = invoices.invoice_drafts_refresh(now=timezone.now())
+    result = invoices.invoice_drafts_refresh(now=clock.now())
     if result.failed_buyer_ids:
         raise DraftsRefreshIncomplete(
             f"the drafts of buyers {list(result.failed_buyer_ids[:10])} could not be refreshed; "

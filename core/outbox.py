@@ -26,8 +26,8 @@ from celery.signals import task_failure, task_postrun
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Min, Q
-from django.utils import timezone
 
+from core import clock
 from core.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def outbox_enqueue(*, task_name: str, args: Sequence[Any] = (), key: str) -> Out
     publish it after commit. `key` names the work (e.g. `order-match:42`): while
     a row with that key waits, enqueueing it again publishes that row again
     instead of adding another (a Stripe retry of an event still unprocessed)."""
-    now = timezone.now()
+    now = clock.now()
     waiting = OutboxMessage.objects.filter(key=key, completed_at__isnull=True).first()
     if waiting is None:
         try:
@@ -69,7 +69,7 @@ def outbox_publish(*, message_id: int, force: bool = False, now: dt.datetime | N
     redelivery delay) so that two relays never send the same row at once;
     `force` claims it even before it is due. Never raises: a failure is logged
     and left to the relay."""
-    now = now or timezone.now()
+    now = now or clock.now()
     claim = OutboxMessage.objects.filter(pk=message_id, completed_at__isnull=True)
     if not force:
         claim = claim.filter(available_at__lte=now)
@@ -104,7 +104,7 @@ def outbox_publish(*, message_id: int, force: bool = False, now: dt.datetime | N
 def outbox_relay(*, now: dt.datetime | None = None, limit: int = 500) -> int:
     """Publish every waiting row that is due, oldest first; forget completed
     rows older than OUTBOX_RETENTION_DAYS. Returns how many were published."""
-    now = now or timezone.now()
+    now = now or clock.now()
     due = list(
         OutboxMessage.objects.filter(completed_at__isnull=True, available_at__lte=now)
         .order_by("available_at", "pk")
@@ -124,7 +124,7 @@ class OutboxBacklog:
     failing: int  # waiting rows whose last attempt raised
 
     def age(self, *, now: dt.datetime | None = None) -> dt.timedelta | None:
-        return (now or timezone.now()) - self.oldest_at if self.oldest_at else None
+        return (now or clock.now()) - self.oldest_at if self.oldest_at else None
 
 
 def outbox_backlog() -> OutboxBacklog:
@@ -154,7 +154,7 @@ def _backoff(attempts: int) -> dt.timedelta:
 def _outbox_task_done(*, task_id: str | None = None, state: str | None = None, **_kwargs) -> None:
     if task_id and task_id.startswith(TASK_ID_PREFIX) and state == states.SUCCESS:
         OutboxMessage.objects.filter(task_id=task_id, completed_at__isnull=True).update(
-            completed_at=timezone.now(), last_error=""
+            completed_at=clock.now(), last_error=""
         )
 
 

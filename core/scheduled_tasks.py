@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from celery.signals import task_failure, task_success
 from django.conf import settings
 from django.db.models import F
-from django.utils import timezone
 
+from core import clock
 from core.models import ScheduledTaskStatus
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def _on_success(sender=None, **kwargs) -> None:
     if name not in scheduled_task_names():
         return
     try:
-        scheduled_task_record_success(name=name, at=timezone.now())
+        scheduled_task_record_success(name=name, at=clock.now())
     except Exception:
         logger.exception("could not record the success of %s", name)
 
@@ -98,7 +98,7 @@ def _on_failure(sender=None, exception=None, **kwargs) -> None:
         return
     try:
         error = f"{type(exception).__name__}: {exception}"
-        scheduled_task_record_failure(name=name, at=timezone.now(), error=error)
+        scheduled_task_record_failure(name=name, at=clock.now(), error=error)
     except Exception:
         logger.exception("could not record the failure of %s", name)
 

@@ -7,9 +7,8 @@ in the book and fill once the demo's simulated agents have reported."""
 import datetime as dt
 from decimal import Decimal
 
-from django.utils import timezone
-
 from accounts.models import Membership, Organisation
+from core import clock
 from market.models import GPUModel, Order
 from market.orders import order_create
 
@@ -21,7 +20,7 @@ def seed() -> None:
     if buyer is None:
         return
     owner = Membership.objects.filter(organisation=buyer).select_related("user").first()
-    start_by = timezone.now() + dt.timedelta(hours=6)
+    start_by = clock.now() + dt.timedelta(hours=6)
     models = {model.slug: model for model in GPUModel.objects.all()}
     orders = [
         # fine-tuning on NVIDIA: either H800 or A800, whichever is cheaper

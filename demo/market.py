@@ -7,9 +7,8 @@ import datetime as dt
 import hashlib
 from decimal import Decimal
 
-from django.utils import timezone
-
 from accounts.models import Organisation
+from core import clock
 from market.models import GPUModel, Node, Offer, Site
 
 DEMO_CAPACITY = {
@@ -45,7 +44,7 @@ DEMO_CAPACITY = {
 
 
 def seed() -> None:
-    now = timezone.now()
+    now = clock.now()
     for credit_code, sites in DEMO_CAPACITY.items():
         provider = Organisation.objects.filter(credit_code=credit_code).first()
         if provider is None:

@@ -3,11 +3,10 @@ voucher for the demo buyer. Idempotent: runs after demo.billing."""
 
 import datetime as dt
 
-from django.utils import timezone
-
 from accounts.models import Organisation
 from billing.models import SubsidyProgramme, Voucher
 from billing.subsidy import programme_create, voucher_issue
+from core import clock
 
 PROGRAMME_NAME = "2026 算力券 · compute vouchers for AI enterprises"
 
@@ -19,7 +18,7 @@ def seed() -> None:
         return
     programme = SubsidyProgramme.objects.filter(authority=authority, name=PROGRAMME_NAME).first()
     if programme is None:
-        now = timezone.now()
+        now = clock.now()
         programme = programme_create(
             authority=authority,
             name=PROGRAMME_NAME,
@@ -38,5 +37,5 @@ def seed() -> None:
             programme=programme,
             holder=buyer,
             face_amount=500_000_00,
-            valid_from=timezone.now() - dt.timedelta(days=30),
+            valid_from=clock.now() - dt.timedelta(days=30),
         )

@@ -14,11 +14,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Sum
-from django.utils import timezone
 
 from accounts.models import Organisation
 from accounts.services import organisation_check_can_trade
-from core import limits
+from core import clock, limits
 from core.errors import ApplicationError
 from core.transitions import transition
 from market.models import GPUModel, Node, Offer, OfferEvent, Site
@@ -130,7 +129,7 @@ def node_token_rotate(*, node: Node) -> str:
     token = f"{node.pk}.{secrets.token_urlsafe(32)}"
     fields = {
         "token_digest": node_token_digest(token=token),
-        "token_expires_at": timezone.now() + dt.timedelta(days=settings.NODE_TOKEN_TTL_DAYS),
+        "token_expires_at": clock.now() + dt.timedelta(days=settings.NODE_TOKEN_TTL_DAYS),
         "token_revoked_at": None,
     }
     Node.objects.filter(pk=node.pk).update(**fields)
@@ -146,7 +145,7 @@ def node_token_revoke(*, node: Node) -> None:
         # A digest of a secret nobody holds: the column stays unique and non-empty.
         "token_digest": node_token_digest(token=secrets.token_urlsafe(32)),
         "token_expires_at": None,
-        "token_revoked_at": timezone.now(),
+        "token_revoked_at": clock.now(),
     }
     Node.objects.filter(pk=node.pk).update(**fields)
     for name, value in fields.items():
@@ -200,7 +199,7 @@ def offer_create(
         errors["gpus_total"] = [f"Offer 1 to {limits.MAX_OFFER_GPUS} GPUs."]
     if error := _price_error(price_amount):
         errors["price_amount"] = [error]
-    now = timezone.now()
+    now = clock.now()
     if available_until <= available_from:
         errors["available_until"] = ["The window must end after it starts."]
     elif available_until <= now:

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
+from core import clock
 from core.outbox import outbox_enqueue
 from core.transitions import transition
 from market.matching import order_match
@@ -61,7 +61,7 @@ def leases_advance(*, now: dt.datetime | None = None) -> tuple[int, int]:
     """Activate pending leases whose start has come and complete active leases
     whose end has passed. Returns (activated, completed). Safe to run twice at
     once: rows being moved by another run are skipped."""
-    now = now or timezone.now()
+    now = now or clock.now()
     with transaction.atomic():
         starting = list(
             Lease.objects.select_for_update(skip_locked=True)
@@ -106,7 +106,7 @@ def _leases_completed_notify(lease_ids: list[int]) -> None:
 def leases_cancel(*, leases: list[Lease], actor: User | None, reason: str) -> list[Lease]:
     """Cancel pending or active leases (caller holds the order's lock) and give
     their GPUs back to the offers."""
-    now = timezone.now()
+    now = clock.now()
     cancellable = [
         lease for lease in leases if lease.status in (Lease.Status.PENDING, Lease.Status.ACTIVE)
     ]

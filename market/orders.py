@@ -15,11 +15,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
-from django.utils import timezone
 
 from accounts.models import Organisation
 from accounts.services import organisation_check_can_trade
-from core import limits
+from core import clock, limits
 from core.errors import ApplicationError, Conflict
 from core.outbox import outbox_enqueue
 from core.transitions import transition
@@ -75,7 +74,7 @@ def _validate(
     bad_hubs = sorted(set(hubs) - set(Hub.values))
     if bad_hubs:
         errors["hubs"] = [f"Unknown hub: {', '.join(bad_hubs)}."]
-    now = timezone.now()
+    now = clock.now()
     if start_by <= now:
         errors["start_by"] = ["The start-by deadline must be in the future."]
     elif start_by > now + MAX_START_BY:
@@ -234,7 +233,7 @@ def orders_expire(*, now: dt.datetime | None = None) -> int:
     """Expire open / partly filled orders whose start-by deadline has passed;
     the unfilled part is released (leases already made run on). Returns how
     many expired."""
-    now = now or timezone.now()
+    now = now or clock.now()
     expired = 0
     for status in OPEN_STATUSES:
         with transaction.atomic():

@@ -20,9 +20,9 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Cast, Coalesce, NullIf
-from django.utils import timezone
 
 from accounts.models import Organisation
+from core import clock
 from core.money import round_minor
 from market.matching import HOLDING_STATUSES, order_quote
 from market.models import GPUModel, Lease, Node, Offer, Order, Site
@@ -70,7 +70,7 @@ def offers_search(
     """Active offers with GPUs left and a window still open, filtered and
     sorted; each row carries `price_per_pflops_hour` (minor units per
     PFLOPS-hour of dense BF16) and the provider's `reliability`."""
-    now = now or timezone.now()
+    now = now or clock.now()
     offers = Offer.objects.filter(
         status=Offer.Status.ACTIVE, gpus_available__gt=0, available_until__gt=now
     ).select_related("gpu_model", "site", "provider")

@@ -5,8 +5,8 @@ order transitions only move rows still in their old status.
 """
 
 from celery import shared_task
-from django.utils import timezone
 
+from core import clock
 from market import leases, matching, orders
 from market import leases as failover
 
@@ -35,4 +35,4 @@ def orders_expire() -> int:
 
 @shared_task(name="market.leases_failover", acks_late=True, reject_on_worker_lost=True)
 def leases_failover() -> int:
-    return failover.leases_failover(now=timezone.now())
+    return failover.leases_failover(now=clock.now())

@@ -5,6 +5,7 @@
 - A sub-domain package is entered through its face: outside the package, code
   imports only the names its `__init__.py` lists in `__all__` (apps.py, which
   registers a package's Celery tasks, is wiring and exempt).
+- Every "now" comes from `core.clock.now()`, so a simulated clock reaches all of it.
 """
 
 import ast
@@ -66,4 +67,23 @@ def test_sub_domain_packages_are_entered_through_their_face():
                         for n in names
                         if n not in public
                     ]
+    assert offenders == []
+
+
+def test_every_now_comes_from_the_exchange_clock():
+    """`core.clock.now()` is the one source of "now" (a simulation swaps it);
+    a `timezone.now()` or `datetime.now()` elsewhere in the exchange would not
+    follow a simulated clock. The agent is a separate program and keeps its own."""
+    offenders = []
+    for module, _path, tree in _modules():
+        if module == "core.clock" or module.startswith("agent"):
+            continue
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("now", "utcnow", "today")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("timezone", "datetime", "dt", "date")
+            ):
+                offenders.append(f"{module}:{node.lineno}: {node.value.id}.{node.attr}")
     assert offenders == []

@@ -12,10 +12,10 @@ from typing import Protocol
 
 from django.conf import settings
 from django.db.models import F
-from django.utils import timezone
 
 from billing.gateways import stripe as stripe_gateway
 from billing.models import Payout, PayoutLine, PayoutMethod, PayoutRun
+from core import clock
 from core.money import format_major
 
 PURPOSE = "算力服务结算"  # 用途 as the bank prints it on the provider's statement
@@ -76,7 +76,7 @@ class BankTransferGateway:
 
     def send(self, *, payout: Payout) -> None:
         Payout.objects.filter(pk=payout.pk, status=Payout.Status.PENDING).update(
-            status=Payout.Status.SENT, sent_at=timezone.now()
+            status=Payout.Status.SENT, sent_at=clock.now()
         )
 
 

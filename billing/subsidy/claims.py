@@ -21,7 +21,6 @@ from collections import defaultdict
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from accounts.models import Organisation
 from billing.ledger import Leg, account_get, transaction_post
@@ -33,6 +32,7 @@ from billing.models import (
 )
 from billing.subsidy.accounts import programme_accounts
 from billing.subsidy.claim_report import claim_redemptions
+from core import clock
 from core.errors import ApplicationError, Conflict
 from core.transitions import status_record, transition_or_conflict
 
@@ -131,7 +131,7 @@ def claim_approve(*, claim: SubsidyClaim, actor: User | None = None) -> SubsidyC
             new=CS.APPROVED,
             actor=actor,
             decided_by=actor,
-            decided_at=timezone.now(),
+            decided_at=clock.now(),
         )
     claim.refresh_from_db()
     return claim
@@ -149,7 +149,7 @@ def claim_reject(*, claim: SubsidyClaim, reason: str, actor: User | None = None)
             actor=actor,
             reason=reason,
             decided_by=actor,
-            decided_at=timezone.now(),
+            decided_at=clock.now(),
             rejection_reason=reason[:300],
         )
     claim.refresh_from_db()

@@ -24,10 +24,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Sum
-from django.utils import timezone
 
 from billing.models import FraudFlag, Redemption, SubsidyProgramme, Voucher
 from billing.subsidy.rules import affiliation_evidence
+from core import clock
 from core.errors import ApplicationError, Conflict
 from market.models import Lease
 
@@ -167,7 +167,7 @@ def _expiry_burst(redemptions) -> Iterator[Finding]:
 
 
 def fraud_findings(*, now: dt.datetime | None = None) -> list[Finding]:
-    now = now or timezone.now()
+    now = now or clock.now()
     redemptions = list(_recent_redemptions(now).prefetch_related("usage_records"))
     return [
         *_idle_burning(redemptions),
@@ -200,7 +200,7 @@ def fraud_flag_review(*, flag: FraudFlag, status: str, actor=None, note: str = "
     if status not in (FraudFlag.Status.DISMISSED, FraudFlag.Status.CONFIRMED):
         raise ApplicationError("Dismiss or confirm.", errors={"status": ["Not a decision."]})
     updated = FraudFlag.objects.filter(pk=flag.pk, status=FraudFlag.Status.OPEN).update(
-        status=status, reviewed_by=actor, reviewed_at=timezone.now(), review_note=note[:300]
+        status=status, reviewed_by=actor, reviewed_at=clock.now(), review_note=note[:300]
     )
     if updated != 1:
         raise Conflict("The flag was already reviewed.")

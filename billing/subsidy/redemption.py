@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Q, Sum
-from django.utils import timezone
 
 from accounts.models import Organisation
 from billing.ledger import Leg, account_get, transaction_post, transaction_reverse
@@ -42,6 +41,7 @@ from billing.subsidy.accounts import (
 )
 from billing.subsidy.rules import line_ineligibility, line_rate_bp, one_claim_conflict, usage_year
 from billing.subsidy.services import voucher_return_balance
+from core import clock
 from core.errors import ApplicationError, Conflict
 from core.money import apply_basis_points
 from core.transitions import status_record, transition_or_conflict
@@ -161,7 +161,7 @@ def _redeem(
 
 def _lock(invoice: Invoice, lines: list[InvoiceLine]) -> list[Voucher]:
     """Lock the programmes, then the vouchers, that could pay (pk order)."""
-    now = timezone.now()
+    now = clock.now()
     provider_ids = {line.provider_id for line in lines}
     candidates = Voucher.objects.filter(
         Q(holder=invoice.buyer, programme__beneficiary=BUYERS)
@@ -380,7 +380,7 @@ def _voucher_after_claw_back(programme, voucher: Voucher, redemption: Redemption
         voucher_return_balance(
             programme=programme, voucher=voucher, key_suffix=f"claw-back:{redemption.pk}"
         )
-    elif voucher.status == VS.EXHAUSTED and voucher.valid_until > timezone.now():
+    elif voucher.status == VS.EXHAUSTED and voucher.valid_until > clock.now():
         Voucher.objects.filter(pk=voucher.pk, status=VS.EXHAUSTED).update(status=VS.ACTIVE)
         VoucherEvent.objects.create(
             voucher=voucher,

@@ -13,7 +13,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import Organisation
 from billing.ledger import InsufficientBalance, Leg, transaction_post
@@ -23,7 +22,7 @@ from billing.models import (
     VoucherApplication,
 )
 from billing.subsidy.accounts import programme_accounts, voucher_account
-from core import limits
+from core import clock, limits
 from core.errors import ApplicationError, Conflict
 from core.transitions import status_record, transition
 
@@ -57,7 +56,7 @@ def _validate_programme(fields: dict[str, Any]) -> None:
             errors[name] = ["A rate is between 1 and 10,000 basis points (0.01 %–100 %)."]
     if fields["valid_until"] <= fields["valid_from"]:
         errors["valid_until"] = ["The programme must end after it starts."]
-    elif fields["valid_until"] <= timezone.now():
+    elif fields["valid_until"] <= clock.now():
         errors["valid_until"] = ["The programme's window has already ended."]
     elif fields["valid_until"] - fields["valid_from"] > limits.MAX_PROGRAMME_LENGTH:
         errors["valid_until"] = [
@@ -147,7 +146,7 @@ def voucher_issue(
     budget left to the voucher; the floored budget account refuses to commit
     more than is left."""
     programme = SubsidyProgramme.objects.select_for_update().get(pk=programme.pk)
-    now = timezone.now()
+    now = clock.now()
     valid_from = max(valid_from or now, programme.valid_from)
     valid_until = min(valid_until or programme.valid_until, programme.valid_until)
     errors: dict[str, list[str]] = {}
@@ -234,12 +233,12 @@ def voucher_revoke(*, voucher: Voucher, actor: User | None = None, reason: str) 
     if not reason.strip():
         raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
     return _voucher_close(
-        voucher=voucher, to_status=VS.REVOKED, actor=actor, reason=reason, now=timezone.now()
+        voucher=voucher, to_status=VS.REVOKED, actor=actor, reason=reason, now=clock.now()
     )
 
 
 def voucher_expire(*, voucher: Voucher, now: dt.datetime | None = None) -> Voucher:
-    now = now or timezone.now()
+    now = now or clock.now()
     if voucher.valid_until > now:
         raise ApplicationError("The voucher is still valid.")
     return _voucher_close(voucher=voucher, to_status=VS.EXPIRED, reason="validity ended", now=now)
@@ -248,7 +247,7 @@ def voucher_expire(*, voucher: Voucher, now: dt.datetime | None = None) -> Vouch
 def vouchers_expire_due(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Beat task body: activate vouchers whose validity began, expire those
     whose validity ended (returning their unused balance). Safe to run twice."""
-    now = now or timezone.now()
+    now = now or clock.now()
     activated = 0
     for voucher in Voucher.objects.filter(
         status=VS.ISSUED, valid_from__lte=now, valid_until__gt=now
@@ -280,10 +279,7 @@ def application_create(
     actor: User | None = None,
 ) -> VoucherApplication:
     errors: dict[str, list[str]] = {}
-    if (
-        programme.status != SubsidyProgramme.Status.ACTIVE
-        or timezone.now() >= programme.valid_until
-    ):
+    if programme.status != SubsidyProgramme.Status.ACTIVE or clock.now() >= programme.valid_until:
         errors["programme"] = ["The programme is closed."]
     elif problem := _holder_problem(programme, applicant):
         errors["programme"] = [problem]
@@ -316,7 +312,7 @@ def _application_decide(application, new: str, actor, reason: str, amount: int |
         approved_amount=amount,
         decision_reason=reason[:300],
         decided_by=actor,
-        decided_at=timezone.now(),
+        decided_at=clock.now(),
     )
     if not decided:
         raise Conflict("The application was already decided.")

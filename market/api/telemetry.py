@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, generics, serializers
@@ -13,6 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasOrganisation
 from accounts.selectors import organisation_for_user
+from core import clock
 from core.openapi import errors
 from market.models import Node, UsageRecord
 from market.telemetry import MAX_SAMPLES_PER_BATCH, selectors, telemetry_ingest
@@ -48,7 +48,7 @@ class NodeTokenAuthentication(BaseAuthentication):
         node = node_for_token(token=parts[1].decode(errors="replace"))
         if node is None:
             raise exceptions.AuthenticationFailed("Unknown node token.")
-        if node_token_expired(node=node, now=timezone.now()):
+        if node_token_expired(node=node, now=clock.now()):
             raise exceptions.AuthenticationFailed(
                 "This node token has expired; rotate it on My capacity or through the API."
             )
@@ -115,7 +115,7 @@ class TelemetryIngestView(APIView):
         examples=[OpenApiExample("result", value={"accepted": 4990, "duplicates": 10})],
     )
     def post(self, request):
-        result = telemetry_ingest(node=request.auth, body=request.body, now=timezone.now())
+        result = telemetry_ingest(node=request.auth, body=request.body, now=clock.now())
         return Response({"accepted": result.accepted, "duplicates": result.duplicates})
 
 

@@ -75,8 +75,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.utils import timezone
-
+from core import clock
 from market.matching.book import (
     OPEN_STATUSES,
     Book,
@@ -112,7 +111,7 @@ def order_match(
     first new lease points back through `previous_lease`. Call it after your
     own transaction commits: it takes its row locks in the engine's order.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     queryset = Order.objects.filter(pk=order_id, status__in=OPEN_STATUSES)
     if previous_lease_id is None:
         queryset = queryset.filter(start_by__gt=now)
@@ -164,7 +163,7 @@ def _priority(order: BookOrder) -> tuple:
 def match_round(*, now: dt.datetime | None = None) -> RoundResult:
     """Match every open order against the whole book, in priority order, then
     rebalance: one snapshot, one in-memory plan, one committing transaction."""
-    now = now or timezone.now()
+    now = now or clock.now()
     with _gc_paused():
         models = list(GPUModel.objects.all())
         queryset = Order.objects.filter(status__in=OPEN_STATUSES, start_by__gt=now)
@@ -211,7 +210,7 @@ def order_quote(
 ) -> list[QuoteLine]:
     """What an order like this would get if placed now: a dry run of the
     engine on the current book (nothing is locked or written)."""
-    now = now or timezone.now()
+    now = now or clock.now()
     order = BookOrder(
         id=0,
         buyer_id=0,

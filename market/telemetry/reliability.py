@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from django.db.models import Sum
-from django.utils import timezone
 
+from core import clock
 from market.models import UsageRecord
 
 RELIABILITY_WINDOW = dt.timedelta(days=30)
@@ -27,7 +27,7 @@ def provider_reliability(
     scores = dict.fromkeys(ids, Decimal(1))
     if not ids:
         return scores
-    since = (now or timezone.now()) - RELIABILITY_WINDOW
+    since = (now or clock.now()) - RELIABILITY_WINDOW
     rows = (
         UsageRecord.objects.filter(lease__provider_id__in=ids, window_end__gt=since)
         .values("lease__provider_id")

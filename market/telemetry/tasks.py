@@ -1,8 +1,8 @@
 """Celery tasks of the telemetry part: thin, idempotent wrappers run by beat."""
 
 from celery import shared_task
-from django.utils import timezone
 
+from core import clock
 from market.telemetry import health, metering
 
 
@@ -13,12 +13,12 @@ class MeteringIncomplete(Exception):
 
 @shared_task(name="market.nodes_health_check")
 def nodes_health_check() -> int:
-    return health.nodes_health_check(now=timezone.now())
+    return health.nodes_health_check(now=clock.now())
 
 
 @shared_task(name="market.leases_meter", acks_late=True, reject_on_worker_lost=True)
 def leases_meter() -> int:
-    result = metering.leases_meter(now=timezone.now())
+    result = metering.leases_meter(now=clock.now())
     if result.failed_lease_ids:
         raise MeteringIncomplete(
             f"{len(result.failed_lease_ids)} lease(s) could not be metered "

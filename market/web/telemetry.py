@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.selectors import organisation_for_user
+from core import clock
 from core.charts import line_chart
 from market.telemetry import lease_end, selectors
 
@@ -44,7 +45,7 @@ def lease_usage(request: HttpRequest, pk: int) -> HttpResponse:
     # The order's other leases as far as this organisation may see them: the
     # buyer sees its whole order, a provider only its own leases of it.
     history = list(visible.filter(order=lease.order).order_by("starts_at", "pk"))
-    until = min(timezone.now(), lease_end(lease))
+    until = min(clock.now(), lease_end(lease))
     series = selectors.node_series(node=lease.node, since=until - CHART_SPAN, until=until)
     return render(
         request,
@@ -65,7 +66,7 @@ def node_health(request: HttpRequest, pk: int) -> HttpResponse:
     if organisation is None:
         raise Http404
     node = get_object_or_404(selectors.nodes_for_provider(organisation=organisation), pk=pk)
-    now = timezone.now()
+    now = clock.now()
     series = selectors.node_series(node=node, since=now - CHART_SPAN, until=now)
     lease_ids = list(node.leases.values_list("pk", flat=True))
     return render(

@@ -6,11 +6,11 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import buyer_page, provider_page
+from core import clock
 from core.errors import ApplicationError
 from core.pages import form_errors_apply
 from core.throttles import page_throttled
@@ -62,7 +62,7 @@ def my_capacity(request: HttpRequest, provider) -> HttpResponse:
             "node_form": NodeForm(sites=sites),
             "offer_form": OfferForm(sites=sites, nodes=search.nodes_of(provider)),
             "new_token": request.session.pop("new_node_token", None),
-            "now": timezone.now(),
+            "now": clock.now(),
         },
     )
 
