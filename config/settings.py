@@ -271,6 +271,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     # market: matching, lease lifecycle, order expiry
     "market-match-round": {"task": "market.match_round", "schedule": 5.0},
     "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
+    "market-nodes-drain": {"task": "market.nodes_drain_due", "schedule": 15.0},
     "market-orders-expire": {"task": "market.orders_expire", "schedule": 30.0},
     # telemetry: node health, failover, metering
     "telemetry-node-health": {"task": "market.nodes_health_check", "schedule": 5.0},

@@ -42,6 +42,7 @@ MAX_ORDER_START_AHEAD = dt.timedelta(days=90)  # an order's start-by deadline
 MAX_OFFER_AHEAD = dt.timedelta(days=2 * 366)  # how far ahead an offer's window may end
 MAX_PROGRAMME_LENGTH = dt.timedelta(days=10 * 366)  # a subsidy programme's validity
 MAX_CONTRACT_DAYS = 10 * 366  # a programme's maximum contract term
+MAX_DRAIN_NOTICE_MINUTES = 60 * 24 * 30  # notice of a node's maintenance
 
 # --- subsidy ----------------------------------------------------------------------
 MAX_GPU_HOURS = 100_000_000  # GPU-hours a voucher application expects

@@ -1,6 +1,10 @@
 """Lease lifecycle (pending → active → completed; pending/active → cancelled).
 
-Failure and migration belong to the telemetry part. Capacity accounting: a
+A buyer may end a lease before its end (`lease_end_now`): an active lease
+completes at that second (metering closes there, so the invoice bills it to
+the second), a pending one is cancelled; either way its GPUs go back to the
+offer at once and the reason is on the lease's history. Failure and
+migration belong to the telemetry part. Capacity accounting: a
 lease holds its node's GPUs while pending or active (market.matching counts
 them), so ending a lease frees the node by itself; the offer's
 `gpus_available` gets the GPUs back here, unless the offer was withdrawn.
@@ -16,6 +20,7 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from core import clock
+from core.errors import Conflict
 from core.outbox import outbox_enqueue
 from core.transitions import transition
 from market.matching import order_match
@@ -101,6 +106,57 @@ def _leases_completed_notify(lease_ids: list[int]) -> None:
             outbox_enqueue(
                 task_name=task_name, args=[lease_id], key=f"lease-completed:{lease_id}:{task_name}"
             )
+
+
+LIVE_STATUSES = (Lease.Status.PENDING, Lease.Status.ACTIVE)
+
+
+def leases_stop(
+    *, leases: list[Lease], at: dt.datetime, actor: User | None, reason: str
+) -> list[Lease]:
+    """End live leases at `at` (caller holds their order's lock): an active one
+    completes then (metering stops there), a pending one is cancelled. Their
+    GPUs go back to the offers and billing hears of the completed ones, all in
+    the caller's transaction. Returns the leases that moved."""
+    moved: list[Lease] = []
+    for status, to in (
+        (Lease.Status.PENDING, Lease.Status.CANCELLED),
+        (Lease.Status.ACTIVE, Lease.Status.COMPLETED),
+    ):
+        batch = [lease for lease in leases if lease.status == status]
+        # an active lease never ends before it started (`at` may be truncated)
+        for lease in batch:
+            when = max(at, lease.starts_at) if status == Lease.Status.ACTIVE else at
+            moved += _leases_move([lease], to=to, reason=reason, actor=actor, now=when)
+    returned: dict[int, int] = defaultdict(int)
+    for lease in moved:
+        returned[lease.offer_id] += lease.gpu_count
+    _offers_give_back(returned)
+    _leases_completed_notify(
+        [lease.pk for lease in moved if lease.status == Lease.Status.COMPLETED]
+    )
+    return moved
+
+
+def lease_end_now(*, lease: Lease, actor: User | None, reason: str = "") -> Lease:
+    """The buyer ends a lease now, at the current whole second: an active lease
+    completes (metered and billed to that second), a pending one is cancelled;
+    the GPUs go back to the offer at once. A lease that has already ended is a
+    Conflict (409)."""
+    at = clock.now().replace(microsecond=0)
+    why = "ended early by the buyer" + (f": {reason}" if reason else "")
+    with transaction.atomic():
+        Order.objects.select_for_update().filter(pk=lease.order_id).first()
+        locked = Lease.objects.get(pk=lease.pk)
+        if locked.status not in LIVE_STATUSES:
+            raise Conflict(
+                f"The lease is {locked.get_status_display()}; it has already ended.",
+                errors={"status": [f"The lease is {locked.status}."]},
+            )
+        if not leases_stop(leases=[locked], at=at, actor=actor, reason=why):
+            raise Conflict("The lease ended meanwhile.")
+    locked.refresh_from_db()
+    return locked
 
 
 def leases_cancel(*, leases: list[Lease], actor: User | None, reason: str) -> list[Lease]:

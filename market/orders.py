@@ -204,14 +204,17 @@ def _order_for_key(*, buyer: Organisation, key: str, digest: str) -> Order | Non
     return existing
 
 
-def order_cancel(*, order: Order, actor: User | None) -> Order:
+def order_cancel(*, order: Order, actor: User | None, end_running_leases: bool = False) -> Order:
     """Cancel an open or partly filled order: the unfilled part is dropped and
-    leases not yet started are cancelled; running leases run to their end."""
-    from market.leases import leases_cancel
+    leases not yet started are cancelled; running leases run to their end,
+    unless `end_running_leases`: then they end now too (billed to the second),
+    and a filled order can be cancelled as well."""
+    from market.leases import leases_cancel, leases_stop
 
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
-        if locked.status not in OPEN_STATUSES:
+        cancellable = (*OPEN_STATUSES, Order.Status.FILLED) if end_running_leases else OPEN_STATUSES
+        if locked.status not in cancellable:
             raise ApplicationError(
                 f"An order that is {locked.get_status_display()} cannot be cancelled.",
                 errors={"status": [f"The order is {locked.status}."]},
@@ -225,6 +228,14 @@ def order_cancel(*, order: Order, actor: User | None) -> Order:
         )
         pending = list(locked.leases.filter(status=Lease.Status.PENDING))
         leases_cancel(leases=pending, actor=actor, reason="order cancelled")
+        if end_running_leases:
+            running = list(locked.leases.filter(status=Lease.Status.ACTIVE).order_by("pk"))
+            leases_stop(
+                leases=running,
+                at=clock.now().replace(microsecond=0),
+                actor=actor,
+                reason="ended early by the buyer: order cancelled",
+            )
     locked.refresh_from_db()
     return locked
 

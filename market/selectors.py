@@ -13,8 +13,10 @@ from django.db.models import (
     DecimalField,
     ExpressionWrapper,
     F,
+    OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
     When,
@@ -25,7 +27,7 @@ from accounts.models import Organisation
 from core import clock
 from core.money import round_minor
 from market.matching import HOLDING_STATUSES, order_quote
-from market.models import GPUModel, Lease, Node, Offer, Order, Site
+from market.models import GPUModel, Lease, LeaseEvent, Node, Offer, Order, Site
 from market.telemetry import provider_reliability
 
 OFFER_SORTS = {
@@ -146,8 +148,21 @@ def leases_of(organisation: Organisation) -> QuerySet[Lease]:
         .annotate(
             gpu_seconds_delivered=Coalesce(Sum("usage_records__gpu_seconds_delivered"), 0),
             gpu_seconds_lost=Coalesce(Sum("usage_records__gpu_seconds_lost"), 0),
+            ended_reason=Subquery(
+                LeaseEvent.objects.filter(lease=OuterRef("pk"), to_status__in=ENDED_STATUSES)
+                .order_by("-pk")
+                .values("reason")[:1]
+            ),
         )
     )
+
+
+ENDED_STATUSES = (
+    Lease.Status.COMPLETED,
+    Lease.Status.FAILED,
+    Lease.Status.MIGRATED,
+    Lease.Status.CANCELLED,
+)
 
 
 @dataclass(frozen=True)

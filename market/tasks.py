@@ -7,7 +7,7 @@ order transitions only move rows still in their old status.
 from celery import shared_task
 
 from core import clock
-from market import leases, matching, orders
+from market import leases, maintenance, matching, orders
 from market import leases as failover
 
 
@@ -36,3 +36,9 @@ def orders_expire() -> int:
 @shared_task(name="market.leases_failover", acks_late=True, reject_on_worker_lost=True)
 def leases_failover() -> int:
     return failover.leases_failover(now=clock.now())
+
+
+@shared_task(name="market.nodes_drain_due", acks_late=True, reject_on_worker_lost=True)
+def nodes_drain_due() -> int:
+    """Nodes whose maintenance notice has run out go into maintenance."""
+    return maintenance.nodes_drain_due()

@@ -210,6 +210,16 @@ API: dict[tuple[str, str], Api] = {
     (f"{V1}/nodes/{{id}}/token/revoke/", "post"): Api(
         PROVIDERS, path=lambda w: {"id": w.a.node.pk}, sees={"provider_a"}
     ),
+    (f"{V1}/nodes/{{id}}/drain/", "post"): Api(
+        PROVIDERS,
+        path=lambda w: {"id": w.a.node.pk},
+        sees={"provider_a"},
+        body=lambda w, r: {"notice_minutes": 30, "reason": "firmware"},
+    ),
+    # no drain announced on side A's node: the owner gets as far as "nothing to withdraw"
+    (f"{V1}/nodes/{{id}}/drain/cancel/", "post"): Api(
+        PROVIDERS, path=lambda w: {"id": w.a.node.pk}, sees={"provider_a"}, ok=409
+    ),
     (f"{V1}/offers/", "get"): Api(ALL),  # public search
     (f"{V1}/offers/", "post"): Api(PROVIDERS, body=_offer_body, ok=201),
     (f"{V1}/offers/mine/", "get"): Api(
@@ -248,6 +258,12 @@ API: dict[tuple[str, str], Api] = {
     ),
     (f"{V1}/leases/{{id}}/", "get"): Api(
         MEMBERS, path=lambda w: {"id": w.a.lease.pk}, sees={"buyer_a", "provider_a"}
+    ),
+    (f"{V1}/leases/{{id}}/end/", "post"): Api(
+        BUYERS,
+        path=lambda w: {"id": w.a.lease.pk},
+        sees={"buyer_a"},
+        body=lambda w, r: {"reason": "done"},
     ),
     (f"{V1}/usage-records/", "get"): Api(
         MEMBERS,
@@ -486,6 +502,16 @@ PAGES: dict[str, Page] = {
     "market:order_estimate": Page(BUYERS),
     "market:order_cancel": Page(
         BUYERS, kwargs=lambda w: {"pk": w.a.open_order.pk}, sees={"buyer_a"}, method="post"
+    ),
+    "market:lease_end": Page(
+        BUYERS, kwargs=lambda w: {"pk": w.a.lease.pk}, sees={"buyer_a"}, method="post"
+    ),
+    "market:node_drain": Page(
+        PROVIDERS,
+        kwargs=lambda w: {"pk": w.a.node.pk, "action": "schedule"},
+        sees={"provider_a"},
+        method="post",
+        data=lambda w: {"notice_minutes": 30},
     ),
     "lease-usage": Page(
         BUYERS | PROVIDERS, kwargs=lambda w: {"pk": w.a.lease.pk}, sees={"buyer_a", "provider_a"}

@@ -10,7 +10,8 @@ from accounts.permissions import IsProvider
 from accounts.selectors import organisation_for_user
 from core import limits
 from core.api import PaginatedAPIView
-from market import capacity
+from core.openapi import errors
+from market import capacity, maintenance
 from market import selectors as search
 from market.models import GPUModel, Node, Site
 from market.models.capacity import Hub, LatencyClass
@@ -104,6 +105,8 @@ class NodeOutput(serializers.ModelSerializer):
             "state",
             "state_reason",
             "last_seen_at",
+            "drain_at",
+            "drain_reason",
             "token_expires_at",
             "token_revoked_at",
             "created_at",
@@ -180,3 +183,42 @@ class NodeTokenRevokeView(APIView):
         node = get_object_or_404(search.nodes_of(organisation_for_user(request.user)), pk=pk)
         capacity.node_token_revoke(node=node)
         return Response(NodeOutput(node).data)
+
+
+class NodeDrainInput(serializers.Serializer):
+    notice_minutes = serializers.IntegerField(
+        min_value=0, max_value=limits.MAX_DRAIN_NOTICE_MINUTES
+    )
+    reason = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
+
+
+class NodeDrainView(APIView):
+    """Announce maintenance of the node in `notice_minutes`: it takes no new lease
+    from now on, and when the notice runs out it goes into maintenance; its
+    running leases fail over to another offer where their orders allow it and end
+    there otherwise (billed to that second). A node in maintenance is a 409."""
+
+    permission_classes = [IsProvider]
+
+    @extend_schema(request=NodeDrainInput, responses={200: NodeOutput, **errors(409)})
+    def post(self, request, pk: int):
+        nodes = search.nodes_of(organisation_for_user(request.user))
+        node = get_object_or_404(nodes, pk=pk)
+        data = NodeDrainInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        maintenance.node_drain_schedule(node=node, actor=request.user, **data.validated_data)
+        return Response(NodeOutput(nodes.get(pk=pk)).data)
+
+
+class NodeDrainCancelView(APIView):
+    """Withdraw the node's announced drain, or end its maintenance (it is matched
+    again once its agent reports). A node with neither is a 409."""
+
+    permission_classes = [IsProvider]
+
+    @extend_schema(request=None, responses={200: NodeOutput, **errors(409)})
+    def post(self, request, pk: int):
+        nodes = search.nodes_of(organisation_for_user(request.user))
+        node = get_object_or_404(nodes, pk=pk)
+        maintenance.node_drain_cancel(node=node, actor=request.user)
+        return Response(NodeOutput(nodes.get(pk=pk)).data)

@@ -13,6 +13,7 @@ from core.api import PaginatedAPIView
 from core.openapi import errors
 from market import orders
 from market import selectors as search
+from market.leases import lease_end_now
 from market.models import GPUModel, Lease, Order
 from market.throttles import OrderPlacementThrottle
 
@@ -23,6 +24,10 @@ class LeaseOutput(serializers.ModelSerializer):
     gpu_seconds_delivered = serializers.IntegerField(read_only=True, default=0)
     gpu_seconds_lost = serializers.IntegerField(read_only=True, default=0)
     status = serializers.CharField(read_only=True)
+    ended_reason = serializers.CharField(read_only=True, allow_null=True, default=None)
+    node_drain_at = serializers.DateTimeField(
+        source="node.drain_at", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Lease
@@ -41,6 +46,8 @@ class LeaseOutput(serializers.ModelSerializer):
             "status",
             "previous_lease",
             "ended_at",
+            "ended_reason",
+            "node_drain_at",
             "gpu_seconds_delivered",
             "gpu_seconds_lost",
         ]
@@ -175,13 +182,25 @@ class OrderDetailView(APIView):
         return Response(OrderDetailOutput(order).data)
 
 
+class OrderCancelInput(serializers.Serializer):
+    end_running_leases = serializers.BooleanField(default=False)
+
+
 class OrderCancelView(APIView):
+    """Cancel the order: its unfilled part is dropped and leases not yet started
+    are cancelled. Running leases run to their end unless `end_running_leases`
+    is true: then they end now, billed to this second (a filled order can then
+    be cancelled too)."""
+
     permission_classes = [IsBuyer]
 
-    @extend_schema(request=None, responses=OrderOutput)
+    @extend_schema(request=OrderCancelInput, responses=OrderOutput)
     def post(self, request, pk: int):
         order = get_object_or_404(search.orders_of(organisation_for_user(request.user)), pk=pk)
-        return Response(OrderOutput(orders.order_cancel(order=order, actor=request.user)).data)
+        data = OrderCancelInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        cancelled = orders.order_cancel(order=order, actor=request.user, **data.validated_data)
+        return Response(OrderOutput(cancelled).data)
 
 
 class LeaseListView(PaginatedAPIView):
@@ -202,3 +221,25 @@ class LeaseDetailView(APIView):
     def get(self, request, pk: int):
         lease = get_object_or_404(search.leases_of(organisation_for_user(request.user)), pk=pk)
         return Response(LeaseOutput(lease).data)
+
+
+class LeaseEndInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
+
+
+class LeaseEndView(APIView):
+    """End a lease now (its buyer): a running lease completes at this second and
+    is billed to it, one not yet started is cancelled; the GPUs go back to the
+    offer at once, and the reason shows on the lease for its provider. A lease
+    that has already ended is a 409."""
+
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=LeaseEndInput, responses={200: LeaseOutput, **errors(409)})
+    def post(self, request, pk: int):
+        buyer = organisation_for_user(request.user)
+        lease = get_object_or_404(search.leases_of(buyer).filter(buyer=buyer), pk=pk)
+        data = LeaseEndInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        lease_end_now(lease=lease, actor=request.user, reason=data.validated_data["reason"])
+        return Response(LeaseOutput(search.leases_of(buyer).get(pk=pk)).data)

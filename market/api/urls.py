@@ -21,6 +21,12 @@ urlpatterns = [
         capacity.NodeTokenRevokeView.as_view(),
         name="api-node-token-revoke",
     ),
+    path("nodes/<int:pk>/drain/", capacity.NodeDrainView.as_view(), name="api-node-drain"),
+    path(
+        "nodes/<int:pk>/drain/cancel/",
+        capacity.NodeDrainCancelView.as_view(),
+        name="api-node-drain-cancel",
+    ),
     path("offers/", offers.OfferListCreateView.as_view(), name="api-offers"),
     path("offers/mine/", offers.OfferMineView.as_view(), name="api-offers-mine"),
     path("offers/<int:pk>/", offers.OfferDetailView.as_view(), name="api-offer"),
@@ -34,6 +40,7 @@ urlpatterns = [
     path("orders/<int:pk>/cancel/", orders.OrderCancelView.as_view(), name="api-order-cancel"),
     path("leases/", orders.LeaseListView.as_view(), name="api-leases"),
     path("leases/<int:pk>/", orders.LeaseDetailView.as_view(), name="api-lease"),
+    path("leases/<int:pk>/end/", orders.LeaseEndView.as_view(), name="api-lease-end"),
     path("telemetry/", telemetry.TelemetryIngestView.as_view(), name="api-telemetry"),
     path("usage-records/", telemetry.UsageRecordListView.as_view(), name="api-usage-records"),
 ]

@@ -210,9 +210,10 @@ def book_load(
     )
     site_ids = {row[2] for row in rows}
     node_rows = pg_values(
-        Node.objects.filter(site_id__in=site_ids, state=Node.State.ONLINE).exclude(
-            id__in=exclude_node_ids
-        ),
+        # a node announced for maintenance (drain_at) takes no new lease
+        Node.objects.filter(
+            site_id__in=site_ids, state=Node.State.ONLINE, drain_at__isnull=True
+        ).exclude(id__in=exclude_node_ids),
         "id",
         "site_id",
         "gpu_model_id",

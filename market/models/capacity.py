@@ -70,8 +70,12 @@ class Node(models.Model):
     at once) or revokes it (no token works until the next rotation).
 
     States: awaiting agent → online (its agent's first telemetry);
-    online ⇄ degraded → offline → online; any → maintenance → online.
+    online ⇄ degraded → offline → online; any → maintenance → awaiting
+    agent (back in service: online again on its agent's next batch).
     A node awaiting its agent is never matched nor a failover target.
+    A drain (`drain_at`, market/maintenance.py) announces maintenance with
+    notice: the node takes no new leases, and at `drain_at` it goes into
+    maintenance and its leases end or fail over.
     """
 
     class State(models.TextChoices):
@@ -94,6 +98,8 @@ class Node(models.Model):
     token_expires_at = models.DateTimeField(null=True, blank=True)
     token_revoked_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    drain_at = models.DateTimeField(_("drain at"), null=True, blank=True)
+    drain_reason = models.CharField(_("drain reason"), max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

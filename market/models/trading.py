@@ -15,7 +15,8 @@ class Order(models.Model):
     """A buyer's bid for `gpu_count` GPUs for `hours` hours.
 
     Statuses: open → partially_filled → filled; open/partially_filled →
-    cancelled / expired (at `start_by`, any unfilled part is released).
+    cancelled / expired (at `start_by`, any unfilled part is released);
+    filled → cancelled when the buyer ends its running leases with it.
     A filled order returns to partially_filled when a failed lease's
     remaining hours wait for failover capacity.
     """

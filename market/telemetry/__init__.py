@@ -7,6 +7,7 @@ providers from those records, selectors.py reads series and totals for pages
 and the API, tasks.py is what beat runs."""
 
 from market.telemetry import selectors
+from market.telemetry.health import node_state_change
 from market.telemetry.ingest import (
     MAX_SAMPLES_PER_BATCH,
     IngestResult,
@@ -22,6 +23,7 @@ __all__ = [
     "IngestResult",
     "lease_end",
     "node_for_token",
+    "node_state_change",
     "node_token_expired",
     "provider_reliability",
     "selectors",

@@ -208,3 +208,8 @@ class OrderForm(forms.Form):
         data["min_green_share"] = data["min_green_share"] or Decimal(0)
         data["accepted_models"] = list(data["accepted_models"])
         return data
+
+
+class DrainForm(forms.Form):
+    notice_minutes = forms.IntegerField(min_value=0, max_value=limits.MAX_DRAIN_NOTICE_MINUTES)
+    reason = forms.CharField(max_length=150, required=False)

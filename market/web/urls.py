@@ -30,6 +30,12 @@ urlpatterns = [
                     path("orders/new/", views.order_new, name="order_new"),
                     path("orders/estimate/", views.order_estimate, name="order_estimate"),
                     path("orders/<int:pk>/cancel/", views.order_cancel, name="order_cancel"),
+                    path("leases/<int:pk>/end/", views.lease_end, name="lease_end"),
+                    path(
+                        "capacity/nodes/<int:pk>/drain/<str:action>/",
+                        views.node_drain,
+                        name="node_drain",
+                    ),
                 ],
                 "market",
             )

@@ -14,11 +14,12 @@ from core import clock
 from core.errors import ApplicationError
 from core.pages import form_errors_apply
 from core.throttles import page_throttled
-from market import capacity, orders
+from market import capacity, leases, maintenance, orders
 from market import selectors as search
 from market.matching import acceptable_model_ids
 from market.throttles import OrderPlacementThrottle
 from market.web.forms import (
+    DrainForm,
     NodeForm,
     OfferForm,
     OfferSearchForm,
@@ -229,10 +230,52 @@ def my_orders(request: HttpRequest, buyer) -> HttpResponse:
 @require_POST
 def order_cancel(request: HttpRequest, buyer, pk: int) -> HttpResponse:
     order = get_object_or_404(search.orders_of(buyer), pk=pk)
+    end_running = request.POST.get("end_running_leases") in ("1", "on", "true")
     try:
-        orders.order_cancel(order=order, actor=request.user)
+        orders.order_cancel(order=order, actor=request.user, end_running_leases=end_running)
     except ApplicationError as error:
         messages.error(request, error.message)
     else:
         messages.success(request, _("Order cancelled."))
     return redirect("market:orders")
+
+
+@buyer_page
+@require_POST
+def lease_end(request: HttpRequest, buyer, pk: int) -> HttpResponse:
+    """End a lease now: billed to this second, the GPUs go back to the offer."""
+    lease = get_object_or_404(search.leases_of(buyer).filter(buyer=buyer), pk=pk)
+    try:
+        leases.lease_end_now(lease=lease, actor=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, _("Lease %(pk)s ended.") % {"pk": lease.pk})
+    return redirect("market:orders")
+
+
+@provider_page
+@require_POST
+def node_drain(request: HttpRequest, provider, pk: int, action: str) -> HttpResponse:
+    """Announce a node's maintenance with notice, or withdraw it / end it."""
+    node = get_object_or_404(search.nodes_of(provider), pk=pk)
+    try:
+        if action == "schedule":
+            form = DrainForm(request.POST)
+            if not form.is_valid():
+                raise ApplicationError(_("Give the notice in minutes, 0 to 43200."))
+            maintenance.node_drain_schedule(
+                node=node,
+                notice_minutes=form.cleaned_data["notice_minutes"],
+                reason=form.cleaned_data["reason"],
+                actor=request.user,
+            )
+        elif action == "cancel":
+            maintenance.node_drain_cancel(node=node, actor=request.user)
+        else:
+            raise Http404
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, _("Node %(node)s updated.") % {"node": node.name})
+    return redirect("market:capacity")
