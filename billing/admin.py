@@ -26,7 +26,7 @@ from billing.models import (
     VoucherApplicationEvent,
     VoucherEvent,
 )
-from core.admin import StatusEventAdmin, StatusEventInline
+from core.admin import StatusEventAdmin, StatusEventInline, shown_to_the_second
 
 
 class InvoiceEventInline(StatusEventInline):
@@ -135,9 +135,10 @@ class InvoiceAdmin(admin.ModelAdmin):
         "buyer_amount",
         "paid_amount",
         "platform_fee_amount",
-        "issued_at",
-        "paid_at",
+        *shown_to_the_second(Invoice, "period_start", "period_end", "issued_at", "paid_at"),
     ]
+    # what the invoice bills: to the second, never a form field (core.admin)
+    exclude = ["period_start", "period_end", "issued_at", "paid_at"]
     inlines = [InvoiceLineInline, InvoiceEventInline]
 
 

@@ -57,6 +57,16 @@ def _invoice_number(*, buyer: Organisation, period_start: dt.datetime, currency:
     return f"INV-{local:%Y%m%d%H%M}-{buyer.pk:05d}{suffix}"
 
 
+def _usage_description(record: UsageRecord) -> str:
+    lease = record.lease
+    text = f"{lease.node.gpu_model} × {lease.gpu_count} · {lease.node.site} · lease {lease.pk}"
+    if record.gpu_seconds_grace:
+        text += " · " + _(
+            "%(seconds)s GPU-seconds of agent start-up grace: not billed, not a fault"
+        ) % {"seconds": record.gpu_seconds_grace}
+    return text
+
+
 def _usage_line(record: UsageRecord, fee_bps: int) -> InvoiceLine:
     lease = record.lease
     gpu_model = lease.node.gpu_model
@@ -72,7 +82,7 @@ def _usage_line(record: UsageRecord, fee_bps: int) -> InvoiceLine:
         usage_record=record,
         lease=lease,
         provider=lease.provider,
-        description=f"{gpu_model} × {lease.gpu_count} · {lease.node.site} · lease {lease.pk}",
+        description=_usage_description(record),
         window_start=record.window_start,
         window_end=record.window_end,
         gpu_model_name=str(gpu_model),

@@ -393,6 +393,11 @@ VOUCHER_EXPIRY_BURST_SHARE = env.float("VOUCHER_EXPIRY_BURST_SHARE", default=0.5
 # The agents' reporting interval; a node silent for TELEMETRY_SILENT_INTERVALS of them is offline.
 TELEMETRY_INTERVAL_SECONDS = env.float("TELEMETRY_INTERVAL_SECONDS", default=5.0)
 TELEMETRY_SILENT_INTERVALS = env.int("TELEMETRY_SILENT_INTERVALS", default=3)
+# At a lease's start, this many reporting intervals of silence are the agent
+# starting up: neither billed to the buyer nor a fault of the provider.
+AGENT_STARTUP_GRACE_INTERVALS = env.int("AGENT_STARTUP_GRACE_INTERVALS", default=2)
+if AGENT_STARTUP_GRACE_INTERVALS < 0:
+    raise environ.ImproperlyConfigured("AGENT_STARTUP_GRACE_INTERVALS must be 0 or more")
 # Samples stamped further ahead of the exchange's clock than this are refused.
 TELEMETRY_MAX_CLOCK_SKEW_SECONDS = env.int("TELEMETRY_MAX_CLOCK_SKEW_SECONDS", default=300)
 # true: telemetry batches commit without waiting for the WAL flush (SET LOCAL, that

@@ -3,9 +3,53 @@
 History rows are evidence: the admin shows them and never edits them.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib import admin
+from django.utils import dateformat, timezone
 
 from core.models import OutboxMessage, ScheduledTaskStatus
+
+TO_THE_SECOND = "Y-m-d H:i:s"
+
+
+def shown_to_the_second(model: Any, *names: str) -> list[Callable]:
+    """Admin columns showing `model`'s datetimes to the second, read-only.
+
+    Times that allocate or bill (a lease's window, an order's deadline, an
+    invoice's period) are never form fields in the admin: a widget that shows
+    them to the minute would move them by the truncated seconds when the form
+    is saved unchanged. Their changes go through services that record an event.
+    """
+    columns = []
+    for name in names:
+
+        def column(obj: Any, name: str = name) -> str:
+            value = getattr(obj, name)
+            if value is None:
+                return "—"
+            return dateformat.format(timezone.localtime(value), TO_THE_SECOND)
+
+        column.__name__ = f"{name}_to_the_second"
+        column.short_description = model._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+        column.admin_order_field = name  # type: ignore[attr-defined]
+        columns.append(column)
+    return columns
+
+
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Rows a service owns: the admin shows them and never adds, edits or deletes."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
 
 STATUS_EVENT_COLUMNS = ["from_status", "to_status", "actor", "reason", "at"]
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from core.admin import StatusEventAdmin, StatusEventInline
+from core.admin import StatusEventAdmin, StatusEventInline, ViewOnlyAdmin, shown_to_the_second
 from market.models import (
     GPUModel,
     Lease,
@@ -65,6 +65,8 @@ class NodeHealthEventInline(admin.TabularInline):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
+    """Capacity and state change through services (health, drain): read-only here."""
+
     list_display = [
         "name",
         "site",
@@ -77,12 +79,26 @@ class NodeAdmin(admin.ModelAdmin):
     list_filter = ["state", "gpu_model__vendor", "site__hub"]
     search_fields = ["name", "site__name", "site__provider__legal_name"]
     raw_id_fields = ["site"]
-    readonly_fields = ["token_digest", "last_seen_at", "state_changed_at"]
+    exclude = ["last_seen_at", "state_changed_at", "drain_at", "token_expires_at"]
+    readonly_fields = [
+        "token_digest",
+        "gpu_count",
+        "gpu_model",
+        "state",
+        "state_reason",
+        "drain_reason",
+        "token_revoked_at",
+        *shown_to_the_second(
+            Node, "last_seen_at", "state_changed_at", "drain_at", "token_expires_at"
+        ),
+    ]
     inlines = [NodeHealthEventInline]
 
 
 @admin.register(Offer)
-class OfferAdmin(admin.ModelAdmin):
+class OfferAdmin(ViewOnlyAdmin):
+    """Offers change through the provider's services (reprice, pause, withdraw)."""
+
     list_display = [
         "id",
         "provider",
@@ -97,10 +113,14 @@ class OfferAdmin(admin.ModelAdmin):
     list_filter = ["status", "interruptible", "gpu_model__vendor", "site__hub"]
     search_fields = ["provider__legal_name", "site__name", "gpu_model__name"]
     raw_id_fields = ["provider", "site", "node"]
+    exclude = ["available_from", "available_until"]
+    readonly_fields = shown_to_the_second(Offer, "available_from", "available_until", "created_at")
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ViewOnlyAdmin):
+    """Orders change through the buyer's services (place, cancel) and matching."""
+
     list_display = [
         "id",
         "buyer",
@@ -117,11 +137,19 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ["buyer__legal_name", "idempotency_key"]
     raw_id_fields = ["buyer", "placed_by"]
     filter_horizontal = ["accepted_models"]
+    exclude = ["start_by"]
+    readonly_fields = shown_to_the_second(Order, "start_by", "created_at")
     inlines = [OrderEventInline]
 
 
+LEASE_TIMES = shown_to_the_second(Lease, "starts_at", "ends_at", "ended_at", "created_at")
+
+
 @admin.register(Lease)
-class LeaseAdmin(admin.ModelAdmin):
+class LeaseAdmin(ViewOnlyAdmin):
+    """What is allocated and billed: shown to the second, never edited here (a
+    lease ends through `market.leases` services, which record why)."""
+
     list_display = [
         "id",
         "order",
@@ -131,13 +159,17 @@ class LeaseAdmin(admin.ModelAdmin):
         "gpu_count",
         "price_amount",
         "status",
-        "starts_at",
-        "ends_at",
+        *LEASE_TIMES[:3],
     ]
+    exclude = ["starts_at", "ends_at", "ended_at"]
+    readonly_fields = LEASE_TIMES
     list_filter = ["status", "node__site__hub"]
     search_fields = ["buyer__legal_name", "provider__legal_name", "node__name"]
     raw_id_fields = ["order", "offer", "node", "buyer", "provider", "previous_lease"]
     inlines = [LeaseEventInline]
+
+
+USAGE_WINDOW = shown_to_the_second(UsageRecord, "window_start", "window_end")
 
 
 @admin.register(UsageRecord)
@@ -145,10 +177,10 @@ class UsageRecordAdmin(admin.ModelAdmin):
     list_display = [
         "id",
         "lease",
-        "window_start",
-        "window_end",
+        *USAGE_WINDOW,
         "gpu_seconds_delivered",
         "gpu_seconds_lost",
+        "gpu_seconds_grace",
         "energy_wh",
         "carbon_g",
         "avg_utilisation",
@@ -156,6 +188,8 @@ class UsageRecordAdmin(admin.ModelAdmin):
     list_filter = ["window_start"]
     search_fields = ["lease__buyer__legal_name", "lease__provider__legal_name"]
     raw_id_fields = ["lease"]
+    exclude = ["window_start", "window_end"]
+    readonly_fields = USAGE_WINDOW
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # usage records are evidence: immutable

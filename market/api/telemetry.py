@@ -137,6 +137,7 @@ class UsageRecordOutput(serializers.ModelSerializer):
             "window_end",
             "gpu_seconds_delivered",
             "gpu_seconds_lost",
+            "gpu_seconds_grace",
             "energy_wh",
             "carbon_g",
             "avg_utilisation",

@@ -83,8 +83,9 @@ class UsageRecord(models.Model):
     """What a lease really delivered in one metering window. Immutable: the
     evidence behind every invoice line and voucher redemption.
 
-    delivered + lost = the lease's GPUs × the window's length (clipped to the
-    lease). Energy and carbon keep three decimals so that the sum over a
+    delivered + lost + grace = the lease's GPUs × the window's length
+    (clipped to the lease); grace is the agent's start-up grace at the start
+    of the lease (market/telemetry/metering.py): neither billed nor a fault. Energy and carbon keep three decimals so that the sum over a
     lease's windows does not drift from the total.
     """
 
@@ -93,6 +94,7 @@ class UsageRecord(models.Model):
     window_end = models.DateTimeField()
     gpu_seconds_delivered = models.BigIntegerField()
     gpu_seconds_lost = models.BigIntegerField(default=0)
+    gpu_seconds_grace = models.BigIntegerField(default=0)
     energy_wh = models.DecimalField(max_digits=16, decimal_places=3, default=0)
     carbon_g = models.DecimalField(max_digits=16, decimal_places=3, default=0)
     avg_utilisation = models.DecimalField(max_digits=5, decimal_places=2, default=0)
@@ -105,11 +107,13 @@ class UsageRecord(models.Model):
                 fields=["lease", "window_start"], name="usage_one_per_lease_window"
             ),
             models.CheckConstraint(
-                condition=Q(gpu_seconds_delivered__gte=0, gpu_seconds_lost__gte=0),
+                condition=Q(
+                    gpu_seconds_delivered__gte=0, gpu_seconds_lost__gte=0, gpu_seconds_grace__gte=0
+                ),
                 name="usage_non_negative",
             ),
         ]
 
     @property
     def gpu_seconds_allocated(self) -> int:
-        return self.gpu_seconds_delivered + self.gpu_seconds_lost
+        return self.gpu_seconds_delivered + self.gpu_seconds_lost + self.gpu_seconds_grace

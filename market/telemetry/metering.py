@@ -11,10 +11,17 @@ an error counter rose since the previous tick; the rest of its time is lost.
 A window without a single tick (an agent that never reported, or a silent
 one) is all lost: not delivered, not billed.
 
+Start-up grace: in the first AGENT_STARTUP_GRACE_INTERVALS reporting
+intervals of a lease, seconds no tick covers (the agent starting up, its
+first sample not in yet) are grace — neither delivered (not billed) nor lost
+(no provider fault, no SLA credit). A tick in that time still counts as
+usual, and an unhealthy one is still lost.
+
 For a lease and a window (aligned to the epoch, clipped to the lease's own
 start and end — never to the samples):
     delivered = lease GPUs × healthy node-seconds (seconds × share) in the window
-    lost      = lease GPUs × window length − delivered
+    grace     = lease GPUs × seconds of the start-up grace no tick covers
+    lost      = lease GPUs × window length − delivered − grace
     energy Wh = mean per-GPU power × lease GPUs × covered seconds / 3600 × PUE
     carbon g  = energy Wh / 1000 × grid intensity (g/kWh) × (1 − green share)
     average utilisation = mean per-GPU utilisation over the healthy time.
@@ -63,6 +70,12 @@ class Window:
     gpus: int
     start: float  # epoch seconds
     end: float
+    grace_end: float = 0.0  # the lease's start-up grace ends here
+
+
+def startup_grace_seconds() -> float:
+    """The agent's start-up grace at the start of every lease."""
+    return settings.TELEMETRY_INTERVAL_SECONDS * settings.AGENT_STARTUP_GRACE_INTERVALS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,7 @@ class MeteringResult:
 @dataclass(slots=True)
 class Measure:
     healthy_s: float = 0.0  # node-seconds × healthy share
+    grace_covered_s: float = 0.0  # node-seconds of the start-up grace a tick covers
     power_ws: float = 0.0  # mean per-GPU watts × seconds
     util_s: float = 0.0  # mean per-GPU utilisation × healthy seconds
 
@@ -85,16 +99,20 @@ def lease_end(lease: Lease) -> dt.datetime:
 
 def _due_windows(*, leases: list[Lease], metered_until: dict, horizon: float) -> list[Window]:
     size = settings.METERING_WINDOW_SECONDS
+    grace = startup_grace_seconds()
     windows: list[Window] = []
     for lease in leases:
         start = (metered_until.get(lease.pk) or lease.starts_at).timestamp()
         stop = lease_end(lease).timestamp()
+        grace_end = lease.starts_at.timestamp() + grace
         while start < stop:
             end = min((math.floor(start / size) + 1) * size, stop)
             if end > horizon:
                 break
             windows.append(
-                Window(lease.pk, lease.node_id, lease.gpu_count, float(start), float(end))
+                Window(
+                    lease.pk, lease.node_id, lease.gpu_count, float(start), float(end), grace_end
+                )
             )
             start = end
     return windows
@@ -156,6 +174,9 @@ def _record(lease: Lease, window: Window, measure: Measure) -> UsageRecord:
     site = lease.node.site
     allocated = round(lease.gpu_count * (window.end - window.start))
     delivered = min(allocated, round(lease.gpu_count * measure.healthy_s))
+    in_grace = max(0.0, min(window.end, window.grace_end) - window.start)
+    silent_in_grace = max(0.0, in_grace - measure.grace_covered_s)
+    grace = min(allocated - delivered, round(lease.gpu_count * silent_in_grace))
     energy = Decimal(measure.power_ws * lease.gpu_count / 3600) * site.pue
     carbon = energy / 1000 * site.carbon_intensity_g_per_kwh * (1 - site.green_share)
     utilisation = measure.util_s / measure.healthy_s if measure.healthy_s else 0.0
@@ -164,7 +185,8 @@ def _record(lease: Lease, window: Window, measure: Measure) -> UsageRecord:
         window_start=dt.datetime.fromtimestamp(window.start, tz=dt.UTC),
         window_end=dt.datetime.fromtimestamp(window.end, tz=dt.UTC),
         gpu_seconds_delivered=delivered,
-        gpu_seconds_lost=allocated - delivered,
+        gpu_seconds_lost=allocated - delivered - grace,
+        gpu_seconds_grace=grace,
         energy_wh=energy.quantize(_MILLI, rounding=ROUND_HALF_EVEN),
         carbon_g=carbon.quantize(_MILLI, rounding=ROUND_HALF_EVEN),
         avg_utilisation=Decimal(utilisation).quantize(_CENTI, rounding=ROUND_HALF_EVEN),
@@ -182,7 +204,7 @@ _MEASURE_SQL = """
 WITH w AS MATERIALIZED (
     SELECT w.*, floor(w.ws / %(size)s)::bigint AS k
     FROM unnest(%(lease)s::bigint[], %(node)s::bigint[], %(ws)s::float8[],
-                %(we)s::float8[]) AS w(lease_id, node_id, ws, we)
+                %(we)s::float8[], %(ge)s::float8[]) AS w(lease_id, node_id, ws, we, ge)
 ), r AS (
     SELECT node_id, min(ws) - %(silent)s AS lo, max(we) + %(silent)s AS hi FROM w GROUP BY node_id
 ), ticks AS (
@@ -207,13 +229,15 @@ WITH w AS MATERIALIZED (
       generate_series(floor(sp.a / %(size)s)::bigint, floor((sp.b - 1e-9) / %(size)s)::bigint) AS k
 ), shares AS (
     SELECT w.lease_id, w.ws, p.share, p.util, p.power,
-           greatest(0, least(p.b, w.we) - greatest(p.a, w.ws)) AS secs
+           greatest(0, least(p.b, w.we) - greatest(p.a, w.ws)) AS secs,
+           greatest(0, least(p.b, w.we, w.ge) - greatest(p.a, w.ws)) AS gsecs
     FROM w JOIN pieces p ON p.node_id = w.node_id AND p.k = w.k
 )
 SELECT lease_id, ws,
        coalesce(sum(secs * share), 0),
        coalesce(sum(secs * power), 0),
-       coalesce(sum(secs * share * util), 0)
+       coalesce(sum(secs * share * util), 0),
+       coalesce(sum(gsecs), 0)
 FROM shares GROUP BY lease_id, ws
 """
 
@@ -225,6 +249,7 @@ def _measure_postgres(windows: list[Window]) -> dict[Window, Measure]:
         "node": [w.node_id for w in windows],
         "ws": [w.start for w in windows],
         "we": [w.end for w in windows],
+        "ge": [w.grace_end for w in windows],
         "silent": silent,
         "interval": interval,
         "size": settings.METERING_WINDOW_SECONDS,
@@ -233,8 +258,8 @@ def _measure_postgres(windows: list[Window]) -> dict[Window, Measure]:
     with connection.cursor() as cursor:
         cursor.execute(_MEASURE_SQL, params)
         return {
-            by_key[(lease_id, ws)]: Measure(healthy_s=h, power_ws=p, util_s=u)
-            for lease_id, ws, h, p, u in cursor.fetchall()
+            by_key[(lease_id, ws)]: Measure(healthy_s=h, power_ws=p, util_s=u, grace_covered_s=g)
+            for lease_id, ws, h, p, u, g in cursor.fetchall()
         }
 
 
@@ -287,6 +312,9 @@ def _measure_portable(windows: list[Window]) -> dict[Window, Measure]:
                 secs = max(0.0, min(b, window.end) - max(a, window.start))
                 if not secs:
                     continue
+                measure.grace_covered_s += max(
+                    0.0, min(b, window.end, window.grace_end) - max(a, window.start)
+                )
                 measure.power_ws += secs * power
                 measure.healthy_s += secs * share
                 measure.util_s += secs * share * util

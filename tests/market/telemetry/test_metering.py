@@ -176,7 +176,8 @@ def test_a_leased_node_that_never_reported_is_metered_as_lost_and_the_others_bil
     )
     # when
     result = meter(START + 2 * HOUR)
-    # then: both leases metered; the silent one's 2 GPU-hours are all lost, none delivered
+    # then: both leases metered; the silent one's 2 GPU-hours are all lost, none delivered,
+    # but for the agent's start-up grace (2 GPUs × 2 intervals of 5 s)
     assert (result.written, result.failed_lease_ids) == (24, ())
     healthy = UsageRecord.objects.filter(lease=lease)
     assert sum(r.gpu_seconds_delivered for r in healthy) == 7_200
@@ -184,7 +185,8 @@ def test_a_leased_node_that_never_reported_is_metered_as_lost_and_the_others_bil
     lost = UsageRecord.objects.filter(lease=silent)
     assert lost.count() == 12
     assert sum(r.gpu_seconds_delivered for r in lost) == 0
-    assert sum(r.gpu_seconds_lost for r in lost) == 7_200
+    assert sum(r.gpu_seconds_grace for r in lost) == 20
+    assert sum(r.gpu_seconds_lost for r in lost) == 7_200 - 20
     assert {r.energy_wh for r in lost} == {Decimal("0.000")}
 
 
