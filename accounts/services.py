@@ -1,5 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as UserModel
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from knox.models import AuthToken
 from knox.settings import knox_settings
@@ -33,6 +35,21 @@ def organisation_create(
         )
         Membership.objects.create(user=owner, organisation=organisation, role=Membership.Role.OWNER)
     return organisation
+
+
+def user_sign_up_check(*, username: str, email: str, password: str) -> None:
+    """The page's sign-up form's checks on the account, for clients without
+    it (the API): a free username (case-insensitively) and a password the
+    password validators accept. ApplicationError names the fields."""
+    errors: dict[str, list[str]] = {}
+    if User.objects.filter(username__iexact=username).exists():
+        errors["username"] = ["A user with that username already exists."]
+    try:
+        validate_password(password, user=User(username=username, email=email))
+    except DjangoValidationError as exc:
+        errors["password"] = list(exc.messages)
+    if errors:
+        raise ApplicationError("The sign-up is not valid.", errors=errors)
 
 
 @transaction.atomic

@@ -30,6 +30,7 @@ from knox.models import AuthToken
 from schemathesis.core.failures import Failure, FailureGroup
 from werkzeug.test import Client as WSGIClient
 
+from accounts.models import Organisation
 from billing.models import SubsidyProgramme, Voucher, VoucherApplication
 from market.models import Lease, Node, Offer, Order, Site, UsageRecord
 from tests.factories import make_credit_code
@@ -170,6 +171,22 @@ API: dict[tuple[str, str], Api] = {
         ok={"staff": 201, "*": 400},  # a member already belongs to an organisation
     ),
     (f"{V1}/organisations/me/", "get"): Api(SIGNED_IN, ok={"staff": 404, "*": 200}),
+    (f"{V1}/organisations/", "get"): Api(STAFF, rows=lambda w, r: _ids(Organisation.objects.all())),
+    (f"{V1}/organisations/{{id}}/verify/", "post"): Api(
+        STAFF, path=lambda w: {"id": w.a.buyer.pk}, sees=STAFF
+    ),
+    (f"{V1}/auth/sign-up/", "post"): Api(
+        ALL,
+        body=lambda w, r: {
+            "username": "new-signup",
+            "email": "new@example.com",
+            "password": "quiet-river-stone-2026",
+            "kind": "provider",
+            "legal_name": "Qinghai Green Compute Co., Ltd.",
+            "credit_code": make_credit_code(),
+        },
+        ok=201,
+    ),
     # catalogue, capacity, offers
     (f"{V1}/gpu-models/", "get"): Api(ALL),
     (f"{V1}/gpu-models/{{slug}}/", "get"): Api(

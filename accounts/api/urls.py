@@ -10,4 +10,10 @@ urlpatterns = [
     path("auth/tokens/<str:prefix>/", views.TokenRevokeView.as_view(), name="api-token-revoke"),
     path("organisations/", views.OrganisationCreateView.as_view(), name="api-organisation-create"),
     path("organisations/me/", views.OrganisationMeView.as_view(), name="api-organisation-me"),
+    path(
+        "organisations/<int:pk>/verify/",
+        views.OrganisationVerifyView.as_view(),
+        name="api-organisation-verify",
+    ),
+    path("auth/sign-up/", views.SignUpView.as_view(), name="api-sign-up"),
 ]

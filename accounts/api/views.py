@@ -1,14 +1,25 @@
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Organisation
 from accounts.selectors import organisation_for_user, user_tokens
-from accounts.services import api_token_create, api_token_revoke, organisation_create
+from accounts.services import (
+    api_token_create,
+    api_token_revoke,
+    organisation_create,
+    organisation_verify,
+    user_sign_up,
+    user_sign_up_check,
+)
 from accounts.throttles import SignUpThrottle, TokenCreateThrottle, TokenObtainThrottle
+from core.api import PaginatedAPIView
 from core.errors import ApplicationError, NotFound
 from core.openapi import errors
 
@@ -116,13 +127,33 @@ class OrganisationCreateInput(serializers.Serializer):
     region = serializers.CharField(max_length=32, required=False, default="")
 
 
-class OrganisationCreateView(APIView):
+class OrganisationCreateView(PaginatedAPIView):
     """Register the caller's organisation (a user belongs to one). It cannot trade until
     staff have verified its credit code; registering a code another organisation has
-    already claimed files a competing claim for staff to decide."""
+    already claimed files a competing claim for staff to decide. Staff list every
+    organisation (`?verified=false`: the claims waiting for them)."""
 
     permission_classes = [IsAuthenticated]
     throttle_classes = [SignUpThrottle]
+
+    def get_permissions(self):
+        if self.request.method == "GET":
+            return [IsAdminUser()]
+        return super().get_permissions()
+
+    def get_throttles(self):
+        return super().get_throttles() if self.request.method == "POST" else []
+
+    @extend_schema(
+        responses=OrganisationOutput(many=True),
+        parameters=[OpenApiParameter("verified", bool, required=False)],
+    )
+    def get(self, request):
+        organisations = Organisation.objects.order_by("pk")
+        verified = request.query_params.get("verified")
+        if verified in ("true", "false"):
+            organisations = organisations.filter(verified=verified == "true")
+        return self.paginated(queryset=organisations, serializer_class=OrganisationOutput)
 
     @extend_schema(request=OrganisationCreateInput, responses={201: OrganisationOutput})
     def post(self, request):
@@ -141,3 +172,77 @@ class OrganisationMeView(APIView):
         if organisation is None:
             raise NotFound("You do not belong to an organisation yet.")
         return Response(OrganisationOutput(organisation).data)
+
+
+class OrganisationVerifyView(APIView):
+    """Staff confirm, against the business registry, that the organisation is the
+    company its credit code names: it can trade from now on. 409 when another
+    organisation is already verified for the code."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses={200: OrganisationOutput, **errors(409)})
+    def post(self, request, pk: int):
+        organisation = get_object_or_404(Organisation, pk=pk)
+        organisation = organisation_verify(organisation=organisation, by=request.user)
+        return Response(OrganisationOutput(organisation).data)
+
+
+class SignUpInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(
+        max_length=128, write_only=True, trim_whitespace=False, style={"input_type": "password"}
+    )
+    kind = serializers.ChoiceField(choices=[Organisation.Kind.BUYER, Organisation.Kind.PROVIDER])
+    legal_name = serializers.CharField(max_length=200)
+    credit_code = serializers.CharField(max_length=24)
+    region = serializers.CharField(max_length=32, required=False, default="", allow_blank=True)
+
+
+class SignUpUserOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.EmailField()
+
+
+class SignUpOutput(serializers.Serializer):
+    user = SignUpUserOutput()
+    organisation = OrganisationOutput()
+    token = serializers.CharField()
+    token_prefix = serializers.CharField()
+    expiry = serializers.DateTimeField()
+
+
+class SignUpView(APIView):
+    """Sign up: a user and the buyer or provider organisation they register, as the
+    sign-up page does (same checks on the username, password and credit code; the
+    same limit per client address, 429 with `Retry-After` beyond). The answer holds
+    an API token for the new user, shown this once. The organisation can trade once
+    staff have verified its credit code."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [SignUpThrottle]
+
+    @extend_schema(request=SignUpInput, responses={201: SignUpOutput})
+    def post(self, request):
+        data = SignUpInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        user_sign_up_check(
+            username=values["username"], email=values["email"], password=values["password"]
+        )
+        with transaction.atomic():
+            user = user_sign_up(**values)
+            instance, key = api_token_create(user=user)
+        return Response(
+            {
+                "user": {"id": user.pk, "username": user.username, "email": user.email},
+                "organisation": OrganisationOutput(organisation_for_user(user)).data,
+                "token": key,
+                "token_prefix": instance.token_key,
+                "expiry": instance.expiry,
+            },
+            status=status.HTTP_201_CREATED,
+        )
