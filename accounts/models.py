@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.credit_code import credit_code_problem
 
@@ -73,9 +74,17 @@ class Organisation(models.Model):
 
 
 class Membership(models.Model):
+    """A user's place in one organisation. Owners (who registered it) and
+    admins manage its members; members act for it; read-only members see
+    what it sees and change nothing (no orders, payments, offers ...)."""
+
     class Role(models.TextChoices):
         OWNER = "owner", _("Owner")
+        ADMIN = "admin", pgettext_lazy("membership role", "Admin")
         MEMBER = "member", _("Member")
+        READ_ONLY = "read_only", _("Read-only")
+
+    MANAGERS = (Role.OWNER, Role.ADMIN)
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -94,3 +103,40 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.organisation} ({self.role})"
+
+
+class Invitation(models.Model):
+    """An invitation to join `organisation` with `role`, sent as a signed link
+    (accounts/invitations.py). It works once, until `expires_at`: the invitee
+    sets a username and password and becomes a member."""
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="invitations"
+    )
+    email = models.EmailField(_("e-mail"))
+    role = models.CharField(max_length=16, choices=Membership.Role.choices)
+    nonce = models.CharField(max_length=32, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(role="owner"), name="invitation_never_makes_an_owner"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.organisation} ({self.role})"

@@ -7,11 +7,30 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from accounts.models import Organisation
-from accounts.selectors import organisation_for_user
+from accounts.models import Membership, Organisation
+from accounts.selectors import organisation_for_user, role_for_user
+
+READ_ONLY_MESSAGE = "Your role in the organisation is read-only: you can look, not change."
+
+
+def _read_only_refused(request) -> bool:
+    """A read-only member asks to change something (any unsafe method)."""
+    return (
+        request.method not in SAFE_METHODS
+        and role_for_user(request.user) == Membership.Role.READ_ONLY
+    )
+
+
+def page_check_can_change(request: HttpRequest) -> None:
+    """Pages: a read-only member's POST is refused (403), whatever the page."""
+    if request.method not in SAFE_METHODS and (
+        role_for_user(request.user) == Membership.Role.READ_ONLY
+    ):
+        raise DjangoPermissionDenied(READ_ONLY_MESSAGE)
 
 
 class _OrganisationKind(BasePermission):
@@ -20,7 +39,12 @@ class _OrganisationKind(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         organisation = organisation_for_user(request.user)
-        return organisation is not None and organisation.kind == self.kind
+        if organisation is None or organisation.kind != self.kind:
+            return False
+        if _read_only_refused(request):
+            self.message = READ_ONLY_MESSAGE
+            return False
+        return True
 
 
 class IsProvider(_OrganisationKind):
@@ -42,7 +66,12 @@ class HasOrganisation(BasePermission):
     message = "Register your organisation first."
 
     def has_permission(self, request, view) -> bool:
-        return organisation_for_user(request.user) is not None
+        if organisation_for_user(request.user) is None:
+            return False
+        if _read_only_refused(request):
+            self.message = READ_ONLY_MESSAGE
+            return False
+        return True
 
 
 def organisation_page(kind: str) -> Callable:
@@ -59,6 +88,7 @@ def organisation_page(kind: str) -> Callable:
             organisation = organisation_for_user(request.user)
             if organisation is None or organisation.kind != kind:
                 raise Http404
+            page_check_can_change(request)
             return view(request, organisation, *args, **kwargs)
 
         return wrapper

@@ -169,6 +169,10 @@ if BILLING_PERIOD not in {"monthly", "weekly", "daily"}:
     raise environ.ImproperlyConfigured("BILLING_PERIOD must be monthly, weekly or daily")
 PLATFORM_FEE_BASIS_POINTS = env.int("PLATFORM_FEE_BASIS_POINTS", default=500)  # 5 % of each line
 # A provider owes this many times the price of GPU-time lost to its faults.
+# An invitation link to join an organisation works once, for this many days.
+INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
+if not 1 <= INVITATION_TTL_DAYS <= 90:
+    raise environ.ImproperlyConfigured("INVITATION_TTL_DAYS must be 1 to 90")
 SLA_CREDIT_MULTIPLE = env.int("SLA_CREDIT_MULTIPLE", default=5)
 if not (0 <= PLATFORM_FEE_BASIS_POINTS <= 10_000) or SLA_CREDIT_MULTIPLE < 0:
     raise environ.ImproperlyConfigured(
@@ -241,6 +245,15 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined
         "VoucherApplicationStatusEnum": "billing.models.subsidy.VoucherApplication.Status",
         "RedemptionStatusEnum": "billing.models.subsidy.Redemption.Status",
         "FraudFlagStatusEnum": "billing.models.subsidy.FraudFlag.Status",
+    }
+)
+# Accounts: a member's role (every role) apart from the roles an invitation gives.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(  # type: ignore[attr-defined]
+    {
+        "MembershipRoleEnum": "accounts.models.Membership.Role",
+        "InvitableRoleEnum": "accounts.invitations.INVITABLE_ROLES",
+        "OrganisationKindEnum": "accounts.models.Organisation.Kind",
+        "SignUpKindEnum": ["provider", "buyer"],  # the kinds one signs up as
     }
 )
 

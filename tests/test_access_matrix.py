@@ -144,6 +144,18 @@ def _telemetry_body(w: World, role: str) -> dict:
     return {"samples": [sample(1, ts=timezone.now().timestamp(), gpu=g) for g in (0, 1)]}
 
 
+def _invitation_token(w: World) -> str:
+    from accounts.invitations import invitation_create
+
+    _invitation, token = invitation_create(
+        organisation=w.a.buyer,
+        email="invited@example.com",
+        role="member",
+        invited_by=w.users["buyer_a"],
+    )
+    return token
+
+
 V1 = "/api/v1"
 API: dict[tuple[str, str], Api] = {
     # accounts
@@ -174,6 +186,44 @@ API: dict[tuple[str, str], Api] = {
     (f"{V1}/organisations/", "get"): Api(STAFF, rows=lambda w, r: _ids(Organisation.objects.all())),
     (f"{V1}/organisations/{{id}}/verify/", "post"): Api(
         STAFF, path=lambda w: {"id": w.a.buyer.pk}, sees=STAFF
+    ),
+    (f"{V1}/organisations/me/invitations/", "get"): Api(MEMBERS),
+    (f"{V1}/organisations/me/invitations/", "post"): Api(
+        MEMBERS, body=lambda w, r: {"email": "new.member@example.com", "role": "member"}, ok=201
+    ),
+    (f"{V1}/organisations/{{id}}/invitations/", "post"): Api(
+        STAFF,
+        path=lambda w: {"id": w.a.buyer.pk},
+        sees=STAFF,
+        body=lambda w, r: {"email": "new.member@example.com", "role": "read_only"},
+        ok=201,
+    ),
+    (f"{V1}/organisations/me/members/", "get"): Api(MEMBERS),
+    # side A's buyer's own membership is an owner's: its role is not set here (400)
+    (f"{V1}/organisations/me/members/{{id}}/", "patch"): Api(
+        MEMBERS,
+        path=lambda w: {"id": w.users["buyer_a"].memberships.get().pk},
+        sees={"buyer_a"},
+        body=lambda w, r: {"role": "member"},
+        ok=400,
+    ),
+    (f"{V1}/authorities/", "post"): Api(
+        STAFF,
+        body=lambda w, r: {
+            "legal_name": "Gansu Compute Voucher Office",
+            "credit_code": make_credit_code(),
+            "email": "office@gs.gov.cn",
+        },
+        ok=201,
+    ),
+    (f"{V1}/invitations/accept/", "post"): Api(
+        ALL,
+        body=lambda w, r: {
+            "token": _invitation_token(w),
+            "username": "invited-one",
+            "password": "quiet-river-stone-2026",
+        },
+        ok=201,
     ),
     (f"{V1}/auth/sign-up/", "post"): Api(
         ALL,
@@ -496,6 +546,17 @@ PAGES: dict[str, Page] = {
     "token_revoke": Page(
         SIGNED_IN, kwargs=lambda w: {"prefix": w.a.token_prefix}, sees={"buyer_a"}, method="post"
     ),
+    "invitation_create": Page(
+        MEMBERS, method="post", data=lambda w: {"email": "x@example.com", "role": "member"}
+    ),
+    "member_role": Page(
+        MEMBERS,
+        kwargs=lambda w: {"pk": w.users["buyer_a"].memberships.get().pk},
+        sees={"buyer_a"},
+        method="post",
+        data=lambda w: {"role": "member"},
+    ),
+    "invitation_accept": Page(ALL, kwargs=lambda w: {"token": _invitation_token(w)}),
     "market:catalogue": Page(ALL),
     "market:find_compute": Page(ALL),
     "market:capacity": Page(PROVIDERS),

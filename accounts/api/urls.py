@@ -16,4 +16,22 @@ urlpatterns = [
         name="api-organisation-verify",
     ),
     path("auth/sign-up/", views.SignUpView.as_view(), name="api-sign-up"),
+    path(
+        "organisations/me/invitations/",
+        views.InvitationListCreateView.as_view(),
+        name="api-invitations",
+    ),
+    path(
+        "organisations/<int:pk>/invitations/",
+        views.OrganisationInvitationCreateView.as_view(),
+        name="api-organisation-invitation-create",
+    ),
+    path("organisations/me/members/", views.MemberListView.as_view(), name="api-members"),
+    path(
+        "organisations/me/members/<int:pk>/",
+        views.MemberDetailView.as_view(),
+        name="api-member",
+    ),
+    path("authorities/", views.AuthorityInviteView.as_view(), name="api-authority-invite"),
+    path("invitations/accept/", views.InvitationAcceptView.as_view(), name="api-invitation-accept"),
 ]

@@ -2,14 +2,28 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import Organisation
-from accounts.selectors import organisation_for_user, user_tokens
+from accounts.invitations import (
+    INVITABLE_ROLES,
+    authority_invite,
+    invitation_accept,
+    invitation_create,
+    membership_role_set,
+)
+from accounts.models import Invitation, Membership, Organisation
+from accounts.permissions import HasOrganisation
+from accounts.selectors import (
+    invitations_of,
+    memberships_of,
+    organisation_for_user,
+    user_tokens,
+)
 from accounts.services import (
     api_token_create,
     api_token_revoke,
@@ -194,7 +208,7 @@ class SignUpInput(serializers.Serializer):
     password = serializers.CharField(
         max_length=128, write_only=True, trim_whitespace=False, style={"input_type": "password"}
     )
-    kind = serializers.ChoiceField(choices=[Organisation.Kind.BUYER, Organisation.Kind.PROVIDER])
+    kind = serializers.ChoiceField(choices=[Organisation.Kind.PROVIDER, Organisation.Kind.BUYER])
     legal_name = serializers.CharField(max_length=200)
     credit_code = serializers.CharField(max_length=24)
     region = serializers.CharField(max_length=32, required=False, default="", allow_blank=True)
@@ -246,3 +260,172 @@ class SignUpView(APIView):
             },
             status=status.HTTP_201_CREATED,
         )
+
+
+# --- invitations and members ------------------------------------------------------
+
+
+class InvitationOutput(serializers.ModelSerializer):
+    organisation = serializers.IntegerField(source="organisation_id")
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "organisation", "email", "role", "created_at", "expires_at", "accepted_at"]
+
+
+class InvitationCreatedOutput(InvitationOutput):
+    link = serializers.CharField()
+    token = serializers.CharField()
+
+    class Meta(InvitationOutput.Meta):
+        fields = [*InvitationOutput.Meta.fields, "link", "token"]
+
+
+class InvitationCreateInput(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=INVITABLE_ROLES)
+
+
+def _invitation_created(request, invitation, token: str) -> Response:
+    invitation.token = token
+    invitation.link = request.build_absolute_uri(reverse("invitation_accept", args=[token]))
+    return Response(InvitationCreatedOutput(invitation).data, status=status.HTTP_201_CREATED)
+
+
+class InvitationListCreateView(PaginatedAPIView):
+    """Invitations into the caller's organisation. Its owners and admins invite an
+    e-mail address as admin, member or read-only: the answer holds the signed link
+    (shown this once) to hand to the invitee; it works once, for the server's
+    invitation lifetime."""
+
+    permission_classes = [HasOrganisation]
+
+    @extend_schema(responses=InvitationOutput(many=True))
+    def get(self, request):
+        mine = invitations_of(organisation_for_user(request.user))
+        return self.paginated(queryset=mine, serializer_class=InvitationOutput)
+
+    @extend_schema(request=InvitationCreateInput, responses={201: InvitationCreatedOutput})
+    def post(self, request):
+        data = InvitationCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        invitation, token = invitation_create(
+            organisation=organisation_for_user(request.user),
+            invited_by=request.user,
+            **data.validated_data,
+        )
+        return _invitation_created(request, invitation, token)
+
+
+class OrganisationInvitationCreateView(APIView):
+    """Staff invite someone into any organisation (the same link as its owners make)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=InvitationCreateInput, responses={201: InvitationCreatedOutput})
+    def post(self, request, pk: int):
+        organisation = get_object_or_404(Organisation, pk=pk)
+        data = InvitationCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        invitation, token = invitation_create(
+            organisation=organisation, invited_by=request.user, **data.validated_data
+        )
+        return _invitation_created(request, invitation, token)
+
+
+class AuthorityInviteInput(serializers.Serializer):
+    legal_name = serializers.CharField(max_length=200)
+    credit_code = serializers.CharField(max_length=24)
+    region = serializers.CharField(max_length=32, required=False, default="", allow_blank=True)
+    email = serializers.EmailField(max_length=254)
+
+
+class AuthorityInviteView(APIView):
+    """Staff register a subsidy authority (verified by them) and invite its first
+    admin: the answer holds the signed link; the invitee sets a password and lands
+    in the authority's home."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=AuthorityInviteInput, responses={201: InvitationCreatedOutput})
+    def post(self, request):
+        data = AuthorityInviteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        invitation, token = authority_invite(invited_by=request.user, **data.validated_data)
+        return _invitation_created(request, invitation, token)
+
+
+class InvitationAcceptInput(serializers.Serializer):
+    token = serializers.CharField(max_length=400)
+    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    password = serializers.CharField(
+        max_length=128, write_only=True, trim_whitespace=False, style={"input_type": "password"}
+    )
+
+
+class InvitationAcceptView(APIView):
+    """Accept an invitation: a new user with the invited e-mail joins the organisation
+    in the invited role; the answer holds an API token, shown this once. A used
+    invitation is a 409, an expired one a 400, a forged one a 404."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [SignUpThrottle]
+
+    @extend_schema(request=InvitationAcceptInput, responses={201: SignUpOutput, **errors(404, 409)})
+    def post(self, request):
+        data = InvitationAcceptInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        with transaction.atomic():
+            user = invitation_accept(**data.validated_data)
+            instance, key = api_token_create(user=user)
+        return Response(
+            {
+                "user": {"id": user.pk, "username": user.username, "email": user.email},
+                "organisation": OrganisationOutput(organisation_for_user(user)).data,
+                "token": key,
+                "token_prefix": instance.token_key,
+                "expiry": instance.expiry,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class MemberOutput(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+    email = serializers.EmailField(source="user.email")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "email", "role", "created_at"]
+
+
+class MemberListView(PaginatedAPIView):
+    """The members of the caller's organisation and their roles."""
+
+    permission_classes = [HasOrganisation]
+
+    @extend_schema(responses=MemberOutput(many=True))
+    def get(self, request):
+        members = memberships_of(organisation_for_user(request.user)).order_by("pk")
+        return self.paginated(queryset=members, serializer_class=MemberOutput)
+
+
+class MemberRoleInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=INVITABLE_ROLES)
+
+
+class MemberDetailView(APIView):
+    """An owner or admin sets a member's role (admin, member, read-only); an
+    owner's role is not set here."""
+
+    permission_classes = [HasOrganisation]
+
+    @extend_schema(request=MemberRoleInput, responses=MemberOutput)
+    def patch(self, request, pk: int):
+        members = memberships_of(organisation_for_user(request.user))
+        membership = get_object_or_404(members, pk=pk)
+        data = MemberRoleInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership_role_set(membership=membership, by=request.user, **data.validated_data)
+        return Response(MemberOutput(members.get(pk=pk)).data)

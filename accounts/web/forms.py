@@ -1,10 +1,11 @@
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.utils.translation import gettext_lazy as _
 
 from accounts.credit_code import credit_code_problem, normalise
-from accounts.models import Organisation
+from accounts.models import Membership, Organisation
 
 
 class SignUpForm(UserCreationForm):
@@ -35,3 +36,36 @@ class SignUpForm(UserCreationForm):
         if problem:
             raise forms.ValidationError(problem)
         return code
+
+
+ROLE_CHOICES = [
+    (role.value, role.label)
+    for role in (Membership.Role.ADMIN, Membership.Role.MEMBER, Membership.Role.READ_ONLY)
+]
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(label=_("E-mail"))
+    role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES)
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES)
+
+
+class InvitationAcceptForm(forms.Form):
+    username = forms.CharField(
+        label=_("Username"), max_length=150, validators=[UnicodeUsernameValidator()]
+    )
+    password1 = forms.CharField(
+        label=_("Password"), strip=False, widget=forms.PasswordInput, max_length=128
+    )
+    password2 = forms.CharField(
+        label=_("Password again"), strip=False, widget=forms.PasswordInput, max_length=128
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password1") != data.get("password2"):
+            self.add_error("password2", _("The two passwords differ."))
+        return data

@@ -12,4 +12,7 @@ urlpatterns = [
     path("account/", views.account, name="account"),
     path("account/tokens/", views.token_create, name="token_create"),
     path("account/tokens/<str:prefix>/revoke/", views.token_revoke, name="token_revoke"),
+    path("account/invitations/", views.invitation_create, name="invitation_create"),
+    path("account/members/<int:pk>/role/", views.member_role, name="member_role"),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
 ]

@@ -2,12 +2,31 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from knox.settings import knox_settings
 
-from accounts.selectors import organisation_for_user, user_tokens
+from accounts.invitations import (
+    invitation_accept as accept,
+)
+from accounts.invitations import (
+    invitation_create as invite,
+)
+from accounts.invitations import (
+    invitation_for_token,
+    membership_role_set,
+)
+from accounts.models import Membership, Organisation
+from accounts.permissions import page_check_can_change
+from accounts.selectors import (
+    invitations_of,
+    memberships_of,
+    organisation_for_user,
+    role_for_user,
+    user_tokens,
+)
 from accounts.services import (
     api_token_create,
     api_token_revoke,
@@ -15,8 +34,9 @@ from accounts.services import (
     user_sign_up,
 )
 from accounts.throttles import SignUpThrottle, TokenCreateThrottle
-from accounts.web.forms import SignUpForm
+from accounts.web.forms import InvitationAcceptForm, InvitationForm, MemberRoleForm, SignUpForm
 from core.errors import ApplicationError, NotFound
+from core.pages import form_errors_apply
 from core.throttles import page_throttled
 
 
@@ -56,6 +76,8 @@ def sign_up(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
+    organisation = organisation_for_user(request.user)
+    manager = role_for_user(request.user) in Membership.MANAGERS
     return render(
         request,
         "accounts/account.html",
@@ -64,8 +86,97 @@ def account(request: HttpRequest) -> HttpResponse:
             "new_token": request.session.pop("new_token", None),
             "token_ttl_days": knox_settings.TOKEN_TTL.days,
             "token_limit": knox_settings.TOKEN_LIMIT_PER_USER,
+            "role": role_for_user(request.user),
+            "manager": manager,
+            "members": memberships_of(organisation).order_by("pk") if organisation else [],
+            "invitations": invitations_of(organisation)[:50] if manager else [],
+            "invitation_form": InvitationForm(),
+            "new_invitation_link": request.session.pop("new_invitation_link", None),
+            "roles": MemberRoleForm.base_fields["role"].choices,
         },
     )
+
+
+@login_required
+@require_POST
+def invitation_create(request: HttpRequest) -> HttpResponse:
+    """An owner or admin invites someone into the organisation: the link is shown once."""
+    organisation = organisation_for_user(request.user)
+    if organisation is None:
+        raise Http404
+    page_check_can_change(request)
+    form = InvitationForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Enter an e-mail address and a role."))
+        return redirect("account")
+    try:
+        _invitation, token = invite(
+            organisation=organisation, invited_by=request.user, **form.cleaned_data
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        request.session["new_invitation_link"] = request.build_absolute_uri(
+            reverse("invitation_accept", args=[token])
+        )
+    return redirect("account")
+
+
+@login_required
+@require_POST
+def member_role(request: HttpRequest, pk: int) -> HttpResponse:
+    organisation = organisation_for_user(request.user)
+    if organisation is None:
+        raise Http404
+    membership = get_object_or_404(memberships_of(organisation), pk=pk)
+    form = MemberRoleForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ApplicationError(_("Choose a role."))
+        membership_role_set(membership=membership, role=form.cleaned_data["role"], by=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, _("Role changed."))
+    return redirect("account")
+
+
+HOMES = {
+    Organisation.Kind.AUTHORITY: "subsidy-dashboard",
+    Organisation.Kind.BUYER: "market:orders",
+    Organisation.Kind.PROVIDER: "market:capacity",
+}
+
+
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """The invitee sets a username and password, joins and lands in the home of
+    its organisation's kind (the authority's dashboard for an authority)."""
+    if throttled := page_throttled(request, SignUpThrottle):
+        return throttled
+    try:
+        invitation = invitation_for_token(token)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    except ApplicationError as error:
+        return render(request, "accounts/invitation.html", {"refused": error.message}, status=410)
+    form = InvitationAcceptForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = accept(
+                token=token,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+            )
+        except ApplicationError as error:
+            form_errors_apply(form, error, fields={"password": "password1"})
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(
+                request,
+                _("Welcome to %(organisation)s.") % {"organisation": invitation.organisation},
+            )
+            return redirect(HOMES[invitation.organisation.kind])
+    return render(request, "accounts/invitation.html", {"form": form, "invitation": invitation})
 
 
 @login_required

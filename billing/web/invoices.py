@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from accounts.permissions import page_check_can_change
 from accounts.selectors import organisation_for_user
 from billing import payments, selectors
 from core.errors import ApplicationError
@@ -21,6 +22,7 @@ def _buyer(request: HttpRequest):
     organisation = organisation_for_user(request.user)
     if organisation is None or not organisation.is_buyer:
         raise Http404
+    page_check_can_change(request)  # a read-only member looks, never pays
     return organisation
 
 
