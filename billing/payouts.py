@@ -11,6 +11,7 @@ nothing left either. The ledger moves when a payout is prepared:
     Cr platform bank      amount   (bank transfer)
 """
 
+import logging
 from collections import defaultdict
 
 from django.conf import settings
@@ -33,9 +34,10 @@ from billing.models import (
 from core import clock
 
 P = LedgerAccount.Purpose
+logger = logging.getLogger(__name__)
 
 
-def _unclaimed_shares(currency: str) -> dict[int, list[tuple[int, int]]]:
+def unclaimed_shares(currency: str) -> dict[int, list[tuple[int, int]]]:
     """provider id → [(invoice id, Σ nets)] on paid invoices not yet paid out."""
     claimed = PayoutLine.objects.filter(invoice=OuterRef("invoice"), provider=OuterRef("provider"))
     rows = (
@@ -56,9 +58,15 @@ def _prepare(run: PayoutRun, currency: str) -> None:
     with transaction.atomic():
         PayoutRun.objects.select_for_update().get(pk=run.pk)
         accounts = {a.provider_id: a for a in PayoutAccount.objects.all()}
-        for provider_id, shares in _unclaimed_shares(currency).items():
+        for provider_id, shares in unclaimed_shares(currency).items():
             total = sum(net for _invoice, net in shares)
             account = accounts.get(provider_id)
+            if account is None and total > 0:
+                # stays in the payable, shown as waiting (billing/payout_accounts.py)
+                logger.warning(
+                    "payout waits for a payout account",
+                    extra={"provider": provider_id, "amount": total, "run": run.key},
+                )
             if account is None or total <= 0:
                 continue  # stays in the payable until it can be paid
             payout = Payout.objects.create(

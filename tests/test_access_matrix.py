@@ -344,6 +344,8 @@ API: dict[tuple[str, str], Api] = {
         BUYERS,
         rows=lambda w, r: {getattr(w, _own(r)).invoice.pk, getattr(w, _own(r)).paid_invoice.pk},
     ),
+    # the world's usage is still running: nothing metered is left to settle (409)
+    (f"{V1}/invoices/settle-now/", "post"): Api(BUYERS, ok=409),
     (f"{V1}/invoices/{{id}}/", "get"): Api(
         BUYERS, path=lambda w: {"id": w.a.invoice.pk}, sees={"buyer_a"}
     ),
@@ -356,6 +358,16 @@ API: dict[tuple[str, str], Api] = {
         ok=409,
     ),
     (f"{V1}/payouts/", "get"): Api(PROVIDERS, rows=lambda w, r: {getattr(w, _own(r)).payout.pk}),
+    (f"{V1}/payout-account/", "get"): Api(PROVIDERS),
+    (f"{V1}/payout-account/", "put"): Api(
+        PROVIDERS,
+        body=lambda w, r: {
+            "account_number": "6222021234567890123",
+            "account_name": getattr(w, _own(r)).provider.legal_name,
+            "bank_name": "中国工商银行庆阳分行",
+            "bank_code": "102826000015",
+        },
+    ),
     # subsidy
     (f"{V1}/programmes/", "get"): Api(MEMBERS, rows=_programmes),
     (f"{V1}/programmes/", "post"): Api(AUTHORITIES, body=_programme_body, ok=201),
@@ -596,6 +608,7 @@ PAGES: dict[str, Page] = {
     ),
     "node-health": Page(PROVIDERS, kwargs=lambda w: {"pk": w.a.node.pk}, sees={"provider_a"}),
     "billing-invoices": Page(BUYERS),
+    "billing-invoice-settle-now": Page(BUYERS, method="post"),
     "billing-invoice": Page(BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}),
     "billing-invoice-print": Page(
         BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsBuyer
 from accounts.selectors import organisation_for_user
 from billing import payments, selectors
+from billing.interim import invoice_settle_now
 from billing.models import Invoice, InvoiceLine, Payment
 from core.errors import NotFound
 from core.openapi import errors
@@ -140,3 +141,21 @@ class InvoicePayView(APIView):
             invoice=invoice, payment_method=data.validated_data.get("payment_method")
         )
         return Response(InvoicePayOutput(payment).data, status=status.HTTP_201_CREATED)
+
+
+class InvoiceSettleNowView(APIView):
+    """Settle now: issue an interim invoice of everything metered so far this
+    period (vouchers apply as at close). The period's later invoice continues
+    from its end; no usage record is billed twice. 409 when nothing metered is
+    left to settle."""
+
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=None, responses={201: InvoiceDetailOutput, **errors(409)})
+    def post(self, request):
+        buyer = organisation_for_user(request.user)
+        invoice = invoice_settle_now(buyer=buyer, actor=request.user)
+        return Response(
+            InvoiceDetailOutput(selectors.invoice_get(buyer=buyer, pk=invoice.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )

@@ -6,9 +6,15 @@ from billing.api import invoices, payouts, subsidy, webhooks
 
 urlpatterns = [
     path("invoices/", invoices.InvoiceListView.as_view(), name="api-invoices"),
+    path(
+        "invoices/settle-now/",
+        invoices.InvoiceSettleNowView.as_view(),
+        name="api-invoice-settle-now",
+    ),
     path("invoices/<int:pk>/", invoices.InvoiceDetailView.as_view(), name="api-invoice"),
     path("invoices/<int:pk>/pay/", invoices.InvoicePayView.as_view(), name="api-invoice-pay"),
     path("payouts/", payouts.PayoutListView.as_view(), name="api-payouts"),
+    path("payout-account/", payouts.PayoutAccountView.as_view(), name="api-payout-account"),
     path("stripe/webhook/", webhooks.stripe_webhook, name="api-stripe-webhook"),
     path("programmes/", subsidy.ProgrammeListCreateView.as_view(), name="api-programmes"),
     path("programmes/<int:pk>/", subsidy.ProgrammeDetailView.as_view(), name="api-programme"),

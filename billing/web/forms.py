@@ -264,3 +264,14 @@ class VoucherApplyForm(forms.Form):
 class ClaimPayForm(forms.Form):
     paid_on = forms.DateField(label=_("Paid on"), widget=forms.DateInput(attrs={"type": "date"}))
     reference = forms.CharField(label=_("Payment reference"), max_length=100)
+
+
+class BankAccountForm(forms.Form):
+    """A provider's bank account for payouts (the checks are the service's)."""
+
+    account_number = forms.CharField(label=_("Account number (收款账号)"), max_length=40)
+    account_name = forms.CharField(label=_("Account holder (户名)"), max_length=200)
+    bank_name = forms.CharField(label=_("Bank branch (开户行)"), max_length=200)
+    bank_code = forms.CharField(label=_("CNAPS bank code (联行号)"), max_length=12)
+    province = forms.CharField(label=_("Province"), max_length=32, required=False)
+    city = forms.CharField(label=_("City"), max_length=32, required=False)

@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from billing.operator_overview import OPEN_ORDER_STATES, operator_overview
+from billing.payout_accounts import payouts_waiting_for_an_account
 
 
 def _admin(changelist: str, query: str) -> str:
@@ -29,6 +30,9 @@ def overview(request: HttpRequest) -> HttpResponse:
         "ledger": reverse("admin:billing_ledgeraccount_changelist"),
         "outbox": _admin("core_outboxmessage", "completed_at__isempty=1"),
     }
-    return render(
-        request, "billing/operator.html", {"overview": operator_overview(), "links": links}
-    )
+    context = {
+        "overview": operator_overview(),
+        "links": links,
+        "waiting": payouts_waiting_for_an_account(),
+    }
+    return render(request, "billing/operator.html", context)
