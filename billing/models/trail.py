@@ -31,7 +31,9 @@ class TrailLeaf(models.Model):
     class Meta:
         ordering = ["index"]
         constraints = [
-            models.UniqueConstraint(fields=["kind", "record_id"], name="trail_leaf_once_per_record"),
+            models.UniqueConstraint(
+                fields=["kind", "record_id"], name="trail_leaf_once_per_record"
+            ),
             models.CheckConstraint(condition=Q(index__gte=0), name="trail_leaf_index_not_negative"),
         ]
 
@@ -53,7 +55,9 @@ class TreeHead(models.Model):
         ordering = ["-tree_size", "-timestamp", "-pk"]
         get_latest_by = ["tree_size", "timestamp", "pk"]
         constraints = [
-            models.CheckConstraint(condition=Q(tree_size__gte=0), name="tree_head_size_not_negative"),
+            models.CheckConstraint(
+                condition=Q(tree_size__gte=0), name="tree_head_size_not_negative"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -113,7 +113,9 @@ def test_a_deleted_redemption_is_found(world):
     with connection.cursor() as cursor:  # as someone with database access would
         for table in ("billing_subsidyclaim_redemptions", "billing_redemption_usage_records"):
             cursor.execute(f"DELETE FROM {table} WHERE redemption_id = %s", [redemption.pk])
-        cursor.execute("DELETE FROM billing_redemptionevent WHERE redemption_id = %s", [redemption.pk])
+        cursor.execute(
+            "DELETE FROM billing_redemptionevent WHERE redemption_id = %s", [redemption.pk]
+        )
         cursor.execute("DELETE FROM billing_redemption WHERE id = %s", [redemption.pk])
 
     found = trail.trail_check()
