@@ -205,16 +205,18 @@ def _audit_usage(audit: ClaimAudit, leaves: _Leaves, row: dict, r: dict, ln: dic
 
 
 def _audit_totals(audit: ClaimAudit, report: dict, per_mode: dict[str, int]) -> None:
-    rows_total = sum(per_mode.values())
-    if _same(audit, "claim total (fen), rows added up", report["total_amount"], rows_total):
-        audit.checks.append(f"the {audit.rows} rows add up to the claim: {_yuan(rows_total)}")
-    _same(audit, "deduct-mode total (fen)", report["deduct_amount"], per_mode.get("deduct", 0))
-    _same(
-        audit,
-        "reimburse-mode total (fen)",
-        report["reimburse_amount"],
-        per_mode.get("reimburse", 0),
-    )
+    totals = [
+        ("total", report["total_amount"], sum(per_mode.values())),
+        ("deduct-mode total", report["deduct_amount"], per_mode.get("deduct", 0)),
+        ("reimburse-mode total", report["reimburse_amount"], per_mode.get("reimburse", 0)),
+    ]
+    for what, claimed, added in totals:
+        if claimed != added:
+            audit.problems.append(
+                f"the claim's {what} is {_yuan(claimed)}, its rows add up to {_yuan(added)}"
+            )
+    if totals[0][1] == totals[0][2]:
+        audit.checks.append(f"the {audit.rows} rows add up to the claim: {_yuan(totals[0][1])}")
 
 
 def _parse(value: str) -> dt.datetime:

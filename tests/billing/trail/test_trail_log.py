@@ -112,7 +112,7 @@ def test_a_deleted_redemption_is_found(world):
     redemption = Redemption.objects.filter(status="applied").order_by("pk").last()
     with connection.cursor() as cursor:  # as someone with database access would
         for table in ("billing_subsidyclaim_redemptions", "billing_redemption_usage_records"):
-            cursor.execute(f"DELETE FROM {table} WHERE redemption_id = %s", [redemption.pk])
+            cursor.execute(f"DELETE FROM {table} WHERE redemption_id = %s", [redemption.pk])  # noqa: S608
         cursor.execute(
             "DELETE FROM billing_redemptionevent WHERE redemption_id = %s", [redemption.pk]
         )
@@ -131,14 +131,17 @@ def test_the_database_refuses_to_rewrite_or_delete_a_leaf_or_a_head(world):
     if connection.vendor != "postgresql":
         pytest.skip("the append-only triggers are PostgreSQL's")
     for statement in (
-        "UPDATE billing_trailleaf SET leaf = '{}' WHERE index = 0",
-        "DELETE FROM billing_trailleaf WHERE index = 17",
+        """UPDATE billing_trailleaf SET leaf = '{}' WHERE "index" = 0""",
+        """DELETE FROM billing_trailleaf WHERE "index" = 17""",
         "UPDATE billing_treehead SET tree_size = 3",
         "DELETE FROM billing_treehead",
     ):
-        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(statement)
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement)
     assert TrailLeaf.objects.count() == 18
 
 
