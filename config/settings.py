@@ -290,6 +290,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "fraud-flags-compute": {"task": "billing.fraud_flags_compute", "schedule": 3600.0},
     # subsidy trail: log new evidence, sign a tree head every hour
     "trail-sign-tree-head": {"task": "billing.trail_sign_tree_head", "schedule": 3600.0},
+    "trail-check": {"task": "billing.trail_check", "schedule": 86400.0},
 }
 # Redis redelivers a message a worker took but never acknowledged (money and capacity
 # tasks ack late: only after they ran) once visibility_timeout seconds have passed. It

@@ -78,7 +78,7 @@ SOURCE_OF = {source.kind: source for source in SOURCES}
 def _unlogged(source: Source) -> models.QuerySet:
     logged = TrailLeaf.objects.filter(kind=source.kind, record_id=OuterRef("pk"))
     return (
-        source.ready(source.model.objects.all())
+        source.ready(source.model._default_manager.all())
         .filter(~Exists(logged))
         .select_related(*source.related)
         .order_by("pk")
@@ -159,7 +159,7 @@ def trail_check(*, kinds: Iterable[str] | None = None) -> list[Mismatch]:
         logged = TrailLeaf.objects.filter(kind=kind).order_by("index")
         for chunk in _chunks(logged.values_list("index", "record_id", "leaf_hash")):
             ids = [record_id for _i, record_id, _h in chunk]
-            rows = source.model.objects.select_related(*source.related).in_bulk(ids)
+            rows = source.model._default_manager.select_related(*source.related).in_bulk(ids)
             for index, record_id, logged_hash in chunk:
                 record = rows.get(record_id)
                 if record is None:
