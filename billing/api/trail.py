@@ -86,7 +86,7 @@ class ConsistencyView(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(parameters=[ConsistencyInput], responses={200: ConsistencyOutput})
+    @extend_schema(parameters=[ConsistencyInput], responses={200: ConsistencyOutput, **errors(404)})
     def get(self, request):
         data = ConsistencyInput(data=request.query_params)
         data.is_valid(raise_exception=True)

@@ -113,7 +113,7 @@ def test_an_authority_audits_a_claim_end_to_end_and_sees_tampering(world, tmp_pa
     UsageRecord.objects.filter(pk=usage.pk).update(gpu_seconds_delivered=720_000)
 
     # a redemption deleted from the database: the claim is short, the log still has it
-    gone = Redemption.objects.get(invoice_line__usage_record__window_start__day=20)
+    gone = Redemption.objects.get(usage_records__window_start__day=20)
     for table in ("billing_subsidyclaim_redemptions", "billing_redemption_usage_records"):
         _sql(f"DELETE FROM {table} WHERE redemption_id = %s", [gone.pk])  # noqa: S608
     _sql("DELETE FROM billing_redemptionevent WHERE redemption_id = %s", [gone.pk])

@@ -49,7 +49,7 @@ def test_a_claim_is_sealed_with_a_signed_head_over_all_its_evidence(world):
 def test_a_leaf_is_the_canonical_json_of_its_record_and_names_its_evidence_by_hash(world):
     line = InvoiceLine.objects.filter(invoice=world.invoices[0]).order_by("pk").first()
     redemption = Redemption.objects.get(invoice_line=line)
-    usage = UsageRecord.objects.get(pk=line.usage_record_id)
+    usage = redemption.usage_records.get()
     usage_leaf = TrailLeaf.objects.get(kind="usage", record_id=usage.pk)
     line_leaf = TrailLeaf.objects.get(kind="invoice_line", record_id=line.pk)
     body = json.loads(TrailLeaf.objects.get(kind="redemption", record_id=redemption.pk).leaf)
@@ -100,8 +100,8 @@ def test_a_usage_record_rewritten_after_it_was_logged_is_found(world):
     found = trail.trail_check()
 
     # the record, and the line and the redemption that name it by its hash
-    line = InvoiceLine.objects.get(usage_record=usage)
-    redemption = Redemption.objects.get(invoice_line=line)
+    redemption = Redemption.objects.get(usage_records=usage)
+    line = redemption.invoice_line
     assert [(m.kind, m.record_id, m.problem) for m in found] == [
         ("usage", usage.pk, "rewritten"),
         ("invoice_line", line.pk, "rewritten"),
