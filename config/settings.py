@@ -351,6 +351,8 @@ THROTTLE_RATES = {
     "token-create": env.str("THROTTLE_RATE_TOKEN_CREATE", default="20/hour"),
     # per buyer organisation: orders placed (page and API)
     "orders": env.str("THROTTLE_RATE_ORDERS", default="60/min"),
+    # per client address: quotes (each reads the whole live book)
+    "quotes": env.str("THROTTLE_RATE_QUOTES", default="60/min"),
     # per node: telemetry batches
     "telemetry": env.str("THROTTLE_RATE_TELEMETRY", default="30/min"),
 }

@@ -231,6 +231,9 @@ API: dict[tuple[str, str], Api] = {
     (f"{V1}/offers/{{id}}/withdraw/", "post"): Api(
         PROVIDERS, path=lambda w: {"id": w.a.offer.pk}, sees={"provider_a"}
     ),
+    # the public book and quotes
+    (f"{V1}/book/", "get"): Api(ALL),
+    (f"{V1}/quotes/", "post"): Api(ALL, body=_order_body),
     # orders, leases, usage
     (f"{V1}/orders/", "get"): Api(
         BUYERS, rows=lambda w, r: _ids(Order.objects.filter(buyer=_org(w, r)))
@@ -465,6 +468,8 @@ PAGES: dict[str, Page] = {
     ),
     "market:catalogue": Page(ALL),
     "market:find_compute": Page(ALL),
+    "market:book": Page(ALL),
+    "market:quote": Page(ALL),
     "market:capacity": Page(PROVIDERS),
     "market:site_create": Page(PROVIDERS, method="post"),
     "market:node_create": Page(PROVIDERS, method="post"),

@@ -12,6 +12,8 @@ urlpatterns = [
                 [
                     path("gpus/", views.catalogue, name="catalogue"),
                     path("offers/", views.find_compute, name="find_compute"),
+                    path("book/", views.book, name="book"),
+                    path("quote/", views.quote, name="quote"),
                     path("capacity/", views.my_capacity, name="capacity"),
                     path("capacity/sites/", views.site_create, name="site_create"),
                     path("capacity/nodes/", views.node_create, name="node_create"),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from market.matching.book import Book, BookNode, BookOffer, BookOrder
 from market.matching.engine import plan
 from market.matching.plan import compatible
+from market.matching.quote import exclusion_reasons
 
 NOW = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 MODELS = (1, 2, 3)
@@ -189,3 +190,26 @@ def check(spec):
             assert after[order.id] == order.need
             assert len(sites[order.id]) == 1
     assert sum(after.values()) >= sum(before.values())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    markets(),
+    st.sampled_from([Decimal(0), Decimal("0.5"), Decimal("0.7")]),
+    st.sampled_from([frozenset(), frozenset({"gansu"}), frozenset({"ningxia"})]),
+)
+def test_a_quote_excludes_an_offer_exactly_when_the_engine_would_not_use_it(spec, green, hubs):
+    """The reasons a quote gives are the engine's own test: none exactly when
+    the offer is of an accepted model, within the bid and compatible."""
+    orders, book, _nodes, _available = build(spec)
+    for order in orders:
+        order.min_green, order.hubs = green, hubs
+        for offer in book.offers:
+            reasons = exclusion_reasons(order, offer, NOW)
+            usable = (
+                offer.gpu_model_id in order.models
+                and offer.price <= order.max_price
+                and compatible(order, offer, NOW)
+            )
+            assert (not reasons) == usable, (reasons, order, offer)
+            assert len(set(reasons)) == len(reasons)
