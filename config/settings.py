@@ -272,6 +272,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "market-match-round": {"task": "market.match_round", "schedule": 5.0},
     "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
     "market-orders-expire": {"task": "market.orders_expire", "schedule": 30.0},
+    # price index: publish yesterday's snapshot (a no-op once it is published)
+    "market-price-index-publish": {"task": "market.price_index_publish", "schedule": 3600.0},
     # telemetry: node health, failover, metering
     "telemetry-node-health": {"task": "market.nodes_health_check", "schedule": 5.0},
     "telemetry-failover": {"task": "market.leases_failover", "schedule": 15.0},

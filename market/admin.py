@@ -12,6 +12,7 @@ from market.models import (
     OfferEvent,
     Order,
     OrderEvent,
+    PriceIndexSnapshot,
     Site,
     UsageRecord,
 )
@@ -177,6 +178,18 @@ class NodeHealthEventAdmin(admin.ModelAdmin):
 class NodeHealthCursorAdmin(admin.ModelAdmin):
     list_display = [field.name for field in NodeHealthCursor._meta.fields][:8]
     raw_id_fields = ["node"]
+
+
+@admin.register(PriceIndexSnapshot)
+class PriceIndexSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["seq", "day", "method_version", "digest", "published_at"]
+    list_filter = ["method_version"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # published and hash-chained: a restatement is a new snapshot
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 # State histories: read-only, one shape (core.admin).

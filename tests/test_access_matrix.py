@@ -234,6 +234,8 @@ API: dict[tuple[str, str], Api] = {
     # the public book and quotes
     (f"{V1}/book/", "get"): Api(ALL),
     (f"{V1}/quotes/", "post"): Api(ALL, body=_order_body),
+    (f"{V1}/price-index/", "get"): Api(ALL),
+    (f"{V1}/price-index/verify/", "get"): Api(ALL),
     # orders, leases, usage
     (f"{V1}/orders/", "get"): Api(
         BUYERS, rows=lambda w, r: _ids(Order.objects.filter(buyer=_org(w, r)))
@@ -470,6 +472,9 @@ PAGES: dict[str, Page] = {
     "market:find_compute": Page(ALL),
     "market:book": Page(ALL),
     "market:quote": Page(ALL),
+    "market:price_index": Page(ALL),
+    "market:price_index_csv": Page(ALL),
+    "market:price_index_method": Page(ALL),
     "market:capacity": Page(PROVIDERS),
     "market:site_create": Page(PROVIDERS, method="post"),
     "market:node_create": Page(PROVIDERS, method="post"),

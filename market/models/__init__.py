@@ -1,5 +1,6 @@
 from market.models.capacity import Node, Offer, OfferEvent, Site
 from market.models.catalogue import GPUModel
+from market.models.index import PriceIndexSnapshot
 from market.models.telemetry import NodeHealthCursor, NodeHealthEvent, TelemetrySample, UsageRecord
 from market.models.trading import Lease, LeaseEvent, Order, OrderEvent
 
@@ -14,6 +15,7 @@ __all__ = [
     "OfferEvent",
     "Order",
     "OrderEvent",
+    "PriceIndexSnapshot",
     "Site",
     "TelemetrySample",
     "UsageRecord",
