@@ -135,6 +135,7 @@ def order_create(
     domestic_only: bool = False,
     gang: bool = False,
     failover_allowed: bool = True,
+    verified_only: bool = False,
     time_in_force: str = GOOD_TILL,
     good_till: dt.datetime | None = None,
     currency: str | None = None,
@@ -165,6 +166,7 @@ def order_create(
         "start_by": start_by.isoformat(),
         "failover_allowed": failover_allowed,
         "time_in_force": time_in_force,
+        "verified_only": verified_only,
         "good_till": good_till.isoformat() if good_till else None,
     }
     digest = _digest(payload)
@@ -209,6 +211,7 @@ def order_create(
                 failover_allowed=failover_allowed,
                 time_in_force=time_in_force,
                 good_till=good_till,
+                verified_only=verified_only,
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
             )

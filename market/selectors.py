@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import (
+    BooleanField,
     Case,
     DecimalField,
+    Exists,
     ExpressionWrapper,
     F,
+    OuterRef,
     Q,
     QuerySet,
     Sum,
@@ -110,6 +113,7 @@ def offers_search(
             output_field=_EXACT,
         )
     )
+    offers = offers.annotate(verified=offer_verified())
     scores = provider_reliability(set(offers.values_list("provider_id", flat=True)), now=now)
     offers = offers.annotate(
         reliability=Case(
@@ -119,6 +123,19 @@ def offers_search(
         )
     )
     return offers.order_by(*OFFER_SORTS.get(sort, OFFER_SORTS["price"]))
+
+
+def offer_verified() -> Case:
+    """An offer is verified when every node it can use passed its self-test:
+    its node, or each node of its model at its site (a pool offer)."""
+    unverified_in_pool = Node.objects.filter(
+        site_id=OuterRef("site_id"), gpu_model_id=OuterRef("gpu_model_id"), verified=False
+    )
+    return Case(
+        When(node__isnull=False, then=F("node__verified")),
+        default=~Exists(unverified_in_pool),
+        output_field=BooleanField(),
+    )
 
 
 def sites_of(provider: Organisation) -> QuerySet[Site]:
@@ -138,7 +155,11 @@ def nodes_of(provider: Organisation) -> QuerySet[Node]:
 
 
 def offers_of(provider: Organisation) -> QuerySet[Offer]:
-    return Offer.objects.filter(provider=provider).select_related("gpu_model", "site", "node")
+    return (
+        Offer.objects.filter(provider=provider)
+        .select_related("gpu_model", "site", "node")
+        .annotate(verified=offer_verified())
+    )
 
 
 def orders_of(buyer: Organisation) -> QuerySet[Order]:

@@ -261,6 +261,9 @@ API: dict[tuple[str, str], Api] = {
         ),
     ),
     (f"{V1}/telemetry/", "post"): Api(AGENT, body=_telemetry_body),
+    (f"{V1}/telemetry/self-test/", "post"): Api(
+        AGENT, body=lambda w, r: {"gpus_seen": 8, "memory_gb": "80.00", "tflops": "700.00"}
+    ),
     # billing
     (f"{V1}/invoices/", "get"): Api(
         BUYERS,

@@ -111,7 +111,8 @@ class QuoteExclusionOutput(serializers.Serializer):
         source="exclusion.reasons",
         help_text="model: GPU model not accepted; currency; price: ask above the maximum "
         "price; green_share: site below the minimum green share; region; hub; hours: "
-        "outside the offer's minimum/maximum lease; window: its window cannot hold the lease; "
+        "outside the offer's minimum/maximum lease; unverified: a node of the offer is not "
+        "verified and the order asks for verified capacity; window: its window cannot hold the lease; "
         "capacity: no free GPU on an online node; gang_site: a gang order needs one site and "
         "this one cannot hold it or costs more; not_needed: better offers cover the order.",
     )
@@ -163,6 +164,7 @@ class QuoteView(APIView):
             hubs=values["hubs"],
             min_green_share=values["min_green_share"],
             gang=values["gang"],
+            verified_only=values["verified_only"],
         )
         view = search.quote_view(
             quote=quote, hours=values["hours"], currency=settings.DEFAULT_CURRENCY

@@ -81,6 +81,7 @@ class OrderOutput(serializers.ModelSerializer):
             "time_in_force",
             "good_till",
             "failover_allowed",
+            "verified_only",
             "status",
             "created_at",
         ]
@@ -134,6 +135,9 @@ class OrderCreateInput(serializers.Serializer):
     gang = serializers.BooleanField(default=False)
     start_by = serializers.DateTimeField()
     failover_allowed = serializers.BooleanField(default=True)
+    verified_only = serializers.BooleanField(
+        default=False, help_text="Only GPUs on nodes whose self-test verified them."
+    )
     time_in_force = serializers.ChoiceField(
         choices=Order.TimeInForce.choices,
         default=Order.TimeInForce.GOOD_TILL,

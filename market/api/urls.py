@@ -41,5 +41,6 @@ urlpatterns = [
     path("leases/", orders.LeaseListView.as_view(), name="api-leases"),
     path("leases/<int:pk>/", orders.LeaseDetailView.as_view(), name="api-lease"),
     path("telemetry/", telemetry.TelemetryIngestView.as_view(), name="api-telemetry"),
+    path("telemetry/self-test/", telemetry.SelfTestView.as_view(), name="api-telemetry-self-test"),
     path("usage-records/", telemetry.UsageRecordListView.as_view(), name="api-usage-records"),
 ]

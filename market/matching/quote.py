@@ -25,6 +25,7 @@ PRICE = "price"  # its ask is above the order's maximum price
 GREEN_SHARE = "green_share"  # its site's green-power share is below the order's minimum
 REGION = "region"
 HUB = "hub"
+UNVERIFIED = "unverified"  # the order asks for verified capacity; a node of it is not verified
 HOURS = "hours"  # the order's hours are outside the offer's minimum / maximum lease
 WINDOW = "window"  # its window cannot hold the lease (starts after start-by, ends too soon)
 CAPACITY = "capacity"  # no free GPU on an online node of the offer
@@ -38,6 +39,7 @@ REASONS = (
     GREEN_SHARE,
     REGION,
     HUB,
+    UNVERIFIED,
     HOURS,
     WINDOW,
     CAPACITY,
@@ -93,6 +95,8 @@ def exclusion_reasons(order: BookOrder, offer: BookOffer, now: dt.datetime) -> l
         reasons.append(REGION)
     if order.hubs and offer.hub not in order.hubs:
         reasons.append(HUB)
+    if order.verified_only and not offer.verified:
+        reasons.append(UNVERIFIED)
     starts_at = offer.available_from if offer.available_from > now else now
     if order.ends_at is None:
         if not offer.min_hours <= order.hours <= offer.max_hours:
@@ -119,6 +123,7 @@ def order_quote_explain(
     hubs: Collection[str] = (),
     min_green_share: Decimal = Decimal(0),
     gang: bool = False,
+    verified_only: bool = False,
 ) -> Quote:
     """The engine's plan for one order on the whole live book, and each live
     offer left out with its reasons. Without a maximum price every ask is
@@ -136,6 +141,7 @@ def order_quote_explain(
         min_green=min_green_share,
         gang=gang,
         start_by=start_by,
+        verified_only=verified_only,
     )
     book = book_load(now=now)
     static = {offer.id: exclusion_reasons(order, offer, now) for offer in book.offers}

@@ -1,4 +1,4 @@
-from market.models.capacity import Node, Offer, OfferEvent, Site
+from market.models.capacity import Node, NodeSelfTest, Offer, OfferEvent, Site
 from market.models.catalogue import GPUModel
 from market.models.index import PriceIndexSnapshot
 from market.models.telemetry import NodeHealthCursor, NodeHealthEvent, TelemetrySample, UsageRecord
@@ -11,6 +11,7 @@ __all__ = [
     "Node",
     "NodeHealthEvent",
     "NodeHealthCursor",
+    "NodeSelfTest",
     "Offer",
     "OfferEvent",
     "Order",

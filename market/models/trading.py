@@ -60,6 +60,9 @@ class Order(models.Model):
     # The order leaves the book at this moment; none: at start_by.
     good_till = models.DateTimeField(null=True, blank=True)
     failover_allowed = models.BooleanField(default=True)
+    verified_only = models.BooleanField(
+        default=False, help_text=_("only GPUs on nodes whose self-test verified them")
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     gpus_filled = models.PositiveIntegerField(default=0)
     idempotency_key = models.CharField(max_length=80, null=True, blank=True)

@@ -194,6 +194,9 @@ class OrderForm(forms.Form):
     failover_allowed = forms.BooleanField(
         label=_("Failover to another provider allowed"), required=False, initial=True
     )
+    verified_only = forms.BooleanField(
+        label=_("Verified capacity only (nodes that passed their self-test)"), required=False
+    )
     time_in_force = forms.ChoiceField(
         label=_("Time in force"),
         choices=Order.TimeInForce.choices,

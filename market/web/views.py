@@ -205,6 +205,7 @@ def quote(request: HttpRequest) -> HttpResponse:
             hubs=data["hubs"],
             min_green_share=data["min_green_share"],
             gang=data["gang"],
+            verified_only=data["verified_only"],
         )
         view = search.quote_view(
             quote=result, hours=data["hours"], currency=settings.DEFAULT_CURRENCY
@@ -227,6 +228,7 @@ QUOTE_REASONS = {
     "green_share": gettext_lazy("green share below your minimum"),
     "region": gettext_lazy("province not accepted"),
     "hub": gettext_lazy("hub not accepted"),
+    "unverified": gettext_lazy("not verified by a self-test"),
     "hours": gettext_lazy("lease length outside the offer's minimum / maximum"),
     "window": gettext_lazy("its window cannot hold the lease"),
     "capacity": gettext_lazy("no free GPU on an online node"),
