@@ -52,14 +52,22 @@ class PriceIndexInput(serializers.Serializer):
         return data
 
 
+def _shift(day: dt.date, days: int) -> dt.date:
+    """`day` + `days`, held inside the calendar (a client may send 9999-12-31)."""
+    try:
+        return day + dt.timedelta(days=days)
+    except OverflowError:
+        return dt.date.max if days > 0 else dt.date.min
+
+
 def index_window(data: dict) -> tuple[dt.date | None, dt.date | None]:
     until = data.get("until")
     since = data.get("since")
     if since is None:
         anchor = until or index.last_published_day()
-        since = anchor - dt.timedelta(days=29) if anchor else None
+        since = _shift(anchor, -29) if anchor else None
     if until is None and since is not None:
-        until = since + dt.timedelta(days=MAX_INDEX_DAYS - 1)
+        until = _shift(since, MAX_INDEX_DAYS - 1)
     return since, until
 
 

@@ -165,3 +165,12 @@ def test_the_api_csv_verify_and_pages_show_the_published_index(api_client, clien
     assert "imported-t1-m1" in page and "<svg" in page and "hash chain intact" in page
     method = client.get("/market/index/method/").content.decode()
     assert "VWAP per PFLOPS-hour" in method
+
+
+@pytest.mark.parametrize(
+    "params", [{"since": "9999-12-31"}, {"until": "0001-01-01"}, {"since": "0001-01-01"}]
+)
+def test_dates_at_the_ends_of_the_calendar_are_an_empty_answer_not_an_error(api_client, params):
+    response = api_client.get("/api/v1/price-index/", params)
+    assert response.status_code == 200
+    assert response.json()["rows"] == []
