@@ -404,6 +404,11 @@ TELEMETRY_MAX_CLOCK_SKEW_SECONDS = env.int("TELEMETRY_MAX_CLOCK_SKEW_SECONDS", d
 TELEMETRY_ASYNC_COMMIT = env.bool("TELEMETRY_ASYNC_COMMIT", default=False)
 # A degraded/offline node returns online after this long without a fault.
 HEALTH_CLEAN_PERIOD_SECONDS = env.int("HEALTH_CLEAN_PERIOD_SECONDS", default=60)
+# A simulated self-test (`exchange-agent --self-test --simulate`) verifies a node only where
+# this is on: in development and the demo, never by default in production.
+NODE_SELF_TEST_ACCEPT_SIMULATED = env.bool(
+    "NODE_SELF_TEST_ACCEPT_SIMULATED", default=not PRODUCTION
+)
 # Leases on a node faulty for this long move to another offer (if the order allows).
 FAILOVER_AFTER_SECONDS = env.int("FAILOVER_AFTER_SECONDS", default=60)
 # Usage records cover windows of this length, aligned to the epoch; a window is

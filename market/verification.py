@@ -8,12 +8,15 @@ Rules (a self-test passes when all hold):
 - the slowest GPU's measured dense TFLOPS is at least TFLOPS_FLOOR of the
   catalogue's published peak (a burst never reaches the peak; 60 % is a
   healthy card under a short GEMM burst, a throttled or fake one is far below);
-- the node had no XID/ECC fault in the last ERROR_WINDOW.
+- the node had no XID/ECC fault in the last ERROR_WINDOW;
+- it was measured on the node, not simulated (unless
+  settings.NODE_SELF_TEST_ACCEPT_SIMULATED: development and the demo).
 A verified node stays verified until a failing self-test or a new error."""
 
 import datetime as dt
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 
 from market.models import Node, NodeHealthCursor, NodeSelfTest
@@ -24,10 +27,18 @@ ERROR_WINDOW = dt.timedelta(hours=24)
 
 
 def _failures(
-    *, node: Node, gpus_seen: int, memory_gb: Decimal, tflops: Decimal | None, now: dt.datetime
+    *,
+    node: Node,
+    gpus_seen: int,
+    memory_gb: Decimal,
+    tflops: Decimal | None,
+    simulated: bool,
+    now: dt.datetime,
 ) -> list[str]:
     model = node.gpu_model
     failures = []
+    if simulated and not settings.NODE_SELF_TEST_ACCEPT_SIMULATED:
+        failures.append("a simulated self-test does not verify a node on this exchange")
     if gpus_seen != node.gpu_count:
         failures.append(f"saw {gpus_seen} GPUs; the node has {node.gpu_count}")
     if memory_gb < MEMORY_FLOOR * model.memory_gb:
@@ -65,7 +76,12 @@ def node_self_test_record(
     with transaction.atomic():
         locked = Node.objects.select_for_update().select_related("gpu_model").get(pk=node.pk)
         failures = _failures(
-            node=locked, gpus_seen=gpus_seen, memory_gb=memory_gb, tflops=tflops, now=now
+            node=locked,
+            gpus_seen=gpus_seen,
+            memory_gb=memory_gb,
+            tflops=tflops,
+            simulated=simulated,
+            now=now,
         )
         passed = not failures
         reason = "; ".join(failures) if failures else "self-test passed"

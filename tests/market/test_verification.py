@@ -138,3 +138,19 @@ def test_the_agent_simulated_self_test_reports_the_card_it_plays():
         "tflops": "371.0",
         "simulated": True,
     }
+
+
+def test_a_simulated_self_test_verifies_nothing_where_the_exchange_refuses_them(settings):
+    node = NodeFactory(gpu_count=2)
+    settings.NODE_SELF_TEST_ACCEPT_SIMULATED = False
+
+    test = node_self_test_record(
+        node=node, gpus_seen=2, memory_gb=80, tflops=742, simulated=True, now=timezone.now()
+    )
+
+    assert not test.passed
+    assert test.reason == (
+        "simulated: a simulated self-test does not verify a node on this exchange"
+    )
+    node.refresh_from_db()
+    assert node.verified is False
