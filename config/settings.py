@@ -27,6 +27,9 @@ if EXCHANGE_ENV not in {"development", "production"}:
 PRODUCTION = EXCHANGE_ENV == "production"
 
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+# A simulated clock for every process (core/clock.py): "sim:<start>@<anchor>x<speed>"
+# (accelerated, the demo) or "step:<redis URL>" (the simulator's). Refused in production.
+EXCHANGE_CLOCK = env.str("EXCHANGE_CLOCK", default="")
 if PRODUCTION:
     SECRET_KEY = env.str("SECRET_KEY")
     if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure"):
