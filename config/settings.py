@@ -255,7 +255,8 @@ if REDIS_URL:
     CELERY_TASK_ALWAYS_EAGER = False
 else:
     # Embedded mode: tasks run in-process, in the caller, right after commit.
-    CELERY_BROKER_URL = "memory://"
+    # (with a host named: kombu warns "No hostname was supplied" for a bare memory://)
+    CELERY_BROKER_URL = "memory://localhost/"
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
