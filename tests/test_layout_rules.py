@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ("config", "core", "accounts", "market", "billing", "demo", "agent")
-PACKAGES_WITH_A_FACE = ("market.matching", "market.telemetry", "billing.subsidy")
+PACKAGES_WITH_A_FACE = ("market.matching", "market.telemetry", "billing.subsidy", "demo.simulation")
 
 
 def _modules():

@@ -123,6 +123,7 @@ def report_build(
         "orders still open": status.get(Order.Status.OPEN, 0),
         "fill rate": f"{(len(observations.first_fill) / placed if placed else 0):.1%}",
         "median time to fill (min)": round(statistics.median(waits), 1) if waits else None,
+        "orders that waited for capacity, median wait (min)": _waited(waits),
         "leases made": Lease.objects.count(),
         "GPU-hours delivered": _gpu_h(totals["d"]),
         "GPU-hours lost to faults": _gpu_h(totals["lost"]),
@@ -162,6 +163,11 @@ def report_build(
         series=_series(observations),
         checks=invariants_check(model=model, observations=observations, cast=cast),
     )
+
+
+def _waited(waits: list[float]) -> str:
+    later = [w for w in waits if w > 0]
+    return f"{len(later)}, {statistics.median(later):.0f}" if later else "0"
 
 
 def _options(options: Options) -> dict:
@@ -440,16 +446,25 @@ def _text(value) -> str:
     return str(value)
 
 
+CHARTED_FIGURES = {
+    "orders": ["orders placed", "orders filled", "orders partially filled", "orders expired",
+               "orders still open"],
+    "faults injected": ["faults injected"],
+    "GPU-hours": ["GPU-hours delivered", "GPU-hours lost to faults", "GPU-hours failed over"],
+}  # fmt: skip
+
+
 def report_html(report: Report) -> str:
     import pygal
-    from pygal.style import CleanStyle
 
+    from core.charts import HOUSE_STYLE, line_chart
+
+    # the house style: no script tag (pygal would load its tooltips from a CDN)
+    bars = {"style": HOUSE_STYLE, "width": 900, "height": 300, "js": [],
+            "disable_xml_declaration": True}  # fmt: skip
     charts = []
     for title, points in report.series.items():
-        chart = pygal.Line(
-            title=title, x_label_rotation=40, show_minor_x_labels=False, style=CleanStyle,
-            width=900, height=360, disable_xml_declaration=True,
-        )  # fmt: skip
+        chart = line_chart(title=title, x_label_rotation=40, width=900, height=360)
         labels = [label for label, _values in points]
         chart.x_labels = labels
         chart.x_labels_major = labels[:: max(1, len(labels) // 12)]
@@ -457,12 +472,19 @@ def report_html(report: Report) -> str:
         for key in keys:
             chart.add(key, [values.get(key) for _l, values in points])
         charts.append(chart.render(is_unicode=True))
+    for title, keys in CHARTED_FIGURES.items():
+        bar = pygal.HorizontalBar(title=title, **bars)
+        for key in keys:
+            value = report.figures.get(key)
+            if isinstance(value, dict):
+                for name, count in value.items():
+                    bar.add(str(name), count)
+            elif isinstance(value, int | float):
+                bar.add(key, value)
+        charts.append(bar.render(is_unicode=True))
     for title, rows in report.tables.items():
         if rows and isinstance(rows[0][1], int | float):
-            bar = pygal.HorizontalBar(
-                title=title, style=CleanStyle, width=900, height=320,
-                disable_xml_declaration=True,
-            )  # fmt: skip
+            bar = pygal.HorizontalBar(title=title, **bars)
             for row in rows:
                 bar.add(str(row[0]), row[1])
             charts.append(bar.render(is_unicode=True))

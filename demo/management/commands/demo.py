@@ -84,7 +84,7 @@ class Command(BaseCommand):
                 host=host, port=port, state_root=Path(agent_state_dir), clock_spec=spec
             )
         if speed > 0:
-            from demo.simulation.feed import MarketFeed
+            from demo.simulation import MarketFeed
 
             feed = MarketFeed()
             feed.start()
