@@ -455,13 +455,9 @@ CHARTED_FIGURES = {
 
 
 def report_html(report: Report) -> str:
-    import pygal
-
-    from core.charts import HOUSE_STYLE, line_chart
-
     # the house style: no script tag (pygal would load its tooltips from a CDN)
-    bars = {"style": HOUSE_STYLE, "width": 900, "height": 300, "js": [],
-            "disable_xml_declaration": True}  # fmt: skip
+    from core.charts import bar_chart, line_chart
+
     charts = []
     for title, points in report.series.items():
         chart = line_chart(title=title, x_label_rotation=40, width=900, height=360)
@@ -473,7 +469,7 @@ def report_html(report: Report) -> str:
             chart.add(key, [values.get(key) for _l, values in points])
         charts.append(chart.render(is_unicode=True))
     for title, keys in CHARTED_FIGURES.items():
-        bar = pygal.HorizontalBar(title=title, **bars)
+        bar = bar_chart(title=title, width=900, height=300)
         for key in keys:
             value = report.figures.get(key)
             if isinstance(value, dict):
@@ -484,7 +480,7 @@ def report_html(report: Report) -> str:
         charts.append(bar.render(is_unicode=True))
     for title, rows in report.tables.items():
         if rows and isinstance(rows[0][1], int | float):
-            bar = pygal.HorizontalBar(title=title, **bars)
+            bar = bar_chart(title=title, width=900, height=300)
             for row in rows:
                 bar.add(str(row[0]), row[1])
             charts.append(bar.render(is_unicode=True))
