@@ -31,6 +31,11 @@ def _interval_seconds(schedule) -> float:
     return 60.0
 
 
+# On the fast clock a frequent task (matching, health) still runs at most this
+# often in real time, as the agents report: the web requests keep the database.
+SIMULATED_FLOOR_SECONDS = 5.0
+
+
 class InProcessBeat(threading.Thread):
     def __init__(self, *, tick: float = 1.0) -> None:
         super().__init__(name="in-process-beat", daemon=True)
@@ -58,11 +63,11 @@ class InProcessBeat(threading.Thread):
 
     def _run_simulated(self) -> None:
         """On the demo's accelerated clock the schedule is in simulated time
-        (a task due more often than a tick runs once a tick; daily work at
-        03:00 Beijing time), as the simulator plays it."""
+        (daily work at 03:00 Beijing time), as the simulator plays it, each
+        task at most once every SIMULATED_FLOOR_SECONDS of real time."""
         from demo.simulation import Beat
 
-        beat = Beat(start=clock.now())
+        beat = Beat(start=clock.now(), floor=SIMULATED_FLOOR_SECONDS)
         while not self.stopped.wait(self.tick):
             for task_name, args in beat.due(clock.now()):
                 self._apply(task_name, args)
