@@ -22,6 +22,7 @@ from accounts.credit_code import ALPHABET, check_character
 from accounts.models import Membership, Organisation
 from billing.models import PayoutAccount, PayoutMethod, SubsidyProgramme
 from billing.subsidy import programme_create, services, voucher_issue
+from core.errors import ApplicationError
 from market.capacity import node_create, offer_create, site_create
 from market.models import GPUModel, Node, Offer, Site
 
@@ -212,18 +213,24 @@ def demand_create(*, rng: random.Random, cast: Cast, buyers: int, now: dt.dateti
     authority_user = cast.owners[cast.authority.pk]
     for n, holder in enumerate(holders):
         face = rng.choice([20_000_00, 50_000_00, 100_000_00])
-        if n % 2 == 0:
-            voucher_issue(programme=cast.programme, holder=holder, face_amount=face)
-            continue
-        application = services.application_create(
-            applicant=holder,
-            programme=cast.programme,
-            purpose="Fine-tuning a domain model",
-            expected_gpu_hours=face // 1_000,
-            requested_amount=face,
-            actor=cast.owners[holder.pk],
-        )
-        services.application_approve(application=application, amount=face, actor=authority_user)
+        try:
+            with transaction.atomic():
+                if n % 2 == 0:
+                    voucher_issue(programme=cast.programme, holder=holder, face_amount=face)
+                    continue
+                application = services.application_create(
+                    applicant=holder,
+                    programme=cast.programme,
+                    purpose="Fine-tuning a domain model",
+                    expected_gpu_hours=face // 1_000,
+                    requested_amount=face,
+                    actor=cast.owners[holder.pk],
+                )
+                services.application_approve(
+                    application=application, amount=face, actor=authority_user
+                )
+        except ApplicationError:
+            continue  # the budget is spoken for: the authority grants no more
     # one application the authority has not decided yet, as on any working day
     undecided = [b for b in cast.buyers if b not in holders][:1]
     for applicant in undecided:
