@@ -28,6 +28,9 @@ if EXCHANGE_ENV not in {"development", "production"}:
 PRODUCTION = EXCHANGE_ENV == "production"
 
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+# A simulated clock for every process (core/clock.py): "sim:<start>@<anchor>x<speed>"
+# (accelerated, the demo) or "step:<redis URL>" (the simulator's). Refused in production.
+EXCHANGE_CLOCK = env.str("EXCHANGE_CLOCK", default="")
 if PRODUCTION:
     SECRET_KEY = env.str("SECRET_KEY")
     if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure"):
@@ -253,7 +256,8 @@ if REDIS_URL:
     CELERY_TASK_ALWAYS_EAGER = False
 else:
     # Embedded mode: tasks run in-process, in the caller, right after commit.
-    CELERY_BROKER_URL = "memory://"
+    # (with a host named: kombu warns "No hostname was supplied" for a bare memory://)
+    CELERY_BROKER_URL = "memory://localhost/"
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"

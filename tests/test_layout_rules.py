@@ -30,6 +30,7 @@ PACKAGES_WITH_A_FACE = (
     "market.index",
     "billing.subsidy",
     "billing.trail",
+    "demo.simulation",
 )
 
 
