@@ -7,7 +7,7 @@ order transitions only move rows still in their old status.
 from celery import shared_task
 
 from core import clock
-from market import leases, maintenance, matching, orders
+from market import index, leases, maintenance, matching, orders
 from market import leases as failover
 
 
@@ -42,3 +42,10 @@ def leases_failover() -> int:
 def nodes_drain_due() -> int:
     """Nodes whose maintenance notice has run out go into maintenance."""
     return maintenance.nodes_drain_due()
+
+
+@shared_task(name="market.price_index_publish", acks_late=True, reject_on_worker_lost=True)
+def price_index_publish() -> int | None:
+    """Publish yesterday's price index once (later runs find it published)."""
+    snapshot = index.index_publish_due()
+    return None if snapshot is None else snapshot.seq

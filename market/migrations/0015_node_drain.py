@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('market', '0011_merge_20261129_1330'),
+        ('market', '0014_node_verification'),
     ]
 
     operations = [
