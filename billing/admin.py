@@ -5,6 +5,7 @@ from billing.models import (
     Invoice,
     InvoiceEvent,
     InvoiceLine,
+    InvoiceLineUsage,
     LedgerAccount,
     LedgerTransaction,
     Payment,
@@ -155,6 +156,13 @@ class InvoiceLineAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["kind"]
     search_fields = ["invoice__number", "provider__legal_name"]
+
+
+@admin.register(InvoiceLineUsage)
+class InvoiceLineUsageAdmin(ReadOnlyAdmin):
+    list_display = ["id", "line", "usage_record"]
+    raw_id_fields = ["line", "usage_record"]
+    search_fields = ["line__invoice__number"]
 
 
 # --- payments and payouts ------------------------------------------------------

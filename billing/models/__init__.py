@@ -1,4 +1,10 @@
-from billing.models.invoices import Invoice, InvoiceEvent, InvoiceLine, SlaCredit
+from billing.models.invoices import (
+    Invoice,
+    InvoiceEvent,
+    InvoiceLine,
+    InvoiceLineUsage,
+    SlaCredit,
+)
 from billing.models.ledger import LedgerAccount, LedgerTransaction, Posting
 from billing.models.payments import Payment, Refund, StripeEvent
 from billing.models.payouts import Payout, PayoutAccount, PayoutLine, PayoutMethod, PayoutRun
@@ -7,6 +13,7 @@ __all__ = [
     "Invoice",
     "InvoiceEvent",
     "InvoiceLine",
+    "InvoiceLineUsage",
     "LedgerAccount",
     "LedgerTransaction",
     "Posting",

@@ -147,7 +147,7 @@ def _expiry_burst(redemptions) -> Iterator[Finding]:
             Redemption.objects.filter(
                 voucher=voucher,
                 status__in=LIVE,
-                invoice_line__usage_record__window_start__gte=window_start,
+                invoice_line__window_start__gte=window_start,
             ).aggregate(total=Sum("amount"))["total"]
             or 0
         )

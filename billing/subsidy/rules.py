@@ -42,12 +42,13 @@ def line_ineligibility(
     *, programme: SubsidyProgramme, line: InvoiceLine, beneficiary: Organisation
 ) -> str:
     """Why `programme` does not pay for `line` ('' when it does)."""
-    usage, lease = line.usage_record, line.lease
-    if line.kind != InvoiceLine.Kind.USAGE or usage is None or lease is None or line.amount <= 0:
+    lease = line.lease
+    if line.kind != InvoiceLine.Kind.USAGE or lease is None or line.amount <= 0:
         return "not metered usage"
     if programme.currency != line.invoice.currency:
         return "currency"
-    if not programme.valid_from <= usage.window_start < programme.valid_until:
+    assert line.window_start is not None and line.window_end is not None  # usage lines have them
+    if line.window_end <= programme.valid_from or line.window_start >= programme.valid_until:
         return "usage outside the programme's validity"
     site = lease.node.site
     gpu_model = lease.node.gpu_model
@@ -102,6 +103,7 @@ def line_rate_bp(
 
 
 def usage_year(line: InvoiceLine) -> int:
-    """The calendar year (local time) of the usage, for the per-year cap."""
-    assert line.usage_record is not None  # only usage lines are subsidised
-    return timezone.localtime(line.usage_record.window_start).year
+    """The calendar year (local time) of the usage, for the per-year cap (a
+    line lies in one billing period, so in one year)."""
+    assert line.window_start is not None  # only usage lines are subsidised
+    return timezone.localtime(line.window_start).year
