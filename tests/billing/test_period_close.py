@@ -11,8 +11,7 @@ from billing.invoices import buyers_to_close, invoice_build_for_period, period_t
 from billing.models import Invoice, LedgerTransaction
 from billing.period_close import closed_periods_check
 from billing.settlement import invoice_settle
-from billing.tasks import DraftsRefreshIncomplete, invoice_drafts_refresh
-from billing.tasks import ClosedPeriodUnbilled
+from billing.tasks import ClosedPeriodUnbilled, DraftsRefreshIncomplete, invoice_drafts_refresh
 from billing.tasks import closed_periods_check as closed_periods_check_task
 from tests.billing.conftest import JUNE, MAY, make_lease
 from tests.factories import OrganisationFactory, UsageRecordFactory
