@@ -133,3 +133,56 @@ def api_token_revoke(*, user: UserModel, token_key: str) -> None:
     deleted, _ = AuthToken.objects.filter(user=user, token_key=token_key).delete()
     if not deleted:
         raise NotFound("No such token.")
+
+
+def relationship_declare(
+    *,
+    organisation: Organisation,
+    kind: str,
+    related_credit_code: str,
+    related_name: str = "",
+    share_bp: int | None = None,
+    actor: UserModel | None = None,
+):
+    """An organisation declares its parent or a shareholder (by credit code)."""
+    from accounts.models import OrganisationRelationship as R
+
+    code = normalise(related_credit_code)
+    errors: dict[str, list[str]] = {}
+    if kind not in (R.Kind.PARENT, R.Kind.SHAREHOLDER):
+        errors["kind"] = ["Declare a parent company or a shareholder."]
+    if problem := credit_code_problem(code):
+        errors["related_credit_code"] = [problem]
+    elif code == organisation.credit_code:
+        errors["related_credit_code"] = ["That is the organisation's own credit code."]
+    if share_bp is not None and not 0 < share_bp <= 10_000:
+        errors["share_bp"] = ["A share is between 1 and 10,000 basis points."]
+    if errors:
+        raise ApplicationError("The relationship is not valid.", errors=errors)
+    relationship, _created = R.objects.update_or_create(
+        organisation=organisation,
+        kind=kind,
+        related_credit_code=code,
+        defaults={"related_name": related_name[:200], "share_bp": share_bp, "declared_by": actor},
+    )
+    return relationship
+
+
+def relationship_link(*, a: Organisation, b: Organisation, actor: UserModel | None, note: str = ""):
+    """Staff record a link between two organisations they verified."""
+    from accounts.models import OrganisationRelationship as R
+
+    if a.pk == b.pk:
+        raise ApplicationError("Link two different organisations.")
+    relationship, _created = R.objects.update_or_create(
+        organisation=a,
+        kind=R.Kind.STAFF_LINK,
+        related_credit_code=b.credit_code,
+        defaults={
+            "related_name": b.legal_name,
+            "note": note[:300],
+            "verified_by": actor,
+            "verified_at": clock.now(),
+        },
+    )
+    return relationship

@@ -22,6 +22,7 @@ from billing.models import (
     SubsidyClaim,
     SubsidyClaimEvent,
     SubsidyProgramme,
+    SubsidyRefusal,
     Voucher,
     VoucherApplication,
     VoucherApplicationEvent,
@@ -385,3 +386,11 @@ admin.site.register(VoucherEvent, StatusEventAdmin)
 admin.site.register(VoucherApplicationEvent, StatusEventAdmin)
 admin.site.register(RedemptionEvent, StatusEventAdmin)
 admin.site.register(SubsidyClaimEvent, StatusEventAdmin)
+
+
+@admin.register(SubsidyRefusal)
+class SubsidyRefusalAdmin(ReadOnlyAdmin):
+    list_display = ["id", "programme", "reason", "amount", "invoice_line", "created_at"]
+    list_filter = ["reason"]
+    raw_id_fields = ["invoice_line", "programme", "voucher"]
+    search_fields = ["invoice_line__invoice__number", "programme__name", "detail"]

@@ -19,9 +19,9 @@ def invoice_get(*, buyer: Organisation, pk: int) -> Invoice | None:
         .prefetch_related(
             Prefetch(
                 "lines",
-                queryset=InvoiceLine.objects.select_related("provider").annotate(
-                    usage_record_count=Count("usage_links")
-                ),
+                queryset=InvoiceLine.objects.select_related("provider")
+                .prefetch_related("subsidy_refusals__programme")
+                .annotate(usage_record_count=Count("usage_links")),
             ),
             "events",
             "payments",

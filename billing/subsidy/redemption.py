@@ -33,6 +33,7 @@ from billing.models import (
     LedgerAccount,
     Redemption,
     SubsidyProgramme,
+    SubsidyRefusal,
     Voucher,
     VoucherEvent,
 )
@@ -42,7 +43,7 @@ from billing.subsidy.accounts import (
     settlement_clearing,
     voucher_account,
 )
-from billing.subsidy.rules import line_ineligibility, line_rate_bp, one_claim_conflict, usage_year
+from billing.subsidy.rules import line_rate_bp, line_refusal, one_claim_conflict, usage_year
 from billing.subsidy.services import voucher_return_balance
 from core import clock
 from core.errors import ApplicationError, Conflict
@@ -56,6 +57,7 @@ Mode = SubsidyProgramme.SettlementMode
 Funding = SubsidyProgramme.Funding
 BUYERS = SubsidyProgramme.Beneficiary.BUYERS
 LIVE = (RS.APPLIED, RS.HELD)
+Reason = SubsidyRefusal.Reason
 
 
 @dataclass
@@ -97,7 +99,7 @@ def _eligible(voucher: Voucher, line: InvoiceLine) -> tuple[list[UsageRecord], i
     return eligible, amount_for_gpu_seconds(gpu_seconds=seconds, price_amount=line.price_amount)
 
 
-def _room(
+def _room_and_limit(
     state: _Settlement,
     *,
     voucher: Voucher,
@@ -105,25 +107,30 @@ def _room(
     beneficiary: Organisation,
     rate_bp: int,
     eligible_amount: int,
-) -> int:
-    """The most this voucher may pay on this line (the min of the rule)."""
+) -> tuple[int, str]:
+    """The min of the rule, and which limit set it (a SubsidyRefusal reason,
+    "" for the rate itself or the rest of the line)."""
     programme = voucher.programme
     side = programme.beneficiary
     limits = [
-        apply_basis_points(amount=eligible_amount, basis_points=rate_bp)
-        - state.by_programme[(line.pk, programme.pk)],
-        state.balances[voucher.pk],
-        line.amount - state.by_side[(line.pk, side)],
+        (
+            apply_basis_points(amount=eligible_amount, basis_points=rate_bp)
+            - state.by_programme[(line.pk, programme.pk)],
+            "",
+        ),
+        (state.balances[voucher.pk], Reason.VOUCHER_BALANCE),
+        (line.amount - state.by_side[(line.pk, side)], ""),
     ]
     if programme.funding == Funding.POOL:
-        limits.append(state.pool_left[programme.pk])
+        limits.append((state.pool_left[programme.pk], Reason.BUDGET_EXHAUSTED))
     if programme.cap_per_enterprise_amount is not None:
         used = _cap_used(state, programme, beneficiary.pk)
-        limits.append(programme.cap_per_enterprise_amount - used)
+        limits.append((programme.cap_per_enterprise_amount - used, Reason.CAP_REACHED))
     if programme.cap_per_enterprise_year_amount is not None:
         used = _cap_used(state, programme, beneficiary.pk, usage_year(line))
-        limits.append(programme.cap_per_enterprise_year_amount - used)
-    return max(0, min(limits))
+        limits.append((programme.cap_per_enterprise_year_amount - used, Reason.CAP_REACHED))
+    amount, limit = min(limits, key=lambda pair: pair[0])
+    return max(0, amount), limit
 
 
 def _legs(*, voucher: Voucher, beneficiary: Organisation, amount: int) -> list[Leg]:
@@ -268,7 +275,22 @@ def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
         return _invoice_apply(invoice, state)
 
 
+def _refuse(line: InvoiceLine, voucher: Voucher, reason: str, amount: int, detail: str) -> None:
+    """Record the rule that kept `amount` of subsidy off the line (once)."""
+    if amount <= 0:
+        return
+    SubsidyRefusal.objects.get_or_create(
+        invoice_line=line,
+        programme=voucher.programme,
+        reason=reason,
+        defaults={"voucher": voucher, "amount": amount, "detail": detail[:300]},
+    )
+
+
 def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Voucher], done) -> None:
+    """Let each voucher pay on the line; every rule that zeroes or reduces a
+    programme's share is recorded on the line (SubsidyRefusal)."""
+    shortfall: dict[int, tuple[Voucher, int, str]] = {}  # programme → (voucher, target, limit)
     for voucher in vouchers:
         programme = voucher.programme
         beneficiary = line.invoice.buyer if programme.beneficiary == BUYERS else line.provider
@@ -277,12 +299,27 @@ def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Vouche
         records, eligible_amount = _eligible(voucher, line)
         if not records:
             continue
-        if line_ineligibility(programme=programme, line=line, beneficiary=beneficiary):
-            continue
-        if one_claim_conflict(programme=programme, line=line, voucher_id=voucher.pk):
-            continue
         rate_bp = line_rate_bp(programme=programme, line=line, beneficiary=beneficiary)
-        amount = _room(
+        target = apply_basis_points(amount=eligible_amount, basis_points=rate_bp)
+        reason, detail = line_refusal(programme=programme, line=line, beneficiary=beneficiary)
+        if not reason and one_claim_conflict(programme=programme, line=line, voucher_id=voucher.pk):
+            reason, detail = Reason.SECOND_CLAIM, "another voucher of the programme claimed it"
+        if reason:
+            _refuse(line, voucher, reason, target, detail)
+            continue
+        if line.gpu_seconds_lost:
+            lost = amount_for_gpu_seconds(
+                gpu_seconds=line.gpu_seconds_lost, price_amount=line.price_amount
+            )
+            hours = f"{line.gpu_seconds_lost / 3600:.4f}"
+            _refuse(
+                line,
+                voucher,
+                Reason.FAULT_TIME,
+                apply_basis_points(amount=lost, basis_points=rate_bp),
+                f"{hours} GPU-hours lost to faults",
+            )
+        amount, limit = _room_and_limit(
             state,
             voucher=voucher,
             line=line,
@@ -300,6 +337,11 @@ def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Vouche
                 amount=amount,
                 records=records,
             )
+        shortfall[programme.pk] = (voucher, target, limit)
+    for programme_pk, (voucher, target, limit) in shortfall.items():
+        short = target - state.by_programme[(line.pk, programme_pk)]
+        if limit and short > 0:
+            _refuse(line, voucher, limit, short, "")
 
 
 def _vouchers_mark_exhausted(state: _Settlement, vouchers: list[Voucher]) -> None:

@@ -8,16 +8,20 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Membership, Organisation
-from billing.models import InvoiceLine, Redemption, SubsidyProgramme
+from accounts.selectors import declared_affiliation
+from billing.models import InvoiceLine, Redemption, SubsidyProgramme, SubsidyRefusal
 
 
-def affiliation_evidence(*, a: Organisation, b: Organisation) -> str:
-    """Why `a` and `b` look like related parties ('' when they do not): the
-    same organisation, credit codes sharing the configured prefix (the
-    registration authority, region and leading digits of the organisation
-    code), or a member with the same e-mail address in both."""
-    if a.pk == b.pk:
-        return "same organisation"
+def affiliation_signals(*, a: Organisation, b: Organisation) -> str:
+    """Why `a` and `b` *might* be related parties, for the fraud review ('' when
+    nothing suggests it): a declared or staff-verified affiliation, credit
+    codes sharing the configured prefix (the registration authority, region
+    and leading digits of the organisation code: firms registered in the same
+    district share it), or a member with the same e-mail address in both.
+    Only a declared affiliation refuses a subsidy (`line_ineligibility`)."""
+    declared = declared_affiliation(a=a, b=b)
+    if declared:
+        return declared
     length = settings.VOUCHER_AFFILIATION_PREFIX_LENGTH
     if a.credit_code[:length] == b.credit_code[:length]:
         return f"credit codes share the prefix {a.credit_code[:length]}"
@@ -35,21 +39,31 @@ def affiliation_evidence(*, a: Organisation, b: Organisation) -> str:
 
 
 def organisations_affiliated(*, a: Organisation, b: Organisation) -> bool:
-    return bool(affiliation_evidence(a=a, b=b))
+    """Affiliated by declared ownership or a staff-verified link."""
+    return bool(declared_affiliation(a=a, b=b))
 
 
 def line_ineligibility(
     *, programme: SubsidyProgramme, line: InvoiceLine, beneficiary: Organisation
 ) -> str:
     """Why `programme` does not pay for `line` ('' when it does)."""
+    return line_refusal(programme=programme, line=line, beneficiary=beneficiary)[1]
+
+
+def line_refusal(
+    *, programme: SubsidyProgramme, line: InvoiceLine, beneficiary: Organisation
+) -> tuple[str, str]:
+    """The rule by which `programme` pays nothing for `line`, as (reason code
+    of SubsidyRefusal.Reason, what it found); ("", "") when it pays."""
+    R = SubsidyRefusal.Reason
     lease = line.lease
     if line.kind != InvoiceLine.Kind.USAGE or lease is None or line.amount <= 0:
-        return "not metered usage"
+        return R.NOT_ELIGIBLE, "not metered usage"
     if programme.currency != line.invoice.currency:
-        return "currency"
+        return R.NOT_ELIGIBLE, "currency"
     assert line.window_start is not None and line.window_end is not None  # usage lines have them
     if line.window_end <= programme.valid_from or line.window_start >= programme.valid_until:
-        return "usage outside the programme's validity"
+        return R.NOT_ELIGIBLE, "usage outside the programme's validity"
     site = lease.node.site
     gpu_model = lease.node.gpu_model
     buyer = line.invoice.buyer
@@ -69,13 +83,15 @@ def line_ineligibility(
     ]
     for failed, reason in checks:
         if failed:
-            return reason
+            return R.NOT_ELIGIBLE, reason
     provider_ids = {p.pk for p in programme.eligible_providers.all()}
     if provider_ids and line.provider_id not in provider_ids:
-        return "provider not listed"
-    if programme.forbid_affiliated and organisations_affiliated(a=buyer, b=line.provider):
-        return "buyer and provider are affiliated"
-    return ""
+        return R.NOT_LISTED, f"{line.provider.legal_name} is not on the programme's list"
+    if programme.forbid_affiliated:
+        evidence = declared_affiliation(a=buyer, b=line.provider)
+        if evidence:
+            return R.AFFILIATED, evidence
+    return "", ""
 
 
 def one_claim_conflict(*, programme: SubsidyProgramme, line: InvoiceLine, voucher_id: int) -> bool:

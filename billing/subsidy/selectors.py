@@ -13,6 +13,7 @@ from billing.models import (
     Posting,
     Redemption,
     SubsidyProgramme,
+    SubsidyRefusal,
     Voucher,
     VoucherApplication,
 )
@@ -114,6 +115,15 @@ def applications_for(*, organisation: Organisation) -> QuerySet[VoucherApplicati
 def redemptions_for_authority(*, authority: Organisation) -> QuerySet[Redemption]:
     return Redemption.objects.filter(programme__authority=authority).select_related(
         "voucher", "programme", "beneficiary", "invoice_line__invoice", "invoice_line__provider"
+    )
+
+
+def refusals_for_programme(*, programme: SubsidyProgramme) -> QuerySet[SubsidyRefusal]:
+    """The rules that kept subsidy back on the programme's lines, newest first."""
+    return (
+        SubsidyRefusal.objects.filter(programme=programme)
+        .select_related("invoice_line__invoice__buyer", "invoice_line__provider")
+        .order_by("-pk")
     )
 
 

@@ -100,6 +100,7 @@ def invoice_with_lines(buyer: Organisation, specs: list[dict], *, start=None) ->
             window_start=usage.window_start,
             window_end=usage.window_end,
             gpu_seconds=gpu_seconds,
+            gpu_seconds_lost=usage.gpu_seconds_lost,
             price_amount=lease.price_amount,
             amount=amount,
         )
