@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from billing.models import (
+    FrameworkAgreement,
     FraudFlag,
     Invoice,
     InvoiceEvent,
@@ -394,3 +395,13 @@ class SubsidyRefusalAdmin(ReadOnlyAdmin):
     list_filter = ["reason"]
     raw_id_fields = ["invoice_line", "programme", "voucher"]
     search_fields = ["invoice_line__invoice__number", "programme__name", "detail"]
+
+
+@admin.register(FrameworkAgreement)
+class FrameworkAgreementAdmin(admin.ModelAdmin):
+    """Staff record a signed framework agreement and the orders it covers."""
+
+    list_display = ["reference", "buyer", "provider", "term_start", "term_end", "signed_at"]
+    search_fields = ["reference", "buyer__legal_name", "provider__legal_name"]
+    raw_id_fields = ["buyer", "provider"]
+    filter_horizontal = ["orders"]

@@ -53,3 +53,6 @@ __all__ += [
 from billing.models.claims import SubsidyClaim, SubsidyClaimEvent  # noqa: E402 - claims part
 
 __all__ += ["SubsidyClaim", "SubsidyClaimEvent"]
+from billing.models.contracts import FrameworkAgreement  # noqa: E402 - contracts part
+
+__all__ += ["FrameworkAgreement"]

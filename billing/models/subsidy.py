@@ -287,6 +287,8 @@ class Redemption(models.Model):
         max_length=10, choices=SubsidyProgramme.SettlementMode.choices
     )
     year = models.PositiveSmallIntegerField(help_text=_("calendar year of the usage (for caps)"))
+    # the contract the usage was bought under ("order:N" or "framework:N"): one claim per contract
+    contract_key = models.CharField(max_length=40, blank=True, db_index=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.APPLIED)
     ledger_transaction = models.OneToOneField(
         LedgerTransaction, on_delete=models.PROTECT, related_name="redemption"

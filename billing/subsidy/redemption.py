@@ -43,7 +43,13 @@ from billing.subsidy.accounts import (
     settlement_clearing,
     voucher_account,
 )
-from billing.subsidy.rules import line_rate_bp, line_refusal, one_claim_conflict, usage_year
+from billing.subsidy.rules import (
+    line_contract,
+    line_rate_bp,
+    line_refusal,
+    one_claim_conflict,
+    usage_year,
+)
 from billing.subsidy.services import voucher_return_balance
 from core import clock
 from core.errors import ApplicationError, Conflict
@@ -174,6 +180,7 @@ def _redeem(
         rate_bp=rate_bp,
         settlement_mode=programme.settlement_mode,
         year=usage_year(line),
+        contract_key=line_contract(line).key,
         ledger_transaction=ledger_txn,
     )
     redemption.usage_records.add(*records)
@@ -303,9 +310,12 @@ def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Vouche
         target = apply_basis_points(amount=eligible_amount, basis_points=rate_bp)
         reason, detail = line_refusal(programme=programme, line=line, beneficiary=beneficiary)
         if not reason and one_claim_conflict(programme=programme, line=line, voucher_id=voucher.pk):
-            reason, detail = Reason.SECOND_CLAIM, "another voucher of the programme claimed it"
+            reason = Reason.SECOND_CLAIM
+            detail = f"another voucher of the programme claimed contract {line_contract(line).key}"
         if reason:
-            _refuse(line, voucher, reason, target, detail)
+            # what the programme would have paid and has not (another of its vouchers may have)
+            unpaid = target - state.by_programme[(line.pk, programme.pk)]
+            _refuse(line, voucher, reason, unpaid, detail)
             continue
         if line.gpu_seconds_lost:
             lost = amount_for_gpu_seconds(

@@ -3,13 +3,23 @@
 Pure reads: settlement (billing.subsidy.redemption) and the fraud rules call these.
 """
 
+import datetime as dt
+from dataclasses import dataclass
+
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from accounts.models import Membership, Organisation
 from accounts.selectors import declared_affiliation
-from billing.models import InvoiceLine, Redemption, SubsidyProgramme, SubsidyRefusal
+from billing.models import (
+    FrameworkAgreement,
+    InvoiceLine,
+    Redemption,
+    SubsidyProgramme,
+    SubsidyRefusal,
+)
+from market.models import Lease
 
 
 def affiliation_signals(*, a: Organisation, b: Organisation) -> str:
@@ -76,8 +86,7 @@ def line_refusal(
         (programme.buyer_must_be_verified and not beneficiary.verified, "not verified"),
         (
             programme.max_contract_days is not None
-            and (lease.ends_at - lease.starts_at).total_seconds()
-            > programme.max_contract_days * 86_400,
+            and line_contract(line).term.total_seconds() > programme.max_contract_days * 86_400,
             "contract term too long",
         ),
     ]
@@ -94,13 +103,35 @@ def line_refusal(
     return "", ""
 
 
+@dataclass(frozen=True)
+class Contract:
+    """What a programme means by a contract: the order the usage was bought
+    under, or the framework agreement covering that order, with its term."""
+
+    key: str  # "order:N" or "framework:N"
+    term: dt.timedelta
+
+
+def line_contract(line: InvoiceLine) -> Contract:
+    assert line.lease is not None  # only usage lines have a contract
+    order_id = line.lease.order_id
+    agreement = FrameworkAgreement.objects.filter(orders=order_id).order_by("pk").first()
+    if agreement is not None:
+        return Contract(f"framework:{agreement.pk}", agreement.term_end - agreement.term_start)
+    span = Lease.objects.filter(order_id=order_id).aggregate(
+        start=Min("starts_at"), end=Max("ends_at")
+    )
+    return Contract(f"order:{order_id}", span["end"] - span["start"])
+
+
 def one_claim_conflict(*, programme: SubsidyProgramme, line: InvoiceLine, voucher_id: int) -> bool:
-    """'One claim per contract': a lease already subsidised through another
-    voucher of this programme is not subsidised through a second one."""
+    """'One claim per contract': a contract (an order, or a framework agreement
+    over several orders — every lease of it) already subsidised through
+    another voucher of this programme is not subsidised through a second one."""
     if not programme.one_claim_per_contract or line.lease_id is None:
         return False
     return (
-        Redemption.objects.filter(programme=programme, invoice_line__lease_id=line.lease_id)
+        Redemption.objects.filter(programme=programme, contract_key=line_contract(line).key)
         .exclude(Q(voucher_id=voucher_id) | Q(status=Redemption.Status.CLAWED_BACK))
         .exists()
     )

@@ -3,23 +3,37 @@ staff-verified links), never a credit-code prefix; and every rule that zeroes
 or reduces a subsidy is recorded on the invoice line and shown, in English
 and Chinese, to the buyer and to the authority."""
 
+import datetime as dt
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.credit_code import check_character
 from accounts.models import Organisation
 from accounts.services import relationship_declare, relationship_link
-from billing.models import FraudFlag, Redemption, SubsidyRefusal
+from billing.invoices import invoice_build_for_period
+from billing.models import FrameworkAgreement, FraudFlag, Redemption, SubsidyRefusal
+from billing.settlement import invoice_issue
 from billing.subsidy.fraud import fraud_flags_compute
 from billing.subsidy.redemption import invoice_redeem_vouchers
 from tests.billing.subsidy.factories import (
     invoice_with_lines,
     programme,
+    site_for,
     spread_organisation,
     usage_line_spec,
     voucher,
 )
-from tests.factories import OrganisationFactory, member_of
+from tests.factories import (
+    LeaseFactory,
+    NodeFactory,
+    OfferFactory,
+    OrderFactory,
+    OrganisationFactory,
+    UsageRecordFactory,
+    member_of,
+)
 
 pytestmark = pytest.mark.django_db
 R = SubsidyRefusal.Reason
@@ -147,3 +161,71 @@ def test_a_second_claim_on_a_contract_and_an_empty_pool_are_recorded(authority_o
     assert [(r.reason, r.amount) for r in line.subsidy_refusals.all()] == [
         (R.BUDGET_EXHAUSTED, 200_000)
     ]
+
+
+def _order_leases(buyer, provider, *, n: int, order=None):
+    """`n` one-GPU leases of one order (an order matched into several leases),
+    each metered for 10 hours at ¥36.00 three days ago."""
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=3)
+    order = order or OrderFactory(buyer=buyer)
+    leases = []
+    for _ in range(n):
+        node = NodeFactory(site=site_for(provider))
+        lease = LeaseFactory(
+            offer=OfferFactory(node=node, price_amount=3_600),
+            order=order,
+            gpu_count=1,
+            price_amount=3_600,
+            starts_at=start,
+            ends_at=start + dt.timedelta(hours=10),
+        )
+        UsageRecordFactory(lease=lease, window_start=start, window_end=lease.ends_at)
+        leases.append(lease)
+    return order, start
+
+
+def _issue(buyer, start):
+    invoice = invoice_build_for_period(
+        buyer=buyer,
+        period_start=start - dt.timedelta(days=1),
+        period_end=start + dt.timedelta(days=1),
+    )
+    return invoice_issue(invoice=invoice)
+
+
+@pytest.mark.parametrize("framework", [False, True])
+def test_one_claim_per_contract_counts_the_order_or_its_framework_agreement_not_the_lease(
+    authority_org, buyer_org, provider_org, framework
+):
+    # given: one contract — an order matched into two leases, or two orders
+    # under one framework agreement — and two vouchers of a one-claim programme
+    prog = programme(authority_org, one_claim_per_contract=True, rate_bp=5_000)
+    # the first (expiring first) pays half of the first lease's ¥360.00 and is used up
+    voucher(prog, buyer_org, 18_000, valid_until=timezone.now() + dt.timedelta(days=100))
+    voucher(prog, buyer_org, 1_000_000)
+    if framework:
+        first, start = _order_leases(buyer_org, provider_org, n=1)
+        second, _start = _order_leases(buyer_org, provider_org, n=1)
+        agreement = FrameworkAgreement.objects.create(
+            buyer=buyer_org,
+            provider=provider_org,
+            reference="FA-2026-001",
+            signed_at=start - dt.timedelta(days=10),
+            term_start=start - dt.timedelta(days=10),
+            term_end=start + dt.timedelta(days=80),
+        )
+        agreement.orders.set([first, second])
+        key = f"framework:{agreement.pk}"
+    else:
+        order, start = _order_leases(buyer_org, provider_org, n=2)
+        key = f"order:{order.pk}"
+    # when
+    invoice = _issue(buyer_org, start)
+    # then: the first voucher's claim on the contract keeps the second one off
+    # every lease of it, and the refused line says so
+    lines = list(invoice.lines.order_by("pk"))
+    assert [line.voucher_amount for line in lines] == [18_000, 0]
+    assert Redemption.objects.get().contract_key == key
+    refusal = SubsidyRefusal.objects.get(reason=R.SECOND_CLAIM)
+    assert (refusal.invoice_line, refusal.amount) == (lines[1], 18_000)
+    assert key in refusal.detail
