@@ -18,6 +18,7 @@ from billing.models import (
     Redemption,
     RedemptionEvent,
     Refund,
+    Reimbursement,
     SlaCredit,
     StripeEvent,
     SubsidyClaim,
@@ -405,3 +406,10 @@ class FrameworkAgreementAdmin(admin.ModelAdmin):
     search_fields = ["reference", "buyer__legal_name", "provider__legal_name"]
     raw_id_fields = ["buyer", "provider"]
     filter_horizontal = ["orders"]
+
+
+@admin.register(Reimbursement)
+class ReimbursementAdmin(ReadOnlyAdmin):
+    list_display = ["invoice", "programme", "amount", "usage_record_count", "status", "submitted_at"]
+    list_filter = ["status"]
+    search_fields = ["invoice__number", "programme__name"]

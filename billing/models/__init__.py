@@ -50,9 +50,13 @@ __all__ += [
     "VoucherApplicationEvent",
     "VoucherEvent",
 ]
-from billing.models.claims import SubsidyClaim, SubsidyClaimEvent  # noqa: E402 - claims part
+from billing.models.claims import (  # noqa: E402 - claims part
+    Reimbursement,
+    SubsidyClaim,
+    SubsidyClaimEvent,
+)
 
-__all__ += ["SubsidyClaim", "SubsidyClaimEvent"]
+__all__ += ["Reimbursement", "SubsidyClaim", "SubsidyClaimEvent"]
 from billing.models.contracts import FrameworkAgreement  # noqa: E402 - contracts part
 
 __all__ += ["FrameworkAgreement"]

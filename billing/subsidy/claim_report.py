@@ -11,9 +11,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from billing.models import Redemption, SubsidyProgramme
+from billing.models import Redemption, Reimbursement, SubsidyProgramme
 from core.money import format_major
 from core.units import gpu_hours
 
@@ -65,8 +66,14 @@ def _month_bounds(year: int, month: int) -> tuple[dt.datetime, dt.datetime]:
 
 
 def claim_redemptions(*, programme: SubsidyProgramme, year: int, month: int):
-    """The applied redemptions of the month, in claim order (what a claim lists)."""
+    """The applied redemptions of the month, in claim order (what a claim lists);
+    in reimburse mode only those of invoices the buyer presented for 兑付."""
     start, end = _month_bounds(year, month)
+    presented = Reimbursement.objects.filter(
+        invoice=OuterRef("invoice_line__invoice"),
+        programme=OuterRef("programme"),
+        status=Reimbursement.Status.SUBMITTED,
+    )
     return (
         Redemption.objects.filter(
             programme=programme,
@@ -74,6 +81,7 @@ def claim_redemptions(*, programme: SubsidyProgramme, year: int, month: int):
             invoice_line__window_start__gte=start,
             invoice_line__window_start__lt=end,
         )
+        .filter(~Q(settlement_mode=SubsidyProgramme.SettlementMode.REIMBURSE) | Exists(presented))
         .select_related(
             "beneficiary",
             "invoice_line__invoice__buyer",

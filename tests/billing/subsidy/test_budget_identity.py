@@ -17,7 +17,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from accounts.models import Organisation
 from billing.ledger import ledger_is_balanced
-from billing.models import Redemption, SubsidyClaim, Voucher
+from billing.models import Invoice, Redemption, SubsidyClaim, Voucher
+from billing.subsidy import reimbursement_submit
 from billing.subsidy.claims import claim_approve, claim_mark_paid, claim_submit
 from billing.subsidy.redemption import (
     invoice_redeem_vouchers,
@@ -111,7 +112,12 @@ class BudgetMachine(RuleBasedStateMachine):
     )
     def redeem(self, buyer, amounts) -> None:
         specs = [usage_line_spec(provider=self.provider, amount=a) for a in amounts]
-        invoice_redeem_vouchers(invoice=invoice_with_lines(self.buyers[buyer], specs))
+        invoice = invoice_with_lines(self.buyers[buyer], specs)
+        invoice_redeem_vouchers(invoice=invoice)
+        if self.prog.settlement_mode == "reimburse":
+            # the buyer pays in full and presents the paid invoice (兑付)
+            Invoice.objects.filter(pk=invoice.pk).update(status=Invoice.Status.PAID)
+            self._refused(lambda: reimbursement_submit(invoice=invoice))
 
     @rule(index=st.integers(0, 20))
     def hold(self, index) -> None:
