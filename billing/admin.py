@@ -410,6 +410,13 @@ class FrameworkAgreementAdmin(admin.ModelAdmin):
 
 @admin.register(Reimbursement)
 class ReimbursementAdmin(ReadOnlyAdmin):
-    list_display = ["invoice", "programme", "amount", "usage_record_count", "status", "submitted_at"]
+    list_display = [
+        "invoice",
+        "programme",
+        "amount",
+        "usage_record_count",
+        "status",
+        "submitted_at",
+    ]
     list_filter = ["status"]
     search_fields = ["invoice__number", "programme__name"]
