@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
-from accounts.models import Membership, Organisation, OrganisationRelationship
+from accounts.models import Membership, Organisation, OrganisationRelationship, SmeDeclaration
 from accounts.services import organisation_unverify, organisation_verify
 from core import clock
 from core.errors import ApplicationError
@@ -117,3 +117,14 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "organisation__kind"]
     search_fields = ["user__username", "organisation__legal_name"]
     raw_id_fields = ["user", "organisation"]
+
+
+@admin.register(SmeDeclaration)
+class SmeDeclarationAdmin(admin.ModelAdmin):
+    """Read here; decided by a subsidy authority (accounts.services.sme_decide)."""
+
+    list_display = ["organisation", "status", "created_at", "decided_at"]
+    list_filter = ["status"]
+    search_fields = ["organisation__legal_name"]
+    readonly_fields = ["status", "decided_by", "decided_at", "decision_reason", "created_at"]
+    raw_id_fields = ["organisation", "declared_by"]

@@ -151,3 +151,47 @@ class OrganisationRelationship(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organisation} → {self.related_credit_code} ({self.kind})"
+
+
+class SmeDeclaration(models.Model):
+    """A buyer declares itself a start-up / SME with evidence; a subsidy
+    authority decides. Accepting sets `Organisation.is_sme` (the higher SME
+    rate of a programme applies), rejecting clears it.
+
+    Statuses: pending → accepted / rejected (by a member of an authority).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("awaiting the authority")
+        ACCEPTED = "accepted", _("accepted")
+        REJECTED = "rejected", _("rejected")
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="sme_declarations"
+    )
+    evidence = models.TextField(
+        _("evidence"), help_text=_("headcount, revenue, founding date, registry extract …")
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    declared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation"],
+                condition=models.Q(status="pending"),
+                name="sme_declaration_one_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"SME declaration of {self.organisation} ({self.status})"

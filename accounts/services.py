@@ -186,3 +186,48 @@ def relationship_link(*, a: Organisation, b: Organisation, actor: UserModel | No
         },
     )
     return relationship
+
+
+def sme_declare(*, organisation: Organisation, evidence: str, actor: UserModel | None = None):
+    """A buyer declares itself a start-up / SME, with evidence, for an
+    authority to decide (one pending declaration at a time)."""
+    from accounts.models import SmeDeclaration
+
+    errors: dict[str, list[str]] = {}
+    if not organisation.is_buyer:
+        errors["organisation"] = ["Only a buyer declares start-up / SME status."]
+    if not evidence.strip():
+        errors["evidence"] = ["Give the evidence: headcount, revenue, founding date …"]
+    if errors:
+        raise ApplicationError("The declaration is not valid.", errors=errors)
+    if SmeDeclaration.objects.filter(organisation=organisation, status="pending").exists():
+        raise Conflict("A declaration is already waiting for the authority.")
+    return SmeDeclaration.objects.create(
+        organisation=organisation, evidence=evidence.strip()[:5000], declared_by=actor
+    )
+
+
+def sme_decide(*, declaration, accept: bool, actor: UserModel, reason: str = ""):
+    """A member of a subsidy authority accepts or rejects a declaration; the
+    organisation's SME status follows the decision."""
+    from accounts.models import SmeDeclaration
+
+    deciding = Membership.objects.filter(
+        user=actor, organisation__kind=Organisation.Kind.AUTHORITY
+    ).exists()
+    if not deciding:
+        raise PermissionDenied("Only a subsidy authority decides SME status.")
+    if not accept and not reason.strip():
+        raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
+    status = SmeDeclaration.Status.ACCEPTED if accept else SmeDeclaration.Status.REJECTED
+    with transaction.atomic():
+        updated = SmeDeclaration.objects.filter(
+            pk=declaration.pk, status=SmeDeclaration.Status.PENDING
+        ).update(
+            status=status, decided_by=actor, decided_at=clock.now(), decision_reason=reason[:300]
+        )
+        if updated != 1:
+            raise Conflict("The declaration was already decided.")
+        Organisation.objects.filter(pk=declaration.organisation_id).update(is_sme=accept)
+    declaration.refresh_from_db()
+    return declaration

@@ -229,3 +229,30 @@ def test_one_claim_per_contract_counts_the_order_or_its_framework_agreement_not_
     refusal = SubsidyRefusal.objects.get(reason=R.SECOND_CLAIM)
     assert (refusal.invoice_line, refusal.amount) == (lines[1], 18_000)
     assert key in refusal.detail
+
+
+def test_sme_status_is_declared_by_the_buyer_and_decided_by_the_authority(
+    authority_org, buyer_org, provider_org
+):
+    from accounts.models import SmeDeclaration
+    from accounts.services import sme_decide, sme_declare
+    from core.errors import PermissionDenied
+
+    # given: Shenzhen-like rates, 50 % and 60 % for start-ups / SMEs
+    prog = programme(authority_org, rate_bp=5_000, sme_rate_bp=6_000)
+    voucher(prog, buyer_org, 5_000_000)
+    buyer_user = member_of(buyer_org)
+    # when: the buyer declares with evidence; the buyer cannot decide for itself
+    declaration = sme_declare(
+        organisation=buyer_org, evidence="38 staff, revenue ¥12M, founded 2023", actor=buyer_user
+    )
+    with pytest.raises(PermissionDenied):
+        sme_decide(declaration=declaration, accept=True, actor=buyer_user)
+    # while pending, the base rate applies
+    assert _settle(buyer_org, provider_org).voucher_amount == 500_000
+    # when: the authority accepts
+    sme_decide(declaration=declaration, accept=True, actor=member_of(authority_org))
+    # then: the SME rate applies
+    buyer_org.refresh_from_db()
+    assert buyer_org.is_sme and declaration.status == SmeDeclaration.Status.ACCEPTED
+    assert _settle(buyer_org, provider_org).voucher_amount == 600_000
