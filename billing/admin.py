@@ -25,6 +25,8 @@ from billing.models import (
     SubsidyClaimEvent,
     SubsidyProgramme,
     SubsidyRefusal,
+    TrailLeaf,
+    TreeHead,
     Voucher,
     VoucherApplication,
     VoucherApplicationEvent,
@@ -420,3 +422,16 @@ class ReimbursementAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status"]
     search_fields = ["invoice__number", "programme__name"]
+
+
+# --- the subsidy trail (billing.trail): append-only, shown never changed -------------
+@admin.register(TrailLeaf)
+class TrailLeafAdmin(ReadOnlyAdmin):
+    list_display = ["index", "kind", "record_id", "leaf_hash", "logged_at"]
+    list_filter = ["kind"]
+    search_fields = ["=record_id", "=leaf_hash"]
+
+
+@admin.register(TreeHead)
+class TreeHeadAdmin(ReadOnlyAdmin):
+    list_display = ["tree_size", "root_hash", "timestamp", "key_id"]

@@ -60,3 +60,6 @@ __all__ += ["Reimbursement", "SubsidyClaim", "SubsidyClaimEvent"]
 from billing.models.contracts import FrameworkAgreement  # noqa: E402 - contracts part
 
 __all__ += ["FrameworkAgreement"]
+from billing.models.trail import TrailLeaf, TreeHead  # noqa: E402 - the subsidy trail
+
+__all__ += ["TrailLeaf", "TreeHead"]

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_organisation_relationships'),
-        ('billing', '0009_subsidy_refusals'),
+        ('billing', '0010_subsidy_refusals'),
         ('market', '0011_merge_20261129_1330'),
     ]
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0010_contracts_are_orders_or_framework_agreements'),
+        ('billing', '0011_contracts_are_orders_or_framework_agreements'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -20,7 +20,7 @@ def _links_from_lines(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0007_subsidyprogramme_programme_budget_bounded_and_more"),
+        ("billing", "0008_trail"),
         ("market", "0011_merge_20261129_1330"),
     ]
 

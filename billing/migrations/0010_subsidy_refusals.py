@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0008_invoice_line_per_lease_period'),
+        ('billing', '0009_invoice_line_per_lease_period'),
     ]
 
     operations = [
