@@ -352,8 +352,6 @@ API: dict[tuple[str, str], Api] = {
         BUYERS,
         rows=lambda w, r: {getattr(w, _own(r)).invoice.pk, getattr(w, _own(r)).paid_invoice.pk},
     ),
-    # the world's usage is still running: nothing metered is left to settle (409)
-    (f"{V1}/invoices/settle-now/", "post"): Api(BUYERS, ok=409),
     (f"{V1}/invoices/{{id}}/", "get"): Api(
         BUYERS, path=lambda w: {"id": w.a.invoice.pk}, sees={"buyer_a"}
     ),
@@ -632,12 +630,14 @@ PAGES: dict[str, Page] = {
     ),
     "node-health": Page(PROVIDERS, kwargs=lambda w: {"pk": w.a.node.pk}, sees={"provider_a"}),
     "billing-invoices": Page(BUYERS),
-    "billing-invoice-settle-now": Page(BUYERS, method="post"),
     "billing-invoice": Page(BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}),
     "billing-invoice-print": Page(
         BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}
     ),
     "billing-invoice-pay": Page(
+        BUYERS, kwargs=lambda w: {"pk": w.a.paid_invoice.pk}, sees={"buyer_a"}, method="post"
+    ),
+    "billing-invoice-reimbursement": Page(
         BUYERS, kwargs=lambda w: {"pk": w.a.paid_invoice.pk}, sees={"buyer_a"}, method="post"
     ),
     "billing-payouts": Page(PROVIDERS | STAFF),

@@ -9,7 +9,6 @@ from rest_framework.views import APIView
 from accounts.permissions import IsBuyer
 from accounts.selectors import organisation_for_user
 from billing import payments, selectors
-from billing.interim import invoice_settle_now
 from billing.models import Invoice, InvoiceLine, Payment
 from core.errors import NotFound
 from core.openapi import errors
@@ -19,6 +18,9 @@ class InvoiceLineOutput(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.legal_name")
     gpu_hours = serializers.DecimalField(max_digits=14, decimal_places=4)
     buyer_amount = serializers.IntegerField()
+    usage_record_count = serializers.IntegerField(
+        read_only=True, help_text="How many usage records (metering windows) the line sums."
+    )
 
     class Meta:
         model = InvoiceLine
@@ -28,7 +30,7 @@ class InvoiceLineOutput(serializers.ModelSerializer):
             "description",
             "provider",
             "lease",
-            "usage_record",
+            "usage_record_count",
             "window_start",
             "window_end",
             "gpu_seconds",
@@ -141,21 +143,3 @@ class InvoicePayView(APIView):
             invoice=invoice, payment_method=data.validated_data.get("payment_method")
         )
         return Response(InvoicePayOutput(payment).data, status=status.HTTP_201_CREATED)
-
-
-class InvoiceSettleNowView(APIView):
-    """Settle now: issue an interim invoice of everything metered so far this
-    period (vouchers apply as at close). The period's later invoice continues
-    from its end; no usage record is billed twice. 409 when nothing metered is
-    left to settle."""
-
-    permission_classes = [IsBuyer]
-
-    @extend_schema(request=None, responses={201: InvoiceDetailOutput, **errors(409)})
-    def post(self, request):
-        buyer = organisation_for_user(request.user)
-        invoice = invoice_settle_now(buyer=buyer, actor=request.user)
-        return Response(
-            InvoiceDetailOutput(selectors.invoice_get(buyer=buyer, pk=invoice.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0002_alter_organisation_credit_code_and_more'),
+        ('accounts', '0004_sme_declarations'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
