@@ -1,5 +1,6 @@
-from market.models.capacity import Node, Offer, OfferEvent, Site
+from market.models.capacity import Node, NodeSelfTest, Offer, OfferEvent, Site
 from market.models.catalogue import GPUModel
+from market.models.index import PriceIndexSnapshot
 from market.models.telemetry import NodeHealthCursor, NodeHealthEvent, TelemetrySample, UsageRecord
 from market.models.trading import Lease, LeaseEvent, Order, OrderEvent
 
@@ -10,10 +11,12 @@ __all__ = [
     "Node",
     "NodeHealthEvent",
     "NodeHealthCursor",
+    "NodeSelfTest",
     "Offer",
     "OfferEvent",
     "Order",
     "OrderEvent",
+    "PriceIndexSnapshot",
     "Site",
     "TelemetrySample",
     "UsageRecord",

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Min, Q
 
 from market.models import Node, NodeHealthCursor, NodeHealthEvent, TelemetrySample
+from market.verification import node_deverify
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ def node_health_check(*, node_id: int, now: dt.datetime) -> str | None:
         if faults:
             cursor.last_fault_at, cursor.last_fault_reason = now, "; ".join(faults)[:200]
         cursor.save()
+        if any("XID" in fault or "ECC" in fault for fault in faults):
+            node_deverify(node=node, reason=f"de-verified: {'; '.join(faults)}")
         if target and node.state != target:
             node_state_change(node=node, to_state=target, reason="; ".join(faults), now=now)
         elif not faults and node.state in FAULTY_STATES:
