@@ -374,6 +374,30 @@ def cmd_invoices(api: Exchange, args, out: TextIO) -> Any:
     return rows
 
 
+def cmd_index(api: Exchange, args, out: TextIO) -> Any:
+    params = {"gpu_class": args.gpu_class, "since": args.since, "until": args.until}
+    answer = api.request("GET", "/price-index/", params=params)
+    if not args.json:
+        print(f"price index, method {answer['method_version']}", file=out)
+        table(
+            [
+                (
+                    row["day"],
+                    row["gpu_class"],
+                    yuan(round(Decimal(row["vwap_gpu_hour"])), row["currency"]),
+                    per_pflops(row["vwap_pflops_hour"], row["currency"]),
+                    row["gpu_hours"],
+                    row["pflops_hours"],
+                    row["trades"],
+                )
+                for row in answer["rows"]
+            ],
+            ["day", "class", "vwap ¥/gpu-h", "vwap ¥/pflops-h", "gpu-h", "pflops-h", "trades"],
+            out,
+        )
+    return answer
+
+
 # --- the parser ----------------------------------------------------------------------
 
 
@@ -487,6 +511,10 @@ def parser_build() -> argparse.ArgumentParser:
     usage.add_argument("--limit", type=int, default=100)
     invoices = command("invoices", cmd_invoices, "your invoices")
     invoices.add_argument("--limit", type=int, default=50)
+    index = command("index", cmd_index, "the daily price index from matched trades")
+    index.add_argument("--gpu-class", help="e.g. imported-t1-m1 (default: every class)")
+    index.add_argument("--since", help="YYYY-MM-DD (default: 30 days before --until)")
+    index.add_argument("--until", help="YYYY-MM-DD (default: the last published day)")
     return parser
 
 

@@ -72,3 +72,44 @@ def test_explain_prints_each_call_with_the_token_masked(capsys, tmp_path):
     assert "Token ****1234" in err and "secret-token" not in err
     assert "< 400 Bad Request" in err
     assert "HTTP 400: The order is not valid.\n  start_by: In the past." in err
+
+
+def test_the_index_command_prints_the_published_rows_in_yuan(tmp_path):
+    seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200,
+            json={
+                "method_version": "v1",
+                "rows": [
+                    {
+                        "day": "2026-06-01",
+                        "gpu_class": "imported-t1-m1",
+                        "currency": "CNY",
+                        "vwap_gpu_hour": "2153.85",
+                        "vwap_pflops_hour": "2176.92",
+                        "gpu_hours": "52.00",
+                        "pflops_hours": "51.45",
+                        "notional_amount": 112000,
+                        "trades": 3,
+                    }
+                ],
+            },
+        )
+
+    out = io.StringIO()
+    status = main(
+        ["--url", "http://x", "--config", str(tmp_path / "c.json"), "index"]
+        + ["--gpu-class", "imported-t1-m1", "--since", "2026-06-01"],
+        out=out,
+        transport=httpx.MockTransport(answer),
+    )
+
+    assert status == 0
+    assert seen[0].url.params["gpu_class"] == "imported-t1-m1"
+    assert seen[0].url.params["since"] == "2026-06-01"
+    text = out.getvalue()
+    assert "method v1" in text
+    assert "2026-06-01  imported-t1-m1  ¥21.54" in text and "¥21.77" in text
