@@ -115,7 +115,7 @@ class OfferListCreateView(PaginatedAPIView):
     def get(self, request):
         data = OfferSearchInput(data=request.query_params)
         data.is_valid(raise_exception=True)
-        offers = search.offers_search(**data.validated_data)
+        offers = search.OfferResults(**data.validated_data)
         return self.paginated(queryset=offers, serializer_class=OfferOutput)
 
     @extend_schema(request=OfferCreateInput, responses={201: OfferOutput})

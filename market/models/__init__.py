@@ -1,6 +1,12 @@
 from market.models.capacity import Node, Offer, OfferEvent, Site
 from market.models.catalogue import GPUModel
-from market.models.telemetry import NodeHealthCursor, NodeHealthEvent, TelemetrySample, UsageRecord
+from market.models.telemetry import (
+    NodeHealthCursor,
+    NodeHealthEvent,
+    ProviderReliability,
+    TelemetrySample,
+    UsageRecord,
+)
 from market.models.trading import Lease, LeaseEvent, Order, OrderEvent
 
 __all__ = [
@@ -14,6 +20,7 @@ __all__ = [
     "OfferEvent",
     "Order",
     "OrderEvent",
+    "ProviderReliability",
     "Site",
     "TelemetrySample",
     "UsageRecord",

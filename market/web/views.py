@@ -35,7 +35,7 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 def find_compute(request: HttpRequest) -> HttpResponse:
     form = OfferSearchForm(request.GET or None)
     kwargs = form.search_kwargs() if form.is_valid() else {}
-    page = Paginator(search.offers_search(**kwargs), 25).get_page(request.GET.get("page"))
+    page = Paginator(search.OfferResults(**kwargs), 25).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(
