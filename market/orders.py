@@ -1,7 +1,8 @@
 """Orders (the buyer's bid): place, cancel, expire.
 
 Statuses and transitions are listed on market.models.Order. Placing an order
-queues a matching task after commit; the beat's round matches whatever is
+queues a matching task after commit - coalesced: one run matches every order
+placed since the last (core.outbox); the beat's round matches whatever is
 left, and `orders_expire` releases the unfilled part at the start-by deadline.
 """
 
@@ -182,8 +183,13 @@ def order_create(
             OrderEvent.objects.create(
                 order=order, to_status=Order.Status.OPEN, actor=placed_by, reason="placed"
             )
+            # One matching run for every order placed meanwhile: never a
+            # backlog of one task per order behind a burst of placements.
             outbox_enqueue(
-                task_name="market.match_order", args=[order.pk], key=f"order-match:{order.pk}"
+                task_name="market.match_order",
+                args=[order.pk],
+                key=f"order-match:{order.pk}",
+                coalesce="market.match_order",
             )
     except IntegrityError:
         # The same key raced in from a second request: the first one won.

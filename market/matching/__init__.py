@@ -1,4 +1,5 @@
 """The matching engine, entered here: `order_match` (one order placed, at once),
+`orders_match` (the orders placed since the last run, in one go),
 `match_round` (every waiting order, the beat's round) and `order_quote` (what an
 order would get, nothing written). The rules are in engine.py's docstring;
 book.py loads the book, plan.py plans one order, rebalance.py trades more GPUs
@@ -10,7 +11,7 @@ from market.matching.book import (
     RoundResult,
     acceptable_model_ids,
 )
-from market.matching.engine import match_round, order_match, order_quote
+from market.matching.engine import match_round, order_match, order_quote, orders_match
 
 __all__ = [
     "HOLDING_STATUSES",
@@ -20,4 +21,5 @@ __all__ = [
     "match_round",
     "order_match",
     "order_quote",
+    "orders_match",
 ]

@@ -138,6 +138,26 @@ def order_match(
     return list(Lease.objects.filter(id__in=lease_ids).order_by("id"))
 
 
+def orders_match(*, order_ids: Collection[int], now: dt.datetime | None = None) -> list[int]:
+    """Match orders just placed, at once and in the order they were placed
+    (price-time priority, as `order_match` one by one would), from one
+    snapshot of the book and in one commit: what a coalesced run does for
+    every order placed since the last one. Returns the new leases' ids."""
+    now = now or clock.now()
+    queryset = Order.objects.filter(pk__in=order_ids, status__in=OPEN_STATUSES, start_by__gt=now)
+    models = list(GPUModel.objects.all())
+    orders = [o for o in orders_load(queryset, models=models) if o.need > 0 and o.models]
+    if not orders:
+        return []
+    orders.sort(key=lambda o: o.id)
+    book = book_load(
+        now=now,
+        model_ids=frozenset().union(*(o.models for o in orders)),
+        max_price=max(o.max_price for o in orders),
+    )
+    return round_commit(plan(orders, book, now, rebalance=False), now=now, result=RoundResult())
+
+
 @contextlib.contextmanager
 def _gc_paused():
     """A round allocates a few hundred thousand short-lived objects, none in
