@@ -21,10 +21,12 @@ def django_setup() -> None:
 
 def make_nodes(count: int, *, gpus: int, label: str):
     """`count` nodes of `gpus` GPUs at one bench site, with agent tokens."""
+    import datetime as dt
     import secrets
     from decimal import Decimal
 
     from accounts.models import Organisation
+    from core import clock
     from market.capacity import node_token_digest
     from market.models import GPUModel, Node, Site
 
@@ -54,7 +56,10 @@ def make_nodes(count: int, *, gpus: int, label: str):
             token_digest=secrets.token_hex(32),
         )
         token = f"{node.pk}.{secrets.token_urlsafe(32)}"
-        Node.objects.filter(pk=node.pk).update(token_digest=node_token_digest(token=token))
+        Node.objects.filter(pk=node.pk).update(
+            token_digest=node_token_digest(token=token),
+            token_expires_at=clock.now() + dt.timedelta(days=365),
+        )
         nodes.append((node, token))
     return nodes
 

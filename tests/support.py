@@ -182,8 +182,11 @@ class RedisServer:
 
 
 def celery_worker_start(*, env: dict[str, str], log: Path, name: str) -> subprocess.Popen:
-    """One prefork Celery worker (concurrency 1) of this project, in its own process
-    group so a test can SIGKILL the whole worker; its output is appended to `log`."""
+    """One prefork Celery worker (concurrency 1) of this project, consuming every
+    queue (settings.EXCHANGE_CELERY_QUEUES), in its own process group so a test
+    can SIGKILL the whole worker; its output is appended to `log`."""
+    from django.conf import settings
+
     return subprocess.Popen(
         [
             sys.executable,
@@ -196,6 +199,8 @@ def celery_worker_start(*, env: dict[str, str], log: Path, name: str) -> subproc
             "prefork",
             "--concurrency",
             "1",
+            "--queues",
+            ",".join(settings.EXCHANGE_CELERY_QUEUES),
             "--loglevel",
             "WARNING",
             "--without-gossip",
