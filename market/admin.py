@@ -12,6 +12,7 @@ from market.models import (
     OfferEvent,
     Order,
     OrderEvent,
+    ProviderReliability,
     Site,
     UsageRecord,
 )
@@ -183,3 +184,14 @@ class NodeHealthCursorAdmin(admin.ModelAdmin):
 admin.site.register(OrderEvent, StatusEventAdmin)
 admin.site.register(LeaseEvent, StatusEventAdmin)
 admin.site.register(OfferEvent, StatusEventAdmin)
+
+
+@admin.register(ProviderReliability)
+class ProviderReliabilityAdmin(admin.ModelAdmin):
+    """Stored scores (refreshed after metering): read-only."""
+
+    list_display = ["provider", "score", "computed_at"]
+    readonly_fields = ["provider", "score", "computed_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
