@@ -71,6 +71,7 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
@@ -185,6 +186,7 @@ def match_round(*, now: dt.datetime | None = None) -> RoundResult:
     rebalance: one snapshot, one in-memory plan, one committing transaction."""
     now = now or clock.now()
     with _gc_paused():
+        started = time.perf_counter()
         models = list(GPUModel.objects.all())
         queryset = Order.objects.filter(status__in=OPEN_STATUSES, start_by__gt=now)
         orders = [o for o in orders_load(queryset, models=models) if o.need > 0 and o.models]
@@ -193,7 +195,15 @@ def match_round(*, now: dt.datetime | None = None) -> RoundResult:
             return result
         orders.sort(key=_priority)
         book = book_load(now=now)
-        round_commit(plan(orders, book, now), now=now, result=result)
+        planned = time.perf_counter()
+        fills = plan(orders, book, now)
+        written = time.perf_counter()
+        round_commit(fills, now=now, result=result)
+        result.phases = {
+            "snapshot": planned - started,
+            "plan": written - planned,
+            "write": time.perf_counter() - written,
+        }
     logger.info(
         "matching round",
         extra={
@@ -201,6 +211,7 @@ def match_round(*, now: dt.datetime | None = None) -> RoundResult:
             "leases": result.leases_created,
             "gpus": result.gpus_allocated,
             "conflicts": result.conflicts,
+            **{f"{name}_seconds": round(s, 3) for name, s in result.phases.items()},
         },
     )
     return result
