@@ -1,7 +1,7 @@
 """Load on the real stack: locust against gunicorn + PostgreSQL + Redis + a
 Celery worker, all started here on loopback, over a book of 100,000 offers.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/<bench db> REDIS_URL=redis://127.0.0.1:6379/<n> \\
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/<bench db> \\
         .venv/bin/python bench/load.py [--seconds 20] [--users 8] [--workers 2] \\
         [--scenarios bare,search,board,order,mix] [--replica-url postgres://...]
 
@@ -17,6 +17,8 @@ left behind (queued runs, waiting outbox rows) and the time to drain it, and
 the telemetry rate beside a raw binary COPY of the same rows (its floor).
 Then a pyinstrument profile of the slowest endpoint, in-process.
 
+Redis (Celery's broker and the cache) is a redis-server of its own on a
+free loopback port, gone at the end (or --redis-url).
 The database is a benchmark database: the book is written once and kept,
 market_telemetrysample is TRUNCATEd. Throttles are lifted for the server
 (a load generator is one client). With --replica-url the server reads through
@@ -207,6 +209,8 @@ def profile_slowest(endpoint: str, config: dict) -> str:
     from django.test import Client
     from pyinstrument import Profiler
 
+    from tests.support import celery_broker
+
     client = Client(HTTP_HOST="127.0.0.1")
     auth = {"HTTP_AUTHORIZATION": f"Token {config['buyer_token']}"}
     calls = {
@@ -231,10 +235,12 @@ def profile_slowest(endpoint: str, config: dict) -> str:
         "quote": lambda: client.get(config.get("quote_url") or "/api/v1/gpu-models/", **auth),
     }
     call = calls[endpoint]
-    call()
-    with Profiler(interval=0.0005) as profiler:
-        for _ in range(5):
-            call()
+    # As on the server: a placed order's matching is sent to a broker, not run here.
+    with celery_broker("memory://"):
+        call()
+        with Profiler(interval=0.0005) as profiler:
+            for _ in range(5):
+                call()
     return profiler.output_text(unicode=True, color=False)
 
 
@@ -249,11 +255,10 @@ def main() -> None:
     parser.add_argument("--scenarios", default="bare,search,board,order,mix")
     parser.add_argument("--replica-url", help="DATABASE_REPLICA_URL for the server")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--redis-url", help="an existing Redis (default: one of our own)")
     args = parser.parse_args()
-    redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
-        sys.exit("the load bench needs Redis for Celery: set REDIS_URL=redis://127.0.0.1:6379/<n>")
     os.environ.update(LIFTED_THROTTLES)
+    os.environ.pop("REDIS_URL", None)  # this process writes the book; the server uses our Redis
     django_setup()
     from django.core.management import call_command
     from django.db import connection
@@ -261,7 +266,7 @@ def main() -> None:
 
     from core import clock
     from market.models import GPUModel, Offer
-    from tests.support import free_port, wait_for_http
+    from tests.support import RedisServer, free_port, wait_for_http
 
     call_command("migrate", verbosity=0)
     if Offer.objects.filter(node__name__startswith="load-node-").count() < args.offers:
@@ -299,6 +304,13 @@ def main() -> None:
         env["DATABASE_REPLICA_URL"] = args.replica_url
     port = free_port()
     out = Path(tempfile.mkdtemp(prefix="load-"))
+    own_redis = None
+    if args.redis_url:
+        redis_url = args.redis_url
+    else:
+        own_redis = RedisServer(log=out / "redis.log").start()
+        redis_url = own_redis.url
+    env["REDIS_URL"] = redis_url
     server = start_server(port, args.workers, env)
     worker = start_worker(env, out / "worker.log")
     results: dict[str, dict] = {}
@@ -317,13 +329,14 @@ def main() -> None:
             )
             if scenario in ("order", "mix"):
                 queued, waiting = match_backlog(redis_url)
+                at_end = {"queued_runs": queued, "waiting_orders": waiting}
                 start = time.perf_counter()
                 while (queued or waiting) and time.perf_counter() - start < 120:
                     time.sleep(0.5)
                     queued, waiting = match_backlog(redis_url)
                 left = match_backlog(redis_url) if (queued or waiting) else (0, 0)
                 backlog[scenario] = {
-                    "queued_after": queued,
+                    **at_end,
                     "drain_seconds": round(time.perf_counter() - start, 1),
                     "left_after_120s": sum(left),
                 }
@@ -333,6 +346,8 @@ def main() -> None:
         worker.terminate()
         server.wait()
         worker.wait()
+        if own_redis is not None:
+            own_redis.kill()
     bare = results.get("bare", {}).get("bare")
     print(
         f"\n{'scenario / endpoint':34} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'errors':>6} {'p99/bare':>8}"
@@ -350,8 +365,8 @@ def main() -> None:
             )
     for scenario, row in backlog.items():
         print(
-            f"matching after '{scenario}': {row['queued_after']} messages + waiting orders left, "
-            f"drained in {row['drain_seconds']} s"
+            f"matching after '{scenario}': {row['queued_runs']} queued runs, "
+            f"{row['waiting_orders']} orders waiting for one; drained in {row['drain_seconds']} s"
         )
     telemetry = results.get("mix", {}).get("telemetry")
     copy = None
