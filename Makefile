@@ -9,19 +9,34 @@ WORKERS ?= auto
 
 .PHONY: install demo test lint format messages clean run-web run-worker run-beat bench
 
+# uv (from PyPI, into the venv) installs several times faster than pip; pip if it cannot.
+define venv_install
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check uv 2>/dev/null \
+		&& $(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[$(1)]' \
+		|| $(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[$(1)]'
+endef
+
+# What the demo needs: the exchange and the local fake Stripe, none of the test tools.
+$(VENV)/.demo-installed: pyproject.toml
+	@echo "Installing the exchange into $(VENV) (the first time takes about a minute) …"
+	$(call venv_install,demo)
+	@touch $@
+
+# Everything, test and type-checking tools included.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
-	touch $@
+	@echo "Installing the exchange and its test tools into $(VENV) (the first time: 1-3 minutes) …"
+	$(call venv_install,dev)
+	@touch $@ $(VENV)/.demo-installed
 
 install: $(VENV)/.installed messages
 
-messages: $(VENV)/.installed
+messages: $(VENV)/.demo-installed
 	$(PY) manage.py compilemessages --verbosity 0 --ignore '.venv/*'
 
-## Command 1: install, migrate, load demo data, serve on 127.0.0.1:$(PORT)
-demo: install
+## Command 1: install, migrate, load demo data, serve on 127.0.0.1:$(PORT) with a live market
+demo: $(VENV)/.demo-installed
+	@echo "Starting the demo: database, demo data, node agents, a simulated market (about 30 s) …"
 	$(PY) manage.py demo --port $(PORT)
 
 ## Command 2: the whole test suite (lint, migrations check, import contracts, types, pytest)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -133,6 +135,18 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(str(exc))
 
 
+def simulated_wall_clock(spec: str) -> Callable[[], float] | None:
+    """The exchange's accelerated demo clock (EXCHANGE_CLOCK=sim:<start ISO>@<anchor
+    epoch>x<speed>, core/clock.py): a simulated node stamps its samples on the
+    exchange's simulated time. None for anything else (the real clock)."""
+    if not spec.startswith("sim:") or "@" not in spec or "x" not in spec.rsplit("@", 1)[1]:
+        return None
+    start_text, rest = spec.removeprefix("sim:").rsplit("@", 1)
+    anchor, speed = (float(part) for part in rest.split("x", 1))
+    start = dt.datetime.fromisoformat(start_text).timestamp()
+    return lambda: start + (time.time() - anchor) * speed
+
+
 def _make_reader(args: argparse.Namespace) -> GpuReader:
     if args.simulate:
         return Simulator(gpus=args.gpus, faults=args.fault, seed=args.seed)
@@ -163,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = TelemetryClient(url=args.url, token=args.token, timeout=args.timeout)
     stop = StopFlag()
     _install_signal_handlers(stop)
+    clock = simulated_wall_clock(os.environ.get("EXCHANGE_CLOCK", ""))
     agent = Agent(
         reader=reader,
         buffer=buffer,
@@ -172,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample_every=args.sample_every,
         max_backoff=args.max_backoff,
         max_batch=args.max_batch,
+        **({"wall_clock": clock} if args.simulate and clock else {}),
     )
     log.info(
         "reporting to %s every %.1f s; state in %s, next seq %d, %d samples buffered",

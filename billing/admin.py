@@ -21,6 +21,8 @@ from billing.models import (
     SubsidyClaim,
     SubsidyClaimEvent,
     SubsidyProgramme,
+    TrailLeaf,
+    TreeHead,
     Voucher,
     VoucherApplication,
     VoucherApplicationEvent,
@@ -377,3 +379,16 @@ admin.site.register(VoucherEvent, StatusEventAdmin)
 admin.site.register(VoucherApplicationEvent, StatusEventAdmin)
 admin.site.register(RedemptionEvent, StatusEventAdmin)
 admin.site.register(SubsidyClaimEvent, StatusEventAdmin)
+
+
+# --- the subsidy trail (billing.trail): append-only, shown never changed -------------
+@admin.register(TrailLeaf)
+class TrailLeafAdmin(ReadOnlyAdmin):
+    list_display = ["index", "kind", "record_id", "leaf_hash", "logged_at"]
+    list_filter = ["kind"]
+    search_fields = ["=record_id", "=leaf_hash"]
+
+
+@admin.register(TreeHead)
+class TreeHeadAdmin(ReadOnlyAdmin):
+    list_display = ["tree_size", "root_hash", "timestamp", "key_id"]

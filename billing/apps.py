@@ -10,3 +10,4 @@ class BillingConfig(AppConfig):
 
         # Celery autodiscovery finds billing.tasks only; register the subsidy package's too.
         from billing.subsidy import tasks  # noqa: F401
+        from billing.trail import tasks as trail_tasks  # noqa: F401

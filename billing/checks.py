@@ -33,3 +33,20 @@ def stripe_keys_check(app_configs=None, **kwargs) -> list[CheckMessage]:
                 )
             )
     return errors
+
+
+@register("billing", deploy=False)
+def trail_signing_key_check(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """Anyone can sign tree heads with the demo key: an authority could then be
+    shown any history. In production the trail must sign with a key of its own."""
+    if not settings.PRODUCTION or settings.TRAIL_SIGNING_KEY != settings.TRAIL_DEMO_SIGNING_KEY:
+        return []
+    return [
+        Error(
+            "TRAIL_SIGNING_KEY is the public demo key in production.",
+            hint="Set TRAIL_SIGNING_KEY to 64 hex digits of your own "
+            '(python -c "import secrets; print(secrets.token_hex(32))") and publish its '
+            "public key (/api/v1/trail/public-key/) to the authorities.",
+            id="billing.E010",
+        )
+    ]

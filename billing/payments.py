@@ -70,6 +70,17 @@ def _payment_attempt(*, invoice: Invoice) -> Payment:
                 _("Invoice %(number)s has nothing to pay.") % {"number": invoice.number},
                 errors={"status": [invoice.status]},
             )
+        # A charge Stripe took whose event has not been applied yet (captured 0):
+        # paying again before it lands would charge the card twice (the simulator
+        # found buyers doing exactly that between the charge and its webhook).
+        if invoice.payments.filter(
+            status__in=(PI.SUCCEEDED, PI.PROCESSING), captured_amount=0
+        ).exists():
+            raise Conflict(
+                _("A card payment of invoice %(number)s is being confirmed.")
+                % {"number": invoice.number},
+                errors={"status": [PI.PROCESSING]},
+            )
         current = invoice.payments.exclude(status__in=Payment.FINAL).order_by("-attempt").first()
         if current and current.amount == invoice.outstanding_amount:
             return current

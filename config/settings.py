@@ -8,6 +8,7 @@ SECRET_KEY.
 """
 
 import datetime as dt
+import hashlib
 import re
 from pathlib import Path
 
@@ -27,6 +28,9 @@ if EXCHANGE_ENV not in {"development", "production"}:
 PRODUCTION = EXCHANGE_ENV == "production"
 
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+# A simulated clock for every process (core/clock.py): "sim:<start>@<anchor>x<speed>"
+# (accelerated, the demo) or "step:<redis URL>" (the simulator's). Refused in production.
+EXCHANGE_CLOCK = env.str("EXCHANGE_CLOCK", default="")
 if PRODUCTION:
     SECRET_KEY = env.str("SECRET_KEY")
     if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure"):
@@ -267,7 +271,8 @@ if REDIS_URL:
     CELERY_TASK_ALWAYS_EAGER = False
 else:
     # Embedded mode: tasks run in-process, in the caller, right after commit.
-    CELERY_BROKER_URL = "memory://"
+    # (with a host named: kombu warns "No hostname was supplied" for a bare memory://)
+    CELERY_BROKER_URL = "memory://localhost/"
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
@@ -320,6 +325,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     # compute vouchers: expiry and fraud flags
     "vouchers-expire-due": {"task": "billing.vouchers_expire_due", "schedule": 300.0},
     "fraud-flags-compute": {"task": "billing.fraud_flags_compute", "schedule": 3600.0},
+    # subsidy trail: log new evidence, sign a tree head every hour
+    "trail-sign-tree-head": {"task": "billing.trail_sign_tree_head", "schedule": 3600.0},
+    "trail-check": {"task": "billing.trail_check", "schedule": 86400.0},
 }
 # Redis redelivers a message a worker took but never acknowledged (money and capacity
 # tasks ack late: only after they ran) once visibility_timeout seconds have passed. It
@@ -456,6 +464,15 @@ STRIPE_CONNECT_ENABLED = env.bool("STRIPE_CONNECT_ENABLED", default=not STRIPE_A
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
 # The platform's paying account printed in bank batch files (付款账号).
 PAYOUT_BANK_ACCOUNT = env.str("PAYOUT_BANK_ACCOUNT", default="")
+
+# --- Subsidy trail (billing.trail) ---------------------------------------------
+# The Ed25519 key that signs the trail's tree heads: a 32-byte seed, 64 hex digits
+# (`python -c "import secrets; print(secrets.token_hex(32))"`). The default is the
+# public demo key, refused in production (billing.checks).
+TRAIL_DEMO_SIGNING_KEY = hashlib.sha256(b"compute-exchange demo trail key").hexdigest()
+TRAIL_SIGNING_KEY = env.str("TRAIL_SIGNING_KEY", default=TRAIL_DEMO_SIGNING_KEY).strip().lower()
+if len(TRAIL_SIGNING_KEY) != 64 or set(TRAIL_SIGNING_KEY) - set("0123456789abcdef"):
+    raise environ.ImproperlyConfigured("TRAIL_SIGNING_KEY must be 64 hex digits (a 32-byte seed)")
 
 # --- Security ----------------------------------------------------------------
 # Content-Security-Policy (django-csp): only this origin's files; an inline <script> or

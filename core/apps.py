@@ -7,6 +7,13 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        from django.conf import settings
+
+        from core import checks, clock  # noqa: F401 - checks registers itself
+
+        if settings.EXCHANGE_CLOCK:
+            # Every process (web, worker, beat, commands) starts on the simulated clock.
+            clock.install(clock.from_spec(settings.EXCHANGE_CLOCK))
         from core.converters import MonthConverter, YearConverter
 
         register_converter(YearConverter, "year")

@@ -52,3 +52,11 @@ def line_chart(**config) -> pygal.Line:
     chart = pygal.Line(**{**defaults, **config})
     chart.add_xml_filter(_without_script_or_tooltip)
     return chart
+
+
+def bar_chart(**config) -> pygal.HorizontalBar:
+    """A pygal horizontal bar chart in the house style (no script either)."""
+    defaults = {"style": HOUSE_STYLE, "height": 280, "disable_xml_declaration": True, "js": []}
+    chart = pygal.HorizontalBar(**{**defaults, **config})
+    chart.add_xml_filter(_without_script_or_tooltip)
+    return chart

@@ -49,3 +49,7 @@ MAX_BASIS_POINTS = 10_000  # 100 %
 
 # --- lists --------------------------------------------------------------------------
 MAX_LIST_ITEMS = 100  # names in one list field (GPU models, provinces, hubs, vendors)
+
+# --- subsidy trail ------------------------------------------------------------------
+MAX_TRAIL_SIZE = 2**40  # leaves of the trail (a tree size, a leaf index, a record id asked for)
+MAX_TRAIL_LEAVES_PER_REQUEST = 1_000  # leaves read in one request

@@ -15,6 +15,8 @@ from celery import current_app
 from django.conf import settings
 from django.db import close_old_connections
 
+from core import clock
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,6 +31,11 @@ def _interval_seconds(schedule) -> float:
     return 60.0
 
 
+# On the fast clock a frequent task (matching, health) still runs at most this
+# often in real time, as the agents report: the web requests keep the database.
+SIMULATED_FLOOR_SECONDS = 5.0
+
+
 class InProcessBeat(threading.Thread):
     def __init__(self, *, tick: float = 1.0) -> None:
         super().__init__(name="in-process-beat", daemon=True)
@@ -39,6 +46,8 @@ class InProcessBeat(threading.Thread):
         # A worker imports every app's tasks module at start; do the same here,
         # or the scheduled names are unknown to the app.
         current_app.loader.import_default_modules()
+        if clock.simulated():
+            return self._run_simulated()
         entries = {
             name: (entry["task"], _interval_seconds(entry["schedule"]), entry.get("args", ()))
             for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
@@ -50,12 +59,26 @@ class InProcessBeat(threading.Thread):
                 if now < due[name]:
                     continue
                 due[name] = now + interval
-                try:
-                    current_app.tasks[task_name].apply(args=args)
-                except Exception:
-                    logger.exception("scheduled task failed", extra={"task": task_name})
-                finally:
-                    close_old_connections()
+                self._apply(task_name, args)
+
+    def _run_simulated(self) -> None:
+        """On the demo's accelerated clock the schedule is in simulated time
+        (daily work at 03:00 Beijing time), as the simulator plays it, each
+        task at most once every SIMULATED_FLOOR_SECONDS of real time."""
+        from demo.simulation import Beat
+
+        beat = Beat(start=clock.now(), floor=SIMULATED_FLOOR_SECONDS)
+        while not self.stopped.wait(self.tick):
+            for task_name, args in beat.due(clock.now()):
+                self._apply(task_name, args)
+
+    def _apply(self, task_name: str, args) -> None:
+        try:
+            current_app.tasks[task_name].apply(args=args)
+        except Exception:
+            logger.exception("scheduled task failed", extra={"task": task_name})
+        finally:
+            close_old_connections()
 
     def stop(self) -> None:
         self.stopped.set()

@@ -327,6 +327,17 @@ API: dict[tuple[str, str], Api] = {
         sees={"authority_a"},
         body=lambda w, r: {"reason": "Utilisation looks idle."},
     ),
+    # subsidy trail: heads, the key and consistency proofs are public (sizes and hashes only);
+    # leaves and inclusion proofs carry the records: authorities only. Without their query
+    # parameters the ones that take them answer 400 to whoever may ask.
+    (f"{V1}/trail/tree-head/", "get"): Api(ALL),
+    (f"{V1}/trail/public-key/", "get"): Api(ALL),
+    (f"{V1}/trail/consistency/", "get"): Api(ALL, ok=400),
+    (f"{V1}/trail/inclusion/", "get"): Api(AUTHORITIES, ok=400),
+    (f"{V1}/trail/leaves/", "get"): Api(AUTHORITIES, ok=400),
+    (f"{V1}/claims/{{id}}/audit-report/", "get"): Api(
+        AUTHORITIES, path=lambda w: {"id": w.a.claim.pk}, sees={"authority_a"}
+    ),
     (f"{V1}/fraud-flags/", "get"): Api(
         AUTHORITIES, rows=lambda w, r: {getattr(w, _own(r)).flag.pk}
     ),

@@ -84,6 +84,7 @@ def test_production_settings_pass_check_deploy_with_no_warnings():
         "STRIPE_SECRET_KEY": "sk_live_51Hx" + "k" * 90,
         "STRIPE_PUBLISHABLE_KEY": "pk_live_51Hx" + "p" * 90,
         "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 32,
+        "TRAIL_SIGNING_KEY": "5a" * 32,
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

@@ -27,6 +27,7 @@ from billing.models import (
     VoucherApplication,
 )
 from billing.subsidy.redemption import invoice_redeem_vouchers
+from billing.trail import claim_seal
 from market.capacity import node_token_digest
 from market.models import Offer, Order
 from tests.billing.subsidy.factories import (
@@ -150,6 +151,7 @@ def _side(name: str) -> Side:
         voucher=o["voucher"],
     )
     o["claim"] = SubsidyClaim.objects.create(programme=o["programme"], year=now.year, month=1)
+    claim_seal(claim=o["claim"])  # the subsidy trail's signed tree head it was computed under
     run = PayoutRun.objects.create(
         key=f"world run {name}",
         status=PayoutRun.Status.COMPLETED,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from billing.api import invoices, payouts, subsidy, webhooks
+from billing.api import invoices, payouts, subsidy, trail, webhooks
 
 urlpatterns = [
     path("invoices/", invoices.InvoiceListView.as_view(), name="api-invoices"),
@@ -41,5 +41,15 @@ urlpatterns = [
         "fraud-flags/<int:pk>/review/",
         subsidy.FraudFlagReviewView.as_view(),
         name="api-fraud-flag-review",
+    ),
+    path("trail/tree-head/", trail.TreeHeadView.as_view(), name="api-trail-tree-head"),
+    path("trail/public-key/", trail.PublicKeyView.as_view(), name="api-trail-public-key"),
+    path("trail/consistency/", trail.ConsistencyView.as_view(), name="api-trail-consistency"),
+    path("trail/inclusion/", trail.InclusionView.as_view(), name="api-trail-inclusion"),
+    path("trail/leaves/", trail.LeavesView.as_view(), name="api-trail-leaves"),
+    path(
+        "claims/<int:pk>/audit-report/",
+        trail.ClaimAuditReportView.as_view(),
+        name="api-claim-audit-report",
     ),
 ]

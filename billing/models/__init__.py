@@ -44,3 +44,6 @@ __all__ += [
 from billing.models.claims import SubsidyClaim, SubsidyClaimEvent  # noqa: E402 - claims part
 
 __all__ += ["SubsidyClaim", "SubsidyClaimEvent"]
+from billing.models.trail import TrailLeaf, TreeHead  # noqa: E402 - the subsidy trail
+
+__all__ += ["TrailLeaf", "TreeHead"]

@@ -63,6 +63,14 @@ class SubsidyClaim(models.Model):
         on_delete=models.PROTECT,
         related_name="subsidy_claim",
     )
+    tree_head = models.ForeignKey(
+        "billing.TreeHead",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="claims",
+        help_text=_("the signed head of the subsidy trail this claim was computed under"),
+    )
 
     class Meta:
         ordering = ["-year", "-month", "-pk"]

@@ -32,6 +32,7 @@ from billing.models import (
 )
 from billing.subsidy.accounts import programme_accounts
 from billing.subsidy.claim_report import claim_redemptions
+from billing.trail import claim_seal
 from core import clock
 from core.errors import ApplicationError, Conflict
 from core.transitions import status_record, transition_or_conflict
@@ -102,6 +103,8 @@ def claim_submit(
             ) from exc
         claim.redemptions.set(redemptions)
         status_record(claim, new=CS.SUBMITTED, actor=actor)
+        # the claim carries the signed tree head it was computed under (billing.trail)
+        claim_seal(claim=claim)
     return claim
 
 

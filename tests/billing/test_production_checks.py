@@ -10,6 +10,7 @@ REAL_LOOKING = {
     "STRIPE_SECRET_KEY": "sk_live_51Hx" + "k" * 90,
     "STRIPE_PUBLISHABLE_KEY": "pk_live_51Hx" + "p" * 90,
     "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 32,
+    "TRAIL_SIGNING_KEY": "5a" * 32,  # not the demo key (billing.trail's own test refuses that)
 }
 
 

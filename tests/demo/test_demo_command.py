@@ -54,13 +54,13 @@ def test_demo_command_serves_home_sign_up_log_in_and_api_docs(tmp_path):
         # server, which brings their nodes online, and the demo buyer's orders fill
         database = tmp_path / "demo.sqlite3"
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and _count(
-            database, "SELECT COUNT(*) FROM market_order WHERE status <> 'filled'"
-        ):
+        while time.monotonic() < deadline and _count(database, DEMO_ORDERS + " <> 'filled'"):
             time.sleep(1)
-        assert _count(database, "SELECT COUNT(*) FROM market_order WHERE status = 'filled'") == 3
+        assert _count(database, DEMO_ORDERS + " = 'filled'") == 3
         assert _count(database, "SELECT COUNT(*) FROM market_lease") >= 3
         assert _count(database, "SELECT COUNT(*) FROM market_telemetrysample") > 0
+        # the agents' tokens are in their environment, not on command lines `ps` shows
+        assert _command_lines_with("--token", process.pid) == []
     finally:
         # `kill` on the demo alone must stop everything it started
         process.send_signal(signal.SIGTERM)
@@ -74,6 +74,29 @@ def test_demo_command_serves_home_sign_up_log_in_and_api_docs(tmp_path):
     assert "Local fake Stripe (localstripe) at http://127.0.0.1:" in output
     assert "Simulated node agents:" in output
     assert process.returncode is not None
+
+
+DEMO_ORDERS = (
+    "SELECT COUNT(*) FROM market_order o JOIN accounts_organisation b ON b.id = o.buyer_id"
+    " WHERE b.credit_code = '91330100716105852F' AND o.status"
+)
+
+
+def _command_lines_with(text: str, pgid: int) -> list[str]:
+    found = []
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc)) != pgid:
+                continue
+            with open(f"/proc/{proc}/cmdline", "rb") as f:
+                line = f.read().replace(b"\0", b" ").decode()
+        except (OSError, ProcessLookupError):
+            continue
+        if text in line:
+            found.append(line)
+    return found
 
 
 def _count(database, sql: str) -> int:

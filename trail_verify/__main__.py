@@ -1,0 +1,5 @@
+import sys
+
+from trail_verify.cli import main
+
+sys.exit(main())
