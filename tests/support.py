@@ -175,10 +175,14 @@ class RedisServer:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
-    def queued(self, queue: str = "celery") -> int:
+    def queued(self, queue: str | None = None) -> int:
+        """Messages waiting in `queue`, or in every queue of the exchange."""
         import redis
+        from django.conf import settings
 
-        return redis.Redis(host="127.0.0.1", port=self.port).llen(queue)
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        queues = [queue] if queue else settings.EXCHANGE_CELERY_QUEUES
+        return sum(client.llen(name) for name in queues)
 
 
 def celery_worker_start(*, env: dict[str, str], log: Path, name: str) -> subprocess.Popen:
