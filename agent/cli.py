@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import signal
@@ -13,12 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from agent import __version__
 from agent.buffer import SampleBuffer, StateDirBusy
 from agent.client import MAX_SAMPLES_PER_POST, TelemetryClient
 from agent.nvml import NvmlReader, NvmlUnavailable
 from agent.readings import GpuReader
 from agent.runner import Agent, AuthFailed, StopFlag
+from agent.selftest import nvml_self_test, self_test_post, simulated_self_test
 from agent.simulator import Simulator, parse_fault
 
 log = logging.getLogger("agent")
@@ -28,6 +32,7 @@ EXIT_OK = 0
 EXIT_REJECTED = 1  # --once only: the exchange rejected a batch (400)
 EXIT_CONFIG = 2  # bad flags, no NVML, state dir busy
 EXIT_AUTH = 3  # the exchange refused the node token
+EXIT_NOT_VERIFIED = 4  # --self-test: the exchange did not verify the node
 
 DEFAULT_STATE_DIR = "~/.exchange-agent"
 
@@ -51,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="exchange-agent",
         description="Report GPU telemetry from this node to the compute exchange.",
         epilog="Exit status: 0 ok (also after SIGTERM/SIGINT), 1 a batch was rejected "
-        "(--once), 2 configuration error, 3 the exchange refused the token.",
+        "(--once, --self-test), 2 configuration error, 3 the exchange refused the token, "
+        "4 the self-test did not verify the node.",
     )
     add = parser.add_argument
     add(
@@ -80,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between samples of each GPU (default: --interval)",
     )
     add("--once", action="store_true", help="take one round of samples, post them, exit")
+    add(
+        "--self-test",
+        action="store_true",
+        help="measure memory, bandwidth and TFLOPS (a short compute burst), report them for "
+        "the node's verification, print the verdict and exit (0 verified, 4 not)",
+    )
     add("--duration", type=_positive, default=None, help="run for this many seconds, then exit")
     add(
         "--max-buffer-samples",
@@ -104,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--simulate", action="store_true", help="read a simulated node, not NVML")
     sim.add_argument("--gpus", type=_positive_int, default=8, help="simulated GPUs (default 8)")
     sim.add_argument("--seed", type=int, default=None, help="make the simulation repeatable")
+    sim.add_argument(
+        "--sim-speed",
+        type=_positive,
+        default=1.0,
+        help="self-test: scale the simulated card's TFLOPS and bandwidth (default 1)",
+    )
     sim.add_argument(
         "--fault",
         action="append",
@@ -163,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s exchange-agent: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request at INFO
+    if args.self_test:
+        return _self_test(args)
     try:
         reader = _make_reader(args)
     except (NvmlUnavailable, ValueError) as exc:
@@ -210,6 +230,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         buffer.close()
         reader.close()
         stop.close()
+
+
+def _self_test(args: argparse.Namespace) -> int:
+    try:
+        if args.simulate:
+            report = simulated_self_test(gpus=args.gpus, speed=args.sim_speed)
+        else:
+            report = nvml_self_test()
+    except NvmlUnavailable as exc:
+        log.error("%s (on a machine without GPUs, try --simulate)", exc)
+        return EXIT_CONFIG
+    try:
+        status, answer = self_test_post(
+            url=args.url, token=args.token, report=report, timeout=args.timeout
+        )
+    except httpx.HTTPError as exc:
+        log.error("cannot reach %s: %s", args.url, exc)
+        return EXIT_CONFIG
+    print(json.dumps({"report": report.as_json(), "status": status, "answer": answer}))
+    if status in (401, 403):
+        return EXIT_AUTH
+    if status >= 400:
+        return EXIT_REJECTED
+    return EXIT_OK if answer.get("verified") else EXIT_NOT_VERIFIED
 
 
 def _install_signal_handlers(stop: StopFlag) -> None:

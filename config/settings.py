@@ -310,6 +310,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "market-match-round": {"task": "market.match_round", "schedule": 5.0},
     "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
     "market-orders-expire": {"task": "market.orders_expire", "schedule": 30.0},
+    # price index: publish yesterday's snapshot (a no-op once it is published)
+    "market-price-index-publish": {"task": "market.price_index_publish", "schedule": 3600.0},
     # telemetry: node health, failover, metering
     "telemetry-node-health": {"task": "market.nodes_health_check", "schedule": 5.0},
     "telemetry-failover": {"task": "market.leases_failover", "schedule": 15.0},
@@ -392,6 +394,8 @@ THROTTLE_RATES = {
     "token-create": env.str("THROTTLE_RATE_TOKEN_CREATE", default="20/hour"),
     # per buyer organisation: orders placed (page and API)
     "orders": env.str("THROTTLE_RATE_ORDERS", default="60/min"),
+    # per client address: quotes (each reads the whole live book)
+    "quotes": env.str("THROTTLE_RATE_QUOTES", default="60/min"),
     # per node: telemetry batches
     "telemetry": env.str("THROTTLE_RATE_TELEMETRY", default="30/min"),
 }
@@ -441,6 +445,11 @@ TELEMETRY_MAX_CLOCK_SKEW_SECONDS = env.int("TELEMETRY_MAX_CLOCK_SKEW_SECONDS", d
 TELEMETRY_ASYNC_COMMIT = env.bool("TELEMETRY_ASYNC_COMMIT", default=False)
 # A degraded/offline node returns online after this long without a fault.
 HEALTH_CLEAN_PERIOD_SECONDS = env.int("HEALTH_CLEAN_PERIOD_SECONDS", default=60)
+# A simulated self-test (`exchange-agent --self-test --simulate`) verifies a node only where
+# this is on: in development and the demo, never by default in production.
+NODE_SELF_TEST_ACCEPT_SIMULATED = env.bool(
+    "NODE_SELF_TEST_ACCEPT_SIMULATED", default=not PRODUCTION
+)
 # Leases on a node faulty for this long move to another offer (if the order allows).
 FAILOVER_AFTER_SECONDS = env.int("FAILOVER_AFTER_SECONDS", default=60)
 # Usage records cover windows of this length, aligned to the epoch; a window is

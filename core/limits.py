@@ -48,6 +48,8 @@ MAX_GPU_HOURS = 100_000_000  # GPU-hours a voucher application expects
 MAX_BASIS_POINTS = 10_000  # 100 %
 
 # --- lists --------------------------------------------------------------------------
+MAX_BOOK_LEVELS = 50  # price levels shown per side of a public book
+MAX_QUOTE_EXCLUSIONS = 200  # offers left out that a quote lists, cheapest first
 MAX_LIST_ITEMS = 100  # names in one list field (GPU models, provinces, hubs, vendors)
 
 # --- subsidy trail ------------------------------------------------------------------

@@ -8,10 +8,12 @@ from market.models import (
     Node,
     NodeHealthCursor,
     NodeHealthEvent,
+    NodeSelfTest,
     Offer,
     OfferEvent,
     Order,
     OrderEvent,
+    PriceIndexSnapshot,
     ProviderReliability,
     Site,
     UsageRecord,
@@ -73,9 +75,10 @@ class NodeAdmin(admin.ModelAdmin):
         "gpu_count",
         "state",
         "state_reason",
+        "verified",
         "last_seen_at",
     ]
-    list_filter = ["state", "gpu_model__vendor", "site__hub"]
+    list_filter = ["state", "verified", "gpu_model__vendor", "site__hub"]
     search_fields = ["name", "site__name", "site__provider__legal_name"]
     raw_id_fields = ["site"]
     readonly_fields = ["token_digest", "last_seen_at", "state_changed_at"]
@@ -178,6 +181,28 @@ class NodeHealthEventAdmin(admin.ModelAdmin):
 class NodeHealthCursorAdmin(admin.ModelAdmin):
     list_display = [field.name for field in NodeHealthCursor._meta.fields][:8]
     raw_id_fields = ["node"]
+
+
+@admin.register(NodeSelfTest)
+class NodeSelfTestAdmin(admin.ModelAdmin):
+    list_display = ["node", "at", "gpus_seen", "memory_gb", "tflops", "simulated", "passed"]
+    list_filter = ["passed", "simulated"]
+    raw_id_fields = ["node"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # what the agent measured: evidence
+
+
+@admin.register(PriceIndexSnapshot)
+class PriceIndexSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["seq", "day", "method_version", "digest", "published_at"]
+    list_filter = ["method_version"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # published and hash-chained: a restatement is a new snapshot
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 # State histories: read-only, one shape (core.admin).

@@ -1,9 +1,12 @@
 """Orders (the buyer's bid): place, cancel, expire.
 
-Statuses and transitions are listed on market.models.Order. Placing an order
-queues a matching task after commit - coalesced: one run matches every order
-placed since the last (core.outbox); the beat's round matches whatever is
-left, and `orders_expire` releases the unfilled part at the start-by deadline.
+Statuses and transitions are listed on market.models.Order. Placing a
+good-till order queues a matching task after commit (coalesced: one run
+matches every order placed since the last, core.outbox); it then stands on the
+book, the beat's round matches whatever is left, and `orders_expire` releases
+the unfilled part when its `good_till` (at the latest its start-by deadline)
+passes. An immediate-or-cancel order is matched in the request that places
+it and its unfilled part is released at once.
 """
 
 import datetime as dt
@@ -15,7 +18,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from accounts.models import Organisation
 from accounts.services import organisation_check_can_trade
@@ -23,11 +26,17 @@ from core import clock, limits
 from core.errors import ApplicationError, Conflict
 from core.outbox import outbox_enqueue
 from core.transitions import transition
-from market.matching import OPEN_STATUSES, acceptable_model_ids
+from market.matching import OPEN_STATUSES, acceptable_model_ids, order_match
 from market.models import GPUModel, Lease, Node, Order, OrderEvent
 from market.models.capacity import Hub
 
 MAX_START_BY = limits.MAX_ORDER_START_AHEAD
+# An immediate-or-cancel order is matched and closed in the request that places
+# it; should that request die in between, the order leaves the book this much
+# later (`orders_expire`), never matched by a round meanwhile.
+IOC_GRACE = dt.timedelta(minutes=1)
+GOOD_TILL = Order.TimeInForce.GOOD_TILL
+IOC = Order.TimeInForce.IMMEDIATE_OR_CANCEL
 
 
 def _digest(payload: dict) -> str:
@@ -58,6 +67,8 @@ def _validate(
     start_by: dt.datetime,
     hubs: Sequence[str],
     min_green_share: Decimal,
+    time_in_force: str = GOOD_TILL,
+    good_till: dt.datetime | None = None,
 ) -> None:
     errors: dict[str, list[str]] = {}
     if not 1 <= gpu_count <= limits.MAX_ORDER_GPUS:
@@ -80,6 +91,15 @@ def _validate(
         errors["start_by"] = ["The start-by deadline must be in the future."]
     elif start_by > now + MAX_START_BY:
         errors["start_by"] = ["The start-by deadline can be at most 90 days ahead."]
+    if time_in_force not in Order.TimeInForce.values:
+        errors["time_in_force"] = ["Choose good_till or ioc."]
+    elif good_till is not None:
+        if time_in_force == IOC:
+            errors["good_till"] = ["An immediate-or-cancel order does not stand on the book."]
+        elif good_till <= now:
+            errors["good_till"] = ["Good-till must be in the future."]
+        elif good_till > start_by:
+            errors["good_till"] = ["An order cannot stand on the book past its start-by deadline."]
     model_ids = acceptable_model_ids(
         accepted_ids={m.pk for m in accepted},
         min_tflops=min_tflops,
@@ -116,13 +136,20 @@ def order_create(
     domestic_only: bool = False,
     gang: bool = False,
     failover_allowed: bool = True,
+    verified_only: bool = False,
+    time_in_force: str = GOOD_TILL,
+    good_till: dt.datetime | None = None,
     currency: str | None = None,
     idempotency_key: str | None = None,
 ) -> tuple[Order, bool]:
     """Place an order; returns (order, created). With an idempotency key, the
     same request again returns the first order (created=False); the same key
     with a different request is a 409 and stores nothing. Only a verified buyer
-    places orders."""
+    places orders.
+
+    Good-till (the default) stands on the book until filled, cancelled or
+    `good_till` (none: the start-by deadline). Immediate-or-cancel is matched
+    here, before returning, and its unfilled part released at once."""
     organisation_check_can_trade(organisation=buyer)
     payload = {
         "accepted_models": sorted(m.slug for m in accepted_models),
@@ -139,6 +166,9 @@ def order_create(
         "gang": gang,
         "start_by": start_by.isoformat(),
         "failover_allowed": failover_allowed,
+        "time_in_force": time_in_force,
+        "verified_only": verified_only,
+        "good_till": good_till.isoformat() if good_till else None,
     }
     digest = _digest(payload)
     if idempotency_key:
@@ -157,7 +187,11 @@ def order_create(
         start_by=start_by,
         hubs=hubs,
         min_green_share=min_green_share,
+        time_in_force=time_in_force,
+        good_till=good_till,
     )
+    if time_in_force == IOC:
+        good_till = min(clock.now() + IOC_GRACE, start_by)
     try:
         with transaction.atomic():
             order = Order.objects.create(
@@ -176,6 +210,9 @@ def order_create(
                 gang=gang,
                 start_by=start_by,
                 failover_allowed=failover_allowed,
+                time_in_force=time_in_force,
+                good_till=good_till,
+                verified_only=verified_only,
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
             )
@@ -183,21 +220,41 @@ def order_create(
             OrderEvent.objects.create(
                 order=order, to_status=Order.Status.OPEN, actor=placed_by, reason="placed"
             )
-            # One matching run for every order placed meanwhile: never a
-            # backlog of one task per order behind a burst of placements.
-            outbox_enqueue(
-                task_name="market.match_order",
-                args=[order.pk],
-                key=f"order-match:{order.pk}",
-                coalesce="market.match_order",
-            )
+            if time_in_force == GOOD_TILL:
+                # One matching run for every order placed meanwhile: never a
+                # backlog of one task per order behind a burst of placements.
+                outbox_enqueue(
+                    task_name="market.match_order",
+                    args=[order.pk],
+                    key=f"order-match:{order.pk}",
+                    coalesce="market.match_order",
+                )
     except IntegrityError:
         # The same key raced in from a second request: the first one won.
         existing = _order_for_key(buyer=buyer, key=idempotency_key or "", digest=digest)
         if existing is None:
             raise
         return existing, False
+    if time_in_force == IOC:
+        order_match(order_id=order.pk)
+        order = order_release_unfilled(
+            order=order, reason="immediate or cancel: unfilled GPUs released"
+        )
     return order, True
+
+
+def order_release_unfilled(*, order: Order, reason: str) -> Order:
+    """Take an open or partly filled order off the book (status expired): its
+    unfilled GPUs are released, the leases it holds run on. A filled order is
+    left as it is."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if locked.status in OPEN_STATUSES:
+            transition(
+                locked, old=locked.status, new=Order.Status.EXPIRED, actor=None, reason=reason
+            )
+    locked.refresh_from_db()
+    return locked
 
 
 def _order_for_key(*, buyer: Organisation, key: str, digest: str) -> Order | None:
@@ -236,16 +293,16 @@ def order_cancel(*, order: Order, actor: User | None) -> Order:
 
 
 def orders_expire(*, now: dt.datetime | None = None) -> int:
-    """Expire open / partly filled orders whose start-by deadline has passed;
-    the unfilled part is released (leases already made run on). Returns how
-    many expired."""
+    """Expire open / partly filled orders whose good-till or start-by
+    deadline has passed; the unfilled part is released (leases already made
+    run on). Returns how many expired."""
     now = now or clock.now()
     expired = 0
     for status in OPEN_STATUSES:
         with transaction.atomic():
             ids = list(
                 Order.objects.select_for_update(skip_locked=True)
-                .filter(status=status, start_by__lte=now)
+                .filter(Q(start_by__lte=now) | Q(good_till__lte=now), status=status)
                 .values_list("id", flat=True)
             )
             Order.objects.filter(id__in=ids, status=status).update(status=Order.Status.EXPIRED)
@@ -255,7 +312,7 @@ def orders_expire(*, now: dt.datetime | None = None) -> int:
                         order_id=pk,
                         from_status=status,
                         to_status=Order.Status.EXPIRED,
-                        reason="start-by deadline passed; unfilled GPUs released",
+                        reason="start-by deadline or good-till passed; unfilled GPUs released",
                     )
                     for pk in ids
                 ]

@@ -6,26 +6,38 @@ Other organisations' objects are never in these querysets, so views answer
 
 import datetime as dt
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import (
+    BooleanField,
+    Case,
     Count,
     DecimalField,
+    Exists,
     ExpressionWrapper,
     F,
+    OuterRef,
     Q,
     QuerySet,
     Sum,
     Value,
+    When,
 )
 from django.db.models.functions import Cast, Coalesce, NullIf
 
 from accounts.models import Organisation
-from core import clock
+from core import clock, limits
 from core.cache import cached
 from core.money import round_minor
-from market.matching import HOLDING_STATUSES, order_quote
+from market.matching import (
+    HOLDING_STATUSES,
+    Quote,
+    acceptable_model_ids,
+    on_book,
+    order_quote,
+)
 from market.models import GPUModel, Lease, Node, Offer, Order, Site
 from market.models.capacity import BOARD_CACHE
 
@@ -168,6 +180,7 @@ def _offers_annotated(offers: QuerySet[Offer]) -> QuerySet[Offer]:
             output_field=_EXACT,
         )
     )
+    offers = offers.annotate(verified=offer_verified())
     # Stored scores (telemetry.provider_reliability_refresh), one join: never
     # an aggregate over usage records per search.
     return offers.annotate(
@@ -232,6 +245,19 @@ class OfferResults:
         return list(_offers_annotated(rows).order_by(*OFFER_SORTS[self.sort])[start:stop])
 
 
+def offer_verified() -> Case:
+    """An offer is verified when every node it can use passed its self-test:
+    its node, or each node of its model at its site (a pool offer)."""
+    unverified_in_pool = Node.objects.filter(
+        site_id=OuterRef("site_id"), gpu_model_id=OuterRef("gpu_model_id"), verified=False
+    )
+    return Case(
+        When(node__isnull=False, then=F("node__verified")),
+        default=~Exists(unverified_in_pool),
+        output_field=BooleanField(),
+    )
+
+
 def sites_of(provider: Organisation) -> QuerySet[Site]:
     return Site.objects.filter(provider=provider)
 
@@ -249,7 +275,11 @@ def nodes_of(provider: Organisation) -> QuerySet[Node]:
 
 
 def offers_of(provider: Organisation) -> QuerySet[Offer]:
-    return Offer.objects.filter(provider=provider).select_related("gpu_model", "site", "node")
+    return (
+        Offer.objects.filter(provider=provider)
+        .select_related("gpu_model", "site", "node")
+        .annotate(verified=offer_verified())
+    )
 
 
 def orders_of(buyer: Organisation) -> QuerySet[Order]:
@@ -433,3 +463,151 @@ def _board(currency: str) -> Board:
     ]
     models.sort(key=lambda m: (m.lowest_ask_amount, m.slug))
     return Board(models=models, hubs=hubs, currency=currency)
+
+
+# --- the public book: depth by price level, anonymised ----------------------------------
+
+
+@dataclass(frozen=True)
+class DepthLevel:
+    price_amount: int
+    price_per_pflops_hour: Decimal | None  # minor units per PFLOPS-hour of dense BF16
+    gpus: int
+    count: int  # orders (bids) or offers (asks) at this price
+
+
+@dataclass(frozen=True)
+class DepthBook:
+    gpu_model: GPUModel
+    currency: str
+    bids: list[DepthLevel]
+    asks: list[DepthLevel]
+
+
+def _per_pflops(price: int, tflops: Decimal) -> Decimal | None:
+    if not tflops:
+        return None
+    return (Decimal(price) * 1000 / tflops).quantize(Decimal("0.01"))
+
+
+def _levels(sizes: dict[int, list[int]], tflops: Decimal, *, best_high: bool) -> list[DepthLevel]:
+    prices = sorted(sizes, reverse=best_high)[: limits.MAX_BOOK_LEVELS]
+    return [DepthLevel(p, _per_pflops(p, tflops), sum(sizes[p]), len(sizes[p])) for p in prices]
+
+
+def book_depth(
+    *, gpu_model: str | None = None, hub: str | None = None, now: dt.datetime | None = None
+) -> list[DepthBook]:
+    """The standing book per GPU model (and currency): asks are live offers'
+    GPUs left, bids the unfilled GPUs of good-till orders still standing, both
+    summed by price level, best first, with no organisation, order or offer
+    named. With `hub`, asks at sites in that hub and bids that accept it. An
+    order accepting several models stands in the book of each."""
+    now = now or clock.now()
+    models = {m.pk: m for m in GPUModel.objects.all()}
+    wanted = {pk for pk, m in models.items() if gpu_model is None or m.slug == gpu_model}
+    asks: dict[tuple[int, str], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    offers = Offer.objects.filter(
+        status=Offer.Status.ACTIVE,
+        gpus_available__gt=0,
+        available_until__gt=now,
+        gpu_model_id__in=wanted,
+    )
+    if hub:
+        offers = offers.filter(site__hub=hub)
+    for model_id, currency, price, gpus in offers.values_list(
+        "gpu_model_id", "currency", "price_amount", "gpus_available"
+    ):
+        asks[(model_id, currency)][price].append(gpus)
+    bids: dict[tuple[int, str], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    standing = Order.objects.filter(
+        on_book(now),
+        status__in=(Order.Status.OPEN, Order.Status.PARTIALLY_FILLED),
+        time_in_force=Order.TimeInForce.GOOD_TILL,
+    )
+    accepted: dict[int, set[int]] = defaultdict(set)
+    for order_id, model_id in Order.accepted_models.through.objects.filter(
+        order__in=standing
+    ).values_list("order_id", "gpumodel_id"):
+        accepted[order_id].add(model_id)
+    fields = [
+        *("id", "currency", "max_price_amount", "gpu_count", "gpus_filled", "hubs"),
+        *("min_tflops", "min_memory_gb", "domestic_only"),
+    ]
+    cache: dict[tuple, frozenset[int]] = {}
+    for pk, currency, price, count, filled, hubs, tflops, memory, domestic in standing.values_list(
+        *fields
+    ):
+        if hub and hubs and hub not in hubs:
+            continue
+        spec = (frozenset(accepted.get(pk, ())), tflops, memory, domestic)
+        if spec not in cache:
+            cache[spec] = acceptable_model_ids(
+                accepted_ids=spec[0],
+                min_tflops=tflops,
+                min_memory_gb=memory,
+                domestic_only=domestic,
+                models=models.values(),
+            )
+        for model_id in cache[spec] & wanted:
+            bids[(model_id, currency)][price].append(count - filled)
+    books = []
+    for model_id, currency in sorted(
+        set(asks) | set(bids), key=lambda k: (models[k[0]].slug, k[1])
+    ):
+        model = models[model_id]
+        tflops = model.dense_tflops
+        books.append(
+            DepthBook(
+                gpu_model=model,
+                currency=currency,
+                bids=_levels(bids.get((model_id, currency), {}), tflops, best_high=True),
+                asks=_levels(asks.get((model_id, currency), {}), tflops, best_high=False),
+            )
+        )
+    return books
+
+
+@dataclass(frozen=True)
+class QuoteView:
+    """A quote with the offers' public facts beside each line."""
+
+    quote: Quote
+    offers: dict[int, Offer]
+    hours: int
+    currency: str
+    excluded: list  # the cheapest `limits.MAX_QUOTE_EXCLUSIONS` of quote.excluded
+
+    @property
+    def cost_amount(self) -> int:
+        return sum(f.gpus * f.price_amount for f in self.quote.fills) * self.hours
+
+    @property
+    def rows(self) -> list[tuple]:
+        """(fill, its offer, its cost in minor units) per line."""
+        return [
+            (f, self.offers[f.offer_id], f.gpus * f.price_amount * self.hours)
+            for f in self.quote.fills
+        ]
+
+    @property
+    def gpu_hours(self) -> int:
+        return self.quote.gpus * self.hours
+
+    @property
+    def pflops_hours(self) -> Decimal:
+        total = sum(
+            (
+                Decimal(f.gpus * self.hours) * self.offers[f.offer_id].gpu_model.dense_tflops
+                for f in self.quote.fills
+            ),
+            Decimal(0),
+        )
+        return (total / 1000).quantize(Decimal("0.01"))
+
+
+def quote_view(*, quote: Quote, hours: int, currency: str) -> QuoteView:
+    excluded = quote.excluded[: limits.MAX_QUOTE_EXCLUSIONS]
+    ids = [f.offer_id for f in quote.fills] + [e.offer_id for e in excluded]
+    offers = Offer.objects.select_related("gpu_model", "site", "provider").in_bulk(ids)
+    return QuoteView(quote=quote, offers=offers, hours=hours, currency=currency, excluded=excluded)

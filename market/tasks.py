@@ -9,7 +9,7 @@ from django.db import transaction
 
 from core import clock
 from core.outbox import outbox_claim_waiting, outbox_coalesced_start, outbox_complete
-from market import leases, matching, orders
+from market import index, leases, matching, orders
 from market import leases as failover
 
 
@@ -46,3 +46,10 @@ def orders_expire() -> int:
 @shared_task(name="market.leases_failover", acks_late=True, reject_on_worker_lost=True)
 def leases_failover() -> int:
     return failover.leases_failover(now=clock.now())
+
+
+@shared_task(name="market.price_index_publish", acks_late=True, reject_on_worker_lost=True)
+def price_index_publish() -> int | None:
+    """Publish yesterday's price index once (later runs find it published)."""
+    snapshot = index.index_publish_due()
+    return None if snapshot is None else snapshot.seq

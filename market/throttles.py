@@ -1,7 +1,7 @@
 """Rate limits on the market's writes (rates: settings.THROTTLE_RATES)."""
 
 from accounts.throttles import OrganisationThrottle
-from core.throttles import WriteRateThrottle
+from core.throttles import ClientAddressThrottle, WriteRateThrottle
 
 
 class OrderPlacementThrottle(OrganisationThrottle):
@@ -18,3 +18,9 @@ class TelemetryThrottle(WriteRateThrottle):
     def ident(self, request) -> str | None:
         node = request.auth
         return None if node is None else str(node.pk)
+
+
+class QuoteThrottle(ClientAddressThrottle):
+    """Quotes asked from one client address (each reads the whole live book)."""
+
+    scope = "quotes"

@@ -231,6 +231,11 @@ API: dict[tuple[str, str], Api] = {
     (f"{V1}/offers/{{id}}/withdraw/", "post"): Api(
         PROVIDERS, path=lambda w: {"id": w.a.offer.pk}, sees={"provider_a"}
     ),
+    # the public book and quotes
+    (f"{V1}/book/", "get"): Api(ALL),
+    (f"{V1}/quotes/", "post"): Api(ALL, body=_order_body),
+    (f"{V1}/price-index/", "get"): Api(ALL),
+    (f"{V1}/price-index/verify/", "get"): Api(ALL),
     # orders, leases, usage
     (f"{V1}/orders/", "get"): Api(
         BUYERS, rows=lambda w, r: _ids(Order.objects.filter(buyer=_org(w, r)))
@@ -256,6 +261,9 @@ API: dict[tuple[str, str], Api] = {
         ),
     ),
     (f"{V1}/telemetry/", "post"): Api(AGENT, body=_telemetry_body),
+    (f"{V1}/telemetry/self-test/", "post"): Api(
+        AGENT, body=lambda w, r: {"gpus_seen": 8, "memory_gb": "80.00", "tflops": "700.00"}
+    ),
     # billing
     (f"{V1}/invoices/", "get"): Api(
         BUYERS,
@@ -476,6 +484,11 @@ PAGES: dict[str, Page] = {
     ),
     "market:catalogue": Page(ALL),
     "market:find_compute": Page(ALL),
+    "market:book": Page(ALL),
+    "market:quote": Page(ALL),
+    "market:price_index": Page(ALL),
+    "market:price_index_csv": Page(ALL),
+    "market:price_index_method": Page(ALL),
     "market:capacity": Page(PROVIDERS),
     "market:site_create": Page(PROVIDERS, method="post"),
     "market:node_create": Page(PROVIDERS, method="post"),

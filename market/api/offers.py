@@ -31,6 +31,11 @@ class OfferOutput(serializers.ModelSerializer):
     reliability = serializers.DecimalField(
         max_digits=5, decimal_places=4, read_only=True, allow_null=True, default=None
     )
+    verified = serializers.BooleanField(
+        read_only=True,
+        default=False,
+        help_text="Every node of the offer passed its self-test (measured memory and TFLOPS).",
+    )
     status = serializers.CharField(read_only=True)
 
     class Meta:
@@ -47,6 +52,7 @@ class OfferOutput(serializers.ModelSerializer):
             "currency",
             "price_per_pflops_hour",
             "reliability",
+            "verified",
             "available_from",
             "available_until",
             "min_hours",
@@ -162,7 +168,12 @@ class OfferDetailView(APIView):
         visible = search.offers_search()
         if organisation is not None and organisation.is_provider:
             visible = visible | search.offers_of(organisation)
-        offer = get_object_or_404(Offer.objects.filter(pk__in=visible.values("pk")), pk=pk)
+        offer = get_object_or_404(
+            Offer.objects.filter(pk__in=visible.values("pk")).annotate(
+                verified=search.offer_verified()
+            ),
+            pk=pk,
+        )
         return Response(OfferOutput(offer).data)
 
     @extend_schema(request=OfferUpdateInput, responses=OfferOutput)

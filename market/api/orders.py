@@ -18,8 +18,13 @@ from market.throttles import OrderPlacementThrottle
 
 
 class LeaseOutput(serializers.ModelSerializer):
+    """A lease names what it delivers: the GPU model, the site (and its hub) and the price."""
+
     gpu_model = serializers.CharField(source="node.gpu_model.slug", read_only=True)
+    gpu_model_name = serializers.CharField(source="node.gpu_model.__str__", read_only=True)
     site = serializers.CharField(source="node.site.name", read_only=True)
+    region = serializers.CharField(source="node.site.region", read_only=True)
+    hub = serializers.CharField(source="node.site.hub", read_only=True)
     gpu_seconds_delivered = serializers.IntegerField(read_only=True, default=0)
     gpu_seconds_lost = serializers.IntegerField(read_only=True, default=0)
     status = serializers.CharField(read_only=True)
@@ -32,7 +37,10 @@ class LeaseOutput(serializers.ModelSerializer):
             "offer",
             "node",
             "gpu_model",
+            "gpu_model_name",
             "site",
+            "region",
+            "hub",
             "gpu_count",
             "price_amount",
             "currency",
@@ -70,7 +78,10 @@ class OrderOutput(serializers.ModelSerializer):
             "domestic_only",
             "gang",
             "start_by",
+            "time_in_force",
+            "good_till",
             "failover_allowed",
+            "verified_only",
             "status",
             "created_at",
         ]
@@ -124,6 +135,21 @@ class OrderCreateInput(serializers.Serializer):
     gang = serializers.BooleanField(default=False)
     start_by = serializers.DateTimeField()
     failover_allowed = serializers.BooleanField(default=True)
+    verified_only = serializers.BooleanField(
+        default=False, help_text="Only GPUs on nodes whose self-test verified them."
+    )
+    time_in_force = serializers.ChoiceField(
+        choices=Order.TimeInForce.choices,
+        default=Order.TimeInForce.GOOD_TILL,
+        help_text="good_till: stands on the book until filled, cancelled or good_till; "
+        "ioc: matched once now, the unfilled part released at once.",
+    )
+    good_till = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="When a good-till order leaves the book (at most start_by; none: start_by).",
+    )
 
     def validate_accepted_models(self, slugs: list[str]) -> list[GPUModel]:
         models = list(GPUModel.objects.filter(slug__in=slugs))
@@ -150,7 +176,9 @@ class OrderListCreateView(PaginatedAPIView):
     def post(self, request):
         """Place an order. With an `Idempotency-Key` header, repeating the same
         request returns the first order (200) instead of placing another. Orders
-        per organisation are rate-limited (429 with Retry-After)."""
+        per organisation are rate-limited (429 with Retry-After). A good-till
+        order stands on the book; an immediate-or-cancel order comes back
+        already matched, its unfilled part released (status expired)."""
         data = OrderCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "").strip()[:80] or None

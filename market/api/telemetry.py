@@ -12,12 +12,13 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasOrganisation
 from accounts.selectors import organisation_for_user
-from core import clock
+from core import clock, limits
 from core.db import replica_reads
 from core.openapi import errors
 from market.models import Node, UsageRecord
 from market.telemetry import MAX_SAMPLES_PER_BATCH, selectors, telemetry_ingest
 from market.throttles import TelemetryThrottle
+from market.verification import node_self_test_record
 
 # --- node credential ------------------------------------------------------------
 
@@ -118,6 +119,57 @@ class TelemetryIngestView(APIView):
     def post(self, request):
         result = telemetry_ingest(node=request.auth, body=request.body, now=clock.now())
         return Response({"accepted": result.accepted, "duplicates": result.duplicates})
+
+
+class SelfTestInput(serializers.Serializer):
+    gpus_seen = serializers.IntegerField(min_value=0, max_value=limits.MAX_NODE_GPUS)
+    gpu_name = serializers.CharField(max_length=120, required=False, default="", allow_blank=True)
+    memory_gb = serializers.DecimalField(
+        max_digits=7, decimal_places=2, min_value=0, max_value=limits.MAX_MEMORY_GB
+    )
+    bandwidth_gb_s = serializers.DecimalField(
+        max_digits=9,
+        decimal_places=1,
+        min_value=0,
+        max_value=100_000,
+        required=False,
+        allow_null=True,
+        default=None,
+    )
+    tflops = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=2,
+        min_value=0,
+        max_value=100_000,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Dense BF16 TFLOPS of the slowest GPU over a short compute burst.",
+    )
+    simulated = serializers.BooleanField(default=False)
+
+
+class SelfTestOutput(serializers.Serializer):
+    passed = serializers.BooleanField()
+    verified = serializers.BooleanField(help_text="The node's verification after this test.")
+    reason = serializers.CharField()
+
+
+class SelfTestView(APIView):
+    """A node agent reports its self-test (GPUs seen, memory, bandwidth and
+    dense TFLOPS measured); the exchange verifies or de-verifies the node
+    against the catalogue (market/verification.py)."""
+
+    authentication_classes = [NodeTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [TelemetryThrottle]
+
+    @extend_schema(request=SelfTestInput, responses=SelfTestOutput)
+    def post(self, request):
+        data = SelfTestInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        test = node_self_test_record(node=request.auth, now=clock.now(), **data.validated_data)
+        return Response({"passed": test.passed, "verified": test.passed, "reason": test.reason})
 
 
 # --- usage records ----------------------------------------------------------------

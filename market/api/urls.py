@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from market.api import capacity, catalogue, offers, orders, telemetry
+from market.api import book, capacity, catalogue, index, offers, orders, telemetry
 
 urlpatterns = [
     path("gpu-models/", catalogue.GPUModelListView.as_view(), name="api-gpu-models"),
@@ -32,8 +32,15 @@ urlpatterns = [
     path("orders/", orders.OrderListCreateView.as_view(), name="api-orders"),
     path("orders/<int:pk>/", orders.OrderDetailView.as_view(), name="api-order"),
     path("orders/<int:pk>/cancel/", orders.OrderCancelView.as_view(), name="api-order-cancel"),
+    path("book/", book.BookView.as_view(), name="api-book"),
+    path("quotes/", book.QuoteView.as_view(), name="api-quotes"),
+    path("price-index/", index.PriceIndexView.as_view(), name="api-price-index"),
+    path(
+        "price-index/verify/", index.PriceIndexVerifyView.as_view(), name="api-price-index-verify"
+    ),
     path("leases/", orders.LeaseListView.as_view(), name="api-leases"),
     path("leases/<int:pk>/", orders.LeaseDetailView.as_view(), name="api-lease"),
     path("telemetry/", telemetry.TelemetryIngestView.as_view(), name="api-telemetry"),
+    path("telemetry/self-test/", telemetry.SelfTestView.as_view(), name="api-telemetry-self-test"),
     path("usage-records/", telemetry.UsageRecordListView.as_view(), name="api-usage-records"),
 ]

@@ -1,7 +1,8 @@
 """The matching engine, entered here: `order_match` (one order placed, at once),
 `orders_match` (the orders placed since the last run, in one go),
-`match_round` (every waiting order, the beat's round) and `order_quote` (what an
-order would get, nothing written). The rules are in engine.py's docstring;
+`match_round` (every waiting order, the beat's round), `order_quote` (what an
+order would get, nothing written) and `order_quote_explain` (the same, with
+each offer left out and why: quote.py). The rules are in engine.py's docstring;
 book.py loads the book, plan.py plans one order, rebalance.py trades more GPUs
 in a round, store.py locks, re-checks and writes."""
 
@@ -11,15 +12,22 @@ from market.matching.book import (
     RoundResult,
     acceptable_model_ids,
 )
-from market.matching.engine import match_round, order_match, order_quote, orders_match
+from market.matching.engine import match_round, on_book, order_match, order_quote, orders_match
+from market.matching.quote import REASONS, Quote, QuoteExclusion, QuoteFill, order_quote_explain
 
 __all__ = [
     "HOLDING_STATUSES",
     "OPEN_STATUSES",
+    "REASONS",
+    "Quote",
+    "QuoteExclusion",
+    "QuoteFill",
     "RoundResult",
     "acceptable_model_ids",
     "match_round",
+    "on_book",
     "order_match",
     "order_quote",
     "orders_match",
+    "order_quote_explain",
 ]

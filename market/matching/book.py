@@ -74,6 +74,7 @@ class BookOffer:
     nodes: list[BookNode]
     key: tuple = ()
     rank: int = 0  # place in the book, best first
+    verified: bool = False  # every node it can use passed its self-test (market.verification)
 
     def free(self) -> int:
         return min(self.available, sum(node.free for node in self.nodes))
@@ -96,6 +97,7 @@ class BookOrder:
     ends_at: dt.datetime | None = None  # failover: the window ends where the failed lease's did
     previous_lease_id: int | None = None
     duration: dt.timedelta = dt.timedelta(0)
+    verified_only: bool = False
 
     def __post_init__(self) -> None:
         self.duration = dt.timedelta(hours=self.hours)
@@ -220,11 +222,13 @@ def book_load(
         "site_id",
         "gpu_model_id",
         "gpu_count",
+        "verified",
     )
     held = held_gpus([n[0] for n in node_rows])
     nodes: dict[int, BookNode] = {}
     pools: dict[tuple[int, int], list[BookNode]] = defaultdict(list)
-    for node_id, site_id, model_id, count in node_rows:
+    verified = {row[0] for row in node_rows if row[4]}
+    for node_id, site_id, model_id, count, _verified in node_rows:
         node = nodes[node_id] = BookNode(id=node_id, free=max(0, count - held.get(node_id, 0)))
         pools[(site_id, model_id)].append(node)
     reliability = provider_reliability({row[1] for row in rows}, now=now)
@@ -256,6 +260,7 @@ def book_load(
                 hub=row[14],
                 nodes=offer_nodes,
                 key=(price, -green, -reliability[provider], row[15], oid),
+                verified=all(node.id in verified for node in offer_nodes),
             )
         )
     return Book(book_offers)
@@ -279,6 +284,7 @@ def orders_load(queryset, *, models: list[GPUModel]) -> list[BookOrder]:
         "min_green_share",
         "gang",
         "start_by",
+        "verified_only",
     )
     accepted: dict[int, set[int]] = defaultdict(set)
     through = Order.accepted_models.through
@@ -313,6 +319,7 @@ def orders_load(queryset, *, models: list[GPUModel]) -> list[BookOrder]:
                 min_green=row[12],
                 gang=row[13],
                 start_by=row[14],
+                verified_only=row[15],
             )
         )
     return result

@@ -76,6 +76,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db.models import Q
+
 from core import clock
 from market.matching.book import (
     OPEN_STATUSES,
@@ -115,7 +117,7 @@ def order_match(
     now = now or clock.now()
     queryset = Order.objects.filter(pk=order_id, status__in=OPEN_STATUSES)
     if previous_lease_id is None:
-        queryset = queryset.filter(start_by__gt=now)
+        queryset = queryset.filter(on_book(now))
     models = list(GPUModel.objects.all())
     orders = [o for o in orders_load(queryset, models=models) if o.need > 0 and o.models]
     if not orders:
@@ -174,6 +176,13 @@ def _gc_paused():
         gc.enable()
 
 
+def on_book(now: dt.datetime) -> Q:
+    """Orders still standing: before their start-by deadline and good-till.
+    (A round matches good-till orders only: an immediate-or-cancel order is
+    matched once, by the request placing it.)"""
+    return Q(start_by__gt=now) & (Q(good_till__isnull=True) | Q(good_till__gt=now))
+
+
 def _priority(order: BookOrder) -> tuple:
     """Price priority on what a round sells - a GPU for the order's hours:
     the bid for the whole lease (bid x hours) first, then the bid per
@@ -188,7 +197,9 @@ def match_round(*, now: dt.datetime | None = None) -> RoundResult:
     with _gc_paused():
         started = time.perf_counter()
         models = list(GPUModel.objects.all())
-        queryset = Order.objects.filter(status__in=OPEN_STATUSES, start_by__gt=now)
+        queryset = Order.objects.filter(
+            on_book(now), status__in=OPEN_STATUSES, time_in_force=Order.TimeInForce.GOOD_TILL
+        )
         orders = [o for o in orders_load(queryset, models=models) if o.need > 0 and o.models]
         result = RoundResult(orders_considered=len(orders))
         if not orders:

@@ -1,5 +1,6 @@
-from market.models.capacity import Node, Offer, OfferEvent, Site
+from market.models.capacity import Node, NodeSelfTest, Offer, OfferEvent, Site
 from market.models.catalogue import GPUModel
+from market.models.index import PriceIndexSnapshot
 from market.models.telemetry import (
     NodeHealthCursor,
     NodeHealthEvent,
@@ -16,11 +17,13 @@ __all__ = [
     "Node",
     "NodeHealthEvent",
     "NodeHealthCursor",
+    "NodeSelfTest",
     "Offer",
     "OfferEvent",
     "Order",
     "OrderEvent",
     "ProviderReliability",
+    "PriceIndexSnapshot",
     "Site",
     "TelemetrySample",
     "UsageRecord",

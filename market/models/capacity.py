@@ -101,6 +101,10 @@ class Node(models.Model):
     token_expires_at = models.DateTimeField(null=True, blank=True)
     token_revoked_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # From its agent's self-test (market.verification); new XID/ECC errors undo it.
+    verified = models.BooleanField(default=False)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -114,6 +118,42 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site} / {self.name}"
+
+
+class NodeSelfTest(models.Model):
+    """What a node's agent measured in a self-test, and the verdict on it
+    (market.verification). Appended, never edited."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="self_tests")
+    gpus_seen = models.PositiveSmallIntegerField()
+    gpu_name = models.CharField(max_length=120, blank=True)
+    memory_gb = models.DecimalField(
+        _("memory per GPU (GB), the smallest"), max_digits=7, decimal_places=2
+    )
+    bandwidth_gb_s = models.DecimalField(
+        _("memory bandwidth (GB/s), the slowest GPU"),
+        max_digits=9,
+        decimal_places=1,
+        null=True,
+        blank=True,
+    )
+    tflops = models.DecimalField(
+        _("dense BF16 TFLOPS, the slowest GPU"),
+        max_digits=8,
+        decimal_places=2,
+        null=True,
+        blank=True,
+    )
+    simulated = models.BooleanField(default=False)
+    passed = models.BooleanField()
+    reason = models.CharField(max_length=300)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"Self-test of {self.node} at {self.at:%Y-%m-%d %H:%M}: {self.passed}"
 
 
 class Offer(models.Model):

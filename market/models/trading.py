@@ -15,10 +15,20 @@ class Order(models.Model):
     """A buyer's bid for `gpu_count` GPUs for `hours` hours.
 
     Statuses: open → partially_filled → filled; open/partially_filled →
-    cancelled / expired (at `start_by`, any unfilled part is released).
+    cancelled / expired (at `good_till`, never later than `start_by`, any
+    unfilled part is released).
     A filled order returns to partially_filled when a failed lease's
     remaining hours wait for failover capacity.
+
+    Time in force: a good-till order stands on the book, matched in every
+    round, until filled, cancelled or its `good_till` passes; an
+    immediate-or-cancel order is matched once when placed and whatever is
+    left unfilled is released at once (status expired).
     """
+
+    class TimeInForce(models.TextChoices):
+        GOOD_TILL = "good_till", _("good till")
+        IMMEDIATE_OR_CANCEL = "ioc", _("immediate or cancel")
 
     class Status(models.TextChoices):
         OPEN = "open", pgettext_lazy("order status", "open")
@@ -44,7 +54,15 @@ class Order(models.Model):
     domestic_only = models.BooleanField(default=False)
     gang = models.BooleanField(default=False, help_text=_("all GPUs at one site"))
     start_by = models.DateTimeField()
+    time_in_force = models.CharField(
+        max_length=10, choices=TimeInForce.choices, default=TimeInForce.GOOD_TILL
+    )
+    # The order leaves the book at this moment; none: at start_by.
+    good_till = models.DateTimeField(null=True, blank=True)
     failover_allowed = models.BooleanField(default=True)
+    verified_only = models.BooleanField(
+        default=False, help_text=_("only GPUs on nodes whose self-test verified them")
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     gpus_filled = models.PositiveIntegerField(default=0)
     idempotency_key = models.CharField(max_length=80, null=True, blank=True)
@@ -77,6 +95,10 @@ class Order(models.Model):
                     gpu_count__lte=limits.MAX_ORDER_GPUS, hours__lte=limits.MAX_ORDER_HOURS
                 ),
                 name="order_size_bounded",
+            ),
+            models.CheckConstraint(
+                condition=Q(good_till__isnull=True) | Q(good_till__lte=F("start_by")),
+                name="order_good_till_by_start",
             ),
             models.CheckConstraint(
                 condition=Q(min_memory_gb__isnull=True)

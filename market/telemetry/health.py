@@ -31,6 +31,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q
 
 from market.models import Node, NodeHealthCursor, NodeHealthEvent, TelemetrySample
+from market.verification import node_deverify
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +125,10 @@ def _per_gpu_since_cursors(node_ids: list[int]) -> dict[int, list[dict]]:
 
 def _assess(
     *, state: str, state_changed_at, last_seen_at, cursor: NodeHealthCursor, rows, now
-) -> tuple[str | None, str]:
+) -> tuple[str | None, str, bool]:
     """Move the cursor over the new samples; the state the node should move
-    to (None: stays) and why."""
+    to (None: stays), why, and whether a GPU's error counters rose (the node
+    then loses its verification)."""
     faults, cursor.last_seq, cursor.error_counters = _gpu_faults(rows, cursor)
     silent_for = now - last_seen_at
     target = Node.State.DEGRADED if faults else None
@@ -135,8 +137,9 @@ def _assess(
         target = Node.State.OFFLINE
     if faults:
         cursor.last_fault_at, cursor.last_fault_reason = now, "; ".join(faults)[:200]
+    errors = any("XID" in fault or "ECC" in fault for fault in faults)
     if target and state != target:
-        return target, "; ".join(faults)
+        return target, "; ".join(faults), errors
     if not faults and state in FAULTY_STATES:
         clean_since = cursor.last_fault_at or state_changed_at or now
         clean_for = (now - clean_since).total_seconds()
@@ -144,8 +147,9 @@ def _assess(
             return (
                 Node.State.ONLINE,
                 f"clean for {int(clean_for)} s after: {cursor.last_fault_reason}",
+                errors,
             )
-    return None, ""
+    return None, "", errors
 
 
 _CURSOR_FIELDS = ["last_seq", "error_counters", "last_fault_at", "last_fault_reason"]
@@ -203,10 +207,11 @@ def _check(nodes, *, now: dt.datetime) -> int:
         }
         per_gpu = _per_gpu_since_cursors(list(cursors))
         moves: dict[int, tuple[str, str]] = {}
+        deverify: dict[int, str] = {}
         for pk, state, changed_at, last_seen in rows:
             if pk not in cursors:
                 continue
-            target, reason = _assess(
+            target, reason, errors = _assess(
                 state=state,
                 state_changed_at=changed_at,
                 last_seen_at=last_seen,
@@ -216,7 +221,11 @@ def _check(nodes, *, now: dt.datetime) -> int:
             )
             if target:
                 moves[pk] = (target, reason)
+            if errors:
+                deverify[pk] = cursors[pk].last_fault_reason
         _cursors_save(list(cursors.values()))
+        for node in Node.objects.filter(pk__in=deverify).order_by("pk"):
+            node_deverify(node=node, reason=f"de-verified: {deverify[node.pk]}")
         changed = 0
         for node in Node.objects.filter(pk__in=moves).order_by("pk"):
             target, reason = moves[node.pk]

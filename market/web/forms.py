@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core import limits
 from core.forms import YuanField
-from market.models import GPUModel, Node, Site
+from market.models import GPUModel, Node, Order, Site
 from market.models.capacity import Hub, LatencyClass
 from market.selectors import OFFER_SORTS
 
@@ -194,6 +194,24 @@ class OrderForm(forms.Form):
     failover_allowed = forms.BooleanField(
         label=_("Failover to another provider allowed"), required=False, initial=True
     )
+    verified_only = forms.BooleanField(
+        label=_("Verified capacity only (nodes that passed their self-test)"), required=False
+    )
+    time_in_force = forms.ChoiceField(
+        label=_("Time in force"),
+        choices=Order.TimeInForce.choices,
+        initial=Order.TimeInForce.GOOD_TILL,
+        required=False,
+        help_text=_(
+            "Good till: the order stands on the book until filled, cancelled or its good-till "
+            "time. Immediate or cancel: matched once now, the unfilled part released."
+        ),
+    )
+    good_till = forms.DateTimeField(
+        label=_("Good till (empty: the start-by time)"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -207,4 +225,33 @@ class OrderForm(forms.Form):
         data["regions"] = [r.strip() for r in (data["regions"] or "").split(",") if r.strip()]
         data["min_green_share"] = data["min_green_share"] or Decimal(0)
         data["accepted_models"] = list(data["accepted_models"])
+        if "time_in_force" in self.fields:
+            data["time_in_force"] = data["time_in_force"] or Order.TimeInForce.GOOD_TILL
+        return data
+
+
+class QuoteForm(OrderForm):
+    """The order form without what only a placed order needs; the maximum price
+    is optional (left out: every ask is shown)."""
+
+    max_price = YuanField(
+        label=_("Maximum price per GPU-hour (¥, optional)"),
+        max_amount=limits.MAX_PRICE_AMOUNT,
+        required=False,
+    )
+    failover_allowed = None
+    time_in_force = None
+    good_till = None
+
+
+class BookForm(forms.Form):
+    gpu_model = forms.ModelChoiceField(
+        label=_("GPU model"), queryset=GPUModel.objects.all(), required=False, to_field_name="slug"
+    )
+    hub = forms.ChoiceField(label=_("Hub"), choices=[("", _("any")), *Hub.choices], required=False)
+
+    def book_kwargs(self) -> dict:
+        data = {k: v for k, v in self.cleaned_data.items() if v}
+        if "gpu_model" in data:
+            data["gpu_model"] = data["gpu_model"].slug
         return data

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from market.web import telemetry, views
+from market.web import index, telemetry, views
 
 urlpatterns = [
     path(
@@ -12,6 +12,11 @@ urlpatterns = [
                 [
                     path("gpus/", views.catalogue, name="catalogue"),
                     path("offers/", views.find_compute, name="find_compute"),
+                    path("book/", views.book, name="book"),
+                    path("quote/", views.quote, name="quote"),
+                    path("index/", index.price_index, name="price_index"),
+                    path("index.csv", index.price_index_csv, name="price_index_csv"),
+                    path("index/method/", index.price_index_method, name="price_index_method"),
                     path("capacity/", views.my_capacity, name="capacity"),
                     path("capacity/sites/", views.site_create, name="site_create"),
                     path("capacity/nodes/", views.node_create, name="node_create"),

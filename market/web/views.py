@@ -1,12 +1,15 @@
-"""Pages of the market: catalogue, find compute, my capacity, place order
-(with a live estimate through htmx), my orders and leases."""
+"""Pages of the market: catalogue, find compute, the public book, quotes, my
+capacity, place order (with a live estimate through htmx), my orders and
+leases."""
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import buyer_page, provider_page
@@ -17,13 +20,15 @@ from core.pages import form_errors_apply
 from core.throttles import page_throttled
 from market import capacity, orders
 from market import selectors as search
-from market.matching import acceptable_model_ids
+from market.matching import acceptable_model_ids, order_quote_explain
 from market.throttles import OrderPlacementThrottle
 from market.web.forms import (
+    BookForm,
     NodeForm,
     OfferForm,
     OfferSearchForm,
     OrderForm,
+    QuoteForm,
     RepriceForm,
     SiteForm,
 )
@@ -168,11 +173,81 @@ def offer_action(request: HttpRequest, provider, pk: int, action: str) -> HttpRe
     return redirect("market:capacity")
 
 
+def book(request: HttpRequest) -> HttpResponse:
+    """The public book: depth by price level per GPU model, anonymised."""
+    form = BookForm(request.GET or None)
+    kwargs = form.book_kwargs() if form.is_valid() else {}
+    return render(
+        request,
+        "market/book.html",
+        {"form": form, "books": search.book_depth(**kwargs), "now": clock.now()},
+    )
+
+
+def quote(request: HttpRequest) -> HttpResponse:
+    """What an order would get now, from which offers, and why the others
+    would not serve it; *Order this* opens the order form filled in alike."""
+    form = QuoteForm(request.GET or None)
+    view = None
+    if request.GET and form.is_valid():
+        data = form.order_kwargs()
+        result = order_quote_explain(
+            model_ids=acceptable_model_ids(
+                accepted_ids={m.pk for m in data["accepted_models"]},
+                min_tflops=data["min_tflops"],
+                min_memory_gb=data["min_memory_gb"],
+                domestic_only=data["domestic_only"],
+            ),
+            gpu_count=data["gpu_count"],
+            hours=data["hours"],
+            currency=settings.DEFAULT_CURRENCY,
+            start_by=data["start_by"],
+            now=clock.now(),
+            max_price_amount=data["max_price_amount"],
+            regions=data["regions"],
+            hubs=data["hubs"],
+            min_green_share=data["min_green_share"],
+            gang=data["gang"],
+            verified_only=data["verified_only"],
+        )
+        view = search.quote_view(
+            quote=result, hours=data["hours"], currency=settings.DEFAULT_CURRENCY
+        )
+    excluded = [
+        (e, view.offers[e.offer_id], [(code, QUOTE_REASONS[code]) for code in e.reasons])
+        for e in (view.excluded if view else [])
+    ]
+    return render(
+        request,
+        "market/quote.html",
+        {"form": form, "quote": view, "excluded": excluded, "query": request.GET.urlencode()},
+    )
+
+
+QUOTE_REASONS = {
+    "model": gettext_lazy("GPU model not accepted"),
+    "currency": gettext_lazy("another currency"),
+    "price": gettext_lazy("ask above your maximum price"),
+    "green_share": gettext_lazy("green share below your minimum"),
+    "region": gettext_lazy("province not accepted"),
+    "hub": gettext_lazy("hub not accepted"),
+    "unverified": gettext_lazy("not verified by a self-test"),
+    "hours": gettext_lazy("lease length outside the offer's minimum / maximum"),
+    "window": gettext_lazy("its window cannot hold the lease"),
+    "capacity": gettext_lazy("no free GPU on an online node"),
+    "gang_site": gettext_lazy("gang: this site cannot hold all GPUs, or another site costs less"),
+    "not_needed": gettext_lazy("better offers already cover the order"),
+}
+
+
 @buyer_page
 def order_new(request: HttpRequest, buyer) -> HttpResponse:
     if throttled := page_throttled(request, OrderPlacementThrottle):
         return throttled
-    form = OrderForm(request.POST or None)
+    if request.method == "POST":
+        form = OrderForm(request.POST)
+    else:  # *Order this* from a quote: the same fields, filled in
+        form = OrderForm(initial=_initial_from(request.GET))
     if request.method == "POST" and form.is_valid():
         try:
             order, _created = orders.order_create(
@@ -181,9 +256,26 @@ def order_new(request: HttpRequest, buyer) -> HttpResponse:
         except ApplicationError as error:
             form_errors_apply(form, error)
         else:
-            messages.success(request, _("Order placed; matching has started."))
+            if order.time_in_force == order.TimeInForce.IMMEDIATE_OR_CANCEL:
+                messages.success(
+                    request,
+                    _("Immediate-or-cancel order matched: %(filled)s of %(asked)s GPUs.")
+                    % {"filled": order.gpus_filled, "asked": order.gpu_count},
+                )
+            else:
+                messages.success(request, _("Order placed; matching has started."))
             return redirect("market:orders")
     return render(request, "market/order_new.html", {"form": form})
+
+
+def _initial_from(query) -> dict:
+    initial = {}
+    for name, field in OrderForm.base_fields.items():
+        if name not in query:
+            continue
+        multiple = isinstance(field, forms.MultipleChoiceField | forms.ModelMultipleChoiceField)
+        initial[name] = query.getlist(name) if multiple else query.get(name)
+    return initial
 
 
 @buyer_page

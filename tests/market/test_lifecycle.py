@@ -79,7 +79,7 @@ def test_orders_expire_at_their_start_by_and_release_the_unfilled_part():
     untouched.refresh_from_db()
     assert (order.status, order.gpus_filled) == (Order.Status.EXPIRED, 8)
     assert untouched.status == Order.Status.OPEN
-    assert order.events.last().reason.startswith("start-by deadline passed")
+    assert order.events.last().reason.startswith("start-by deadline or good-till passed")
     assert Lease.objects.get().status == "pending"  # the filled part runs on
 
 

@@ -154,3 +154,41 @@ def test_two_rebalancing_rounds_at_once_never_allocate_a_gpu_twice(monkeypatch, 
         == [(2_200, 2_000)] * 3 + [(3_000, 2_500)] * 3
     )
     _assert_no_gpu_allocated_twice()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_buyers_racing_for_the_last_gpus_of_a_book_level(monkeypatch, seeded_catalogue):
+    # given the ¥20.00 level of the H800 book has its last 4 GPUs (an earlier
+    # order took the other 4), the next level is ¥25.00, and two buyers each
+    # bid ¥20.00 for 4 GPUs
+    h800 = gpu("nvidia-h800-sxm")
+    last = OfferFactory(price_amount=2_000)
+    OfferFactory(price_amount=2_500)
+    earlier = OrderFactory(accepted_models=[h800], gpu_count=4, max_price_amount=2_000)
+    matching.order_match(order_id=earlier.pk)
+    first, second = (
+        OrderFactory(accepted_models=[h800], gpu_count=4, max_price_amount=2_000) for _ in range(2)
+    )
+    planned = _commit_when_all_planned(monkeypatch, 2)
+
+    # when both orders are matched at once, from one snapshot
+    _run_in_threads(
+        [
+            lambda: matching.order_match(order_id=first.pk),
+            lambda: matching.order_match(order_id=second.pk),
+        ]
+    )
+
+    # then both planned the same 4 GPUs, exactly one got them at ¥20.00, the
+    # other stands on the book unfilled (never moved up to the ¥25.00 level)
+    connections.close_all()
+    assert [[(f.offer.id, f.gpus) for f in fills] for fills in planned] == [[(last.pk, 4)]] * 2
+    lease = Lease.objects.exclude(order=earlier).get()
+    assert (lease.offer_id, lease.gpu_count, lease.price_amount) == (last.pk, 4, 2_000)
+    loser = second if lease.order_id == first.pk else first
+    loser.refresh_from_db()
+    assert (loser.status, loser.gpus_filled) == (Order.Status.OPEN, 0)
+    last.refresh_from_db()
+    assert last.gpus_available == 0
+    _assert_no_gpu_allocated_twice()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from market.matching.book import Book, BookNode, BookOffer, BookOrder
 from market.matching.engine import plan
 from market.matching.plan import compatible
+from market.matching.quote import exclusion_reasons
 
 NOW = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 MODELS = (1, 2, 3)
@@ -189,3 +190,54 @@ def check(spec):
             assert after[order.id] == order.need
             assert len(sites[order.id]) == 1
     assert sum(after.values()) >= sum(before.values())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    markets(),
+    st.sampled_from([Decimal(0), Decimal("0.5"), Decimal("0.7")]),
+    st.sampled_from([frozenset(), frozenset({"gansu"}), frozenset({"ningxia"})]),
+    st.booleans(),
+)
+def test_a_quote_excludes_an_offer_exactly_when_the_engine_would_not_use_it(
+    spec, green, hubs, verified_only
+):
+    """The reasons a quote gives are the engine's own test: none exactly when
+    the offer is of an accepted model, within the bid and compatible."""
+    orders, book, _nodes, _available = build(spec)
+    for offer in book.offers:
+        offer.verified = offer.id % 2 == 0
+    for order in orders:
+        order.min_green, order.hubs, order.verified_only = green, hubs, verified_only
+        for offer in book.offers:
+            reasons = exclusion_reasons(order, offer, NOW)
+            usable = (
+                offer.gpu_model_id in order.models
+                and offer.price <= order.max_price
+                and compatible(order, offer, NOW)
+            )
+            assert (not reasons) == usable, (reasons, order, offer)
+            assert len(set(reasons)) == len(reasons)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.sets(st.integers(1, 40)))
+def test_orders_requiring_verified_capacity_never_land_on_an_unverified_offer(spec, verified_ids):
+    """The rules of a round hold with verification in play, and a
+    verified-only order's every fill is on a verified offer."""
+    orders, book, node_gpus, available = build(spec)
+    for offer in book.offers:
+        offer.verified = offer.id in verified_ids
+    for order in orders:
+        order.verified_only = order.id % 2 == 0
+    fills = plan(orders, book, NOW)
+    per_offer, per_node = defaultdict(int), defaultdict(int)
+    for fill in fills:
+        assert compatible(fill.order, fill.offer, NOW)
+        assert fill.offer.gpu_model_id in fill.order.models
+        if fill.order.verified_only:
+            assert fill.offer.verified
+        per_offer[fill.offer.id] += fill.gpus
+        per_node[fill.node_id] += fill.gpus
+    assert all(gpus <= available[pk] for pk, gpus in per_offer.items())
+    assert all(gpus <= node_gpus[pk] for pk, gpus in per_node.items())

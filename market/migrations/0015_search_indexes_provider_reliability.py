@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0002_alter_organisation_credit_code_and_more'),
-        ('market', '0011_merge_20261129_1330'),
+        ('market', '0014_node_verification'),
     ]
 
     operations = [

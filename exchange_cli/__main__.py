@@ -1,0 +1,3 @@
+from exchange_cli.commands import main
+
+raise SystemExit(main())
