@@ -2,8 +2,9 @@ from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
-from accounts.models import Membership, Organisation
+from accounts.models import Membership, Organisation, OrganisationRelationship, SmeDeclaration
 from accounts.services import organisation_unverify, organisation_verify
+from core import clock
 from core.errors import ApplicationError
 
 
@@ -29,6 +30,38 @@ class CompetingClaimsFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RelationshipInline(admin.TabularInline):
+    """Parents and shareholders the organisation declared, and links staff
+    verified (kind "link verified by staff"): what subsidy rules read as
+    affiliation."""
+
+    model = OrganisationRelationship
+    extra = 0
+    fields = ["kind", "related_credit_code", "related_name", "share_bp", "note", "verified_at"]
+    readonly_fields = ["verified_at"]
+
+
+@admin.register(OrganisationRelationship)
+class OrganisationRelationshipAdmin(admin.ModelAdmin):
+    list_display = ["organisation", "kind", "related_credit_code", "related_name", "verified_at"]
+    list_filter = ["kind"]
+    search_fields = ["organisation__legal_name", "related_credit_code", "related_name"]
+    raw_id_fields = ["organisation", "declared_by", "verified_by"]
+    readonly_fields = ["verified_by", "verified_at", "created_at"]
+    actions = ["mark_verified"]
+
+    def save_model(self, request, obj, form, change):
+        if obj.kind == OrganisationRelationship.Kind.STAFF_LINK and obj.verified_at is None:
+            obj.verified_by, obj.verified_at = request.user, clock.now()
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Mark the selected relationships verified by staff")
+    def mark_verified(self, request, queryset):
+        queryset.filter(verified_at__isnull=True).update(
+            verified_by=request.user, verified_at=clock.now()
+        )
+
+
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
     list_display = [
@@ -44,7 +77,7 @@ class OrganisationAdmin(admin.ModelAdmin):
     list_filter = [CompetingClaimsFilter, "kind", "verified", "is_sme", "region"]
     search_fields = ["legal_name", "credit_code"]
     readonly_fields = ["verified", "verified_at", "verified_by", "created_at"]
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, RelationshipInline]
     actions = ["verify", "unverify"]
 
     def get_queryset(self, request):
@@ -84,3 +117,14 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "organisation__kind"]
     search_fields = ["user__username", "organisation__legal_name"]
     raw_id_fields = ["user", "organisation"]
+
+
+@admin.register(SmeDeclaration)
+class SmeDeclarationAdmin(admin.ModelAdmin):
+    """Read here; decided by a subsidy authority (accounts.services.sme_decide)."""
+
+    list_display = ["organisation", "status", "created_at", "decided_at"]
+    list_filter = ["status"]
+    search_fields = ["organisation__legal_name"]
+    readonly_fields = ["status", "decided_by", "decided_at", "decision_reason", "created_at"]
+    raw_id_fields = ["organisation", "declared_by"]

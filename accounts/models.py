@@ -94,3 +94,104 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.organisation} ({self.role})"
+
+
+class OrganisationRelationship(models.Model):
+    """A declared fact about who owns or controls whom, by credit code.
+
+    An organisation declares its parent company and its shareholders (the
+    other party need not be on the exchange); staff record links they have
+    verified between two organisations (`STAFF_LINK`, e.g. found in the
+    business registry). Affiliation for subsidy rules is read from these rows
+    (accounts.selectors.declared_affiliation), never guessed from a code.
+    """
+
+    class Kind(models.TextChoices):
+        PARENT = "parent", _("parent company")
+        SHAREHOLDER = "shareholder", _("shareholder")
+        STAFF_LINK = "staff_link", _("link verified by staff")
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="relationships"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    related_credit_code = models.CharField(
+        _("credit code of the related organisation"),
+        max_length=18,
+        db_index=True,
+        validators=[validate_credit_code],
+    )
+    related_name = models.CharField(_("its name"), max_length=200, blank=True)
+    share_bp = models.PositiveIntegerField(
+        _("share held (basis points)"), null=True, blank=True, help_text=_("shareholders only")
+    )
+    note = models.CharField(max_length=300, blank=True)
+    declared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organisation", "kind", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "kind", "related_credit_code"],
+                name="relationship_once_per_kind",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(share_bp__isnull=True)
+                | models.Q(share_bp__gt=0, share_bp__lte=10_000),
+                name="relationship_share_bounded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation} → {self.related_credit_code} ({self.kind})"
+
+
+class SmeDeclaration(models.Model):
+    """A buyer declares itself a start-up / SME with evidence; a subsidy
+    authority decides. Accepting sets `Organisation.is_sme` (the higher SME
+    rate of a programme applies), rejecting clears it.
+
+    Statuses: pending → accepted / rejected (by a member of an authority).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("awaiting the authority")
+        ACCEPTED = "accepted", _("accepted")
+        REJECTED = "rejected", _("rejected")
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="sme_declarations"
+    )
+    evidence = models.TextField(
+        _("evidence"), help_text=_("headcount, revenue, founding date, registry extract …")
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    declared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation"],
+                condition=models.Q(status="pending"),
+                name="sme_declaration_one_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"SME declaration of {self.organisation} ({self.status})"

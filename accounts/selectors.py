@@ -29,3 +29,52 @@ def user_tokens(*, user: User):
 
     live = Q(expiry__isnull=True) | Q(expiry__gt=clock.now())
     return AuthToken.objects.filter(live, user=user).order_by("-created")
+
+
+# A shareholder this large (or of unknown size) makes the two affiliated.
+AFFILIATION_MIN_SHARE_BP = 2_500
+
+
+def _owners(organisation: Organisation) -> dict[str, str]:
+    """Credit codes that own or control `organisation` → how it was declared."""
+    from accounts.models import OrganisationRelationship as R
+
+    owners: dict[str, str] = {}
+    rows = R.objects.filter(organisation=organisation, kind__in=[R.Kind.PARENT, R.Kind.SHAREHOLDER])
+    for row in rows:
+        if row.kind == R.Kind.SHAREHOLDER and (row.share_bp or 10_000) < AFFILIATION_MIN_SHARE_BP:
+            continue
+        owners[row.related_credit_code] = row.get_kind_display()
+    return owners
+
+
+def declared_affiliation(*, a: Organisation, b: Organisation) -> str:
+    """Why `a` and `b` are related parties ('' when nothing declared says so):
+    the same organisation or credit code; one declares the other as parent or
+    as a shareholder of at least AFFILIATION_MIN_SHARE_BP; both declare the
+    same parent or controlling shareholder; or staff recorded a verified link
+    between them. Facts about ownership only — a shared credit-code prefix is
+    a fraud signal for review (billing.subsidy.fraud), not an affiliation."""
+    from accounts.models import OrganisationRelationship as R
+
+    if a.pk == b.pk or a.credit_code == b.credit_code:
+        return "same organisation"
+    owners_a, owners_b = _owners(a), _owners(b)
+    if b.credit_code in owners_a:
+        return f"{a.legal_name} declares {b.legal_name} ({b.credit_code}) as its {owners_a[b.credit_code]}"
+    if a.credit_code in owners_b:
+        return f"{b.legal_name} declares {a.legal_name} ({a.credit_code}) as its {owners_b[a.credit_code]}"
+    common = sorted(set(owners_a) & set(owners_b))
+    if common:
+        return f"both are owned or controlled by {common[0]}"
+    link = (
+        R.objects.filter(kind=R.Kind.STAFF_LINK)
+        .filter(
+            Q(organisation=a, related_credit_code=b.credit_code)
+            | Q(organisation=b, related_credit_code=a.credit_code)
+        )
+        .first()
+    )
+    if link:
+        return f"staff verified a link: {link.note or link.related_credit_code}"
+    return ""

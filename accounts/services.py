@@ -133,3 +133,101 @@ def api_token_revoke(*, user: UserModel, token_key: str) -> None:
     deleted, _ = AuthToken.objects.filter(user=user, token_key=token_key).delete()
     if not deleted:
         raise NotFound("No such token.")
+
+
+def relationship_declare(
+    *,
+    organisation: Organisation,
+    kind: str,
+    related_credit_code: str,
+    related_name: str = "",
+    share_bp: int | None = None,
+    actor: UserModel | None = None,
+):
+    """An organisation declares its parent or a shareholder (by credit code)."""
+    from accounts.models import OrganisationRelationship as R
+
+    code = normalise(related_credit_code)
+    errors: dict[str, list[str]] = {}
+    if kind not in (R.Kind.PARENT, R.Kind.SHAREHOLDER):
+        errors["kind"] = ["Declare a parent company or a shareholder."]
+    if problem := credit_code_problem(code):
+        errors["related_credit_code"] = [problem]
+    elif code == organisation.credit_code:
+        errors["related_credit_code"] = ["That is the organisation's own credit code."]
+    if share_bp is not None and not 0 < share_bp <= 10_000:
+        errors["share_bp"] = ["A share is between 1 and 10,000 basis points."]
+    if errors:
+        raise ApplicationError("The relationship is not valid.", errors=errors)
+    relationship, _created = R.objects.update_or_create(
+        organisation=organisation,
+        kind=kind,
+        related_credit_code=code,
+        defaults={"related_name": related_name[:200], "share_bp": share_bp, "declared_by": actor},
+    )
+    return relationship
+
+
+def relationship_link(*, a: Organisation, b: Organisation, actor: UserModel | None, note: str = ""):
+    """Staff record a link between two organisations they verified."""
+    from accounts.models import OrganisationRelationship as R
+
+    if a.pk == b.pk:
+        raise ApplicationError("Link two different organisations.")
+    relationship, _created = R.objects.update_or_create(
+        organisation=a,
+        kind=R.Kind.STAFF_LINK,
+        related_credit_code=b.credit_code,
+        defaults={
+            "related_name": b.legal_name,
+            "note": note[:300],
+            "verified_by": actor,
+            "verified_at": clock.now(),
+        },
+    )
+    return relationship
+
+
+def sme_declare(*, organisation: Organisation, evidence: str, actor: UserModel | None = None):
+    """A buyer declares itself a start-up / SME, with evidence, for an
+    authority to decide (one pending declaration at a time)."""
+    from accounts.models import SmeDeclaration
+
+    errors: dict[str, list[str]] = {}
+    if not organisation.is_buyer:
+        errors["organisation"] = ["Only a buyer declares start-up / SME status."]
+    if not evidence.strip():
+        errors["evidence"] = ["Give the evidence: headcount, revenue, founding date …"]
+    if errors:
+        raise ApplicationError("The declaration is not valid.", errors=errors)
+    if SmeDeclaration.objects.filter(organisation=organisation, status="pending").exists():
+        raise Conflict("A declaration is already waiting for the authority.")
+    return SmeDeclaration.objects.create(
+        organisation=organisation, evidence=evidence.strip()[:5000], declared_by=actor
+    )
+
+
+def sme_decide(*, declaration, accept: bool, actor: UserModel, reason: str = ""):
+    """A member of a subsidy authority accepts or rejects a declaration; the
+    organisation's SME status follows the decision."""
+    from accounts.models import SmeDeclaration
+
+    deciding = Membership.objects.filter(
+        user=actor, organisation__kind=Organisation.Kind.AUTHORITY
+    ).exists()
+    if not deciding:
+        raise PermissionDenied("Only a subsidy authority decides SME status.")
+    if not accept and not reason.strip():
+        raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
+    status = SmeDeclaration.Status.ACCEPTED if accept else SmeDeclaration.Status.REJECTED
+    with transaction.atomic():
+        updated = SmeDeclaration.objects.filter(
+            pk=declaration.pk, status=SmeDeclaration.Status.PENDING
+        ).update(
+            status=status, decided_by=actor, decided_at=clock.now(), decision_reason=reason[:300]
+        )
+        if updated != 1:
+            raise Conflict("The declaration was already decided.")
+        Organisation.objects.filter(pk=declaration.organisation_id).update(is_sme=accept)
+    declaration.refresh_from_db()
+    return declaration

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
 from billing.models import (
+    FrameworkAgreement,
     FraudFlag,
     Invoice,
     InvoiceEvent,
     InvoiceLine,
+    InvoiceLineUsage,
     LedgerAccount,
     LedgerTransaction,
     Payment,
@@ -16,11 +18,13 @@ from billing.models import (
     Redemption,
     RedemptionEvent,
     Refund,
+    Reimbursement,
     SlaCredit,
     StripeEvent,
     SubsidyClaim,
     SubsidyClaimEvent,
     SubsidyProgramme,
+    SubsidyRefusal,
     TrailLeaf,
     TreeHead,
     Voucher,
@@ -157,6 +161,13 @@ class InvoiceLineAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["kind"]
     search_fields = ["invoice__number", "provider__legal_name"]
+
+
+@admin.register(InvoiceLineUsage)
+class InvoiceLineUsageAdmin(ReadOnlyAdmin):
+    list_display = ["id", "line", "usage_record"]
+    raw_id_fields = ["line", "usage_record"]
+    search_fields = ["line__invoice__number"]
 
 
 # --- payments and payouts ------------------------------------------------------
@@ -379,6 +390,38 @@ admin.site.register(VoucherEvent, StatusEventAdmin)
 admin.site.register(VoucherApplicationEvent, StatusEventAdmin)
 admin.site.register(RedemptionEvent, StatusEventAdmin)
 admin.site.register(SubsidyClaimEvent, StatusEventAdmin)
+
+
+@admin.register(SubsidyRefusal)
+class SubsidyRefusalAdmin(ReadOnlyAdmin):
+    list_display = ["id", "programme", "reason", "amount", "invoice_line", "created_at"]
+    list_filter = ["reason"]
+    raw_id_fields = ["invoice_line", "programme", "voucher"]
+    search_fields = ["invoice_line__invoice__number", "programme__name", "detail"]
+
+
+@admin.register(FrameworkAgreement)
+class FrameworkAgreementAdmin(admin.ModelAdmin):
+    """Staff record a signed framework agreement and the orders it covers."""
+
+    list_display = ["reference", "buyer", "provider", "term_start", "term_end", "signed_at"]
+    search_fields = ["reference", "buyer__legal_name", "provider__legal_name"]
+    raw_id_fields = ["buyer", "provider"]
+    filter_horizontal = ["orders"]
+
+
+@admin.register(Reimbursement)
+class ReimbursementAdmin(ReadOnlyAdmin):
+    list_display = [
+        "invoice",
+        "programme",
+        "amount",
+        "usage_record_count",
+        "status",
+        "submitted_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["invoice__number", "programme__name"]
 
 
 # --- the subsidy trail (billing.trail): append-only, shown never changed -------------

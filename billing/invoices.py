@@ -1,11 +1,33 @@
-"""Invoices: billing periods, the draft of a buyer's period (one line per usage
-record, SLA credit notes, totals) kept fresh as usage is metered, and which
+"""Invoices: billing periods, the draft of a buyer's period (one line per lease
+per period, SLA credit notes, totals) kept fresh as usage is metered, and which
 buyers a period close must settle. Issuing, paying and voiding are in
 billing/settlement.py.
+
+How an amount is computed and where its remainder goes — the one rule
+---------------------------------------------------------------------
+1. A usage line is one lease in one billing period. Its usage records (the
+   5-minute windows) are its evidence and are never priced one by one:
+   amount = Σ GPU-seconds delivered × price per GPU-hour / 3600, rounded once
+   by core.money (half-even, to the fen). GPU-seconds lost to faults are on
+   the line (`gpu_seconds_lost`) and never in the amount.
+2. Every share of a line is computed from that rounded amount, each rounded
+   once by the same rule: the platform fee = amount × fee rate, a voucher's
+   share = eligible amount × programme rate (capped by balance, budget, caps
+   and what is left of the line).
+3. The remainder of each split stays with the party that is not a rate:
+   provider net = amount − fee; the buyer's share = amount − Σ voucher
+   shares. So the parts of a line add up to its amount exactly, and nothing
+   is rounded twice. Invoice totals are sums of line amounts, never
+   recomputed from hours.
+4. A voucher that covers only part of a line's usage (its validity, or the
+   programme's, starts or ends inside the period) pays on the eligible
+   GPU-seconds priced by (1) — the one case where a second rounding happens,
+   because it prices a different quantity.
 """
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -16,12 +38,12 @@ from django.db.models import Max, Q, Sum
 from django.utils.translation import gettext as _
 
 from accounts.models import Organisation
-from billing.models import Invoice, InvoiceLine, LedgerAccount, SlaCredit
+from billing.models import Invoice, InvoiceLine, InvoiceLineUsage, LedgerAccount, SlaCredit
 from core import clock
 from core.errors import ApplicationError, Conflict
 from core.money import SECONDS_PER_HOUR, amount_for_gpu_seconds, apply_basis_points
 from core.transitions import status_record
-from market.models import UsageRecord
+from market.models import Lease, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -57,36 +79,86 @@ def _invoice_number(*, buyer: Organisation, period_start: dt.datetime, currency:
     return f"INV-{local:%Y%m%d%H%M}-{buyer.pk:05d}{suffix}"
 
 
-def _usage_line(record: UsageRecord, fee_bps: int) -> InvoiceLine:
-    lease = record.lease
+@dataclass
+class _LineDraft:
+    """The usage records of one lease in one billing period, summed."""
+
+    lease: Lease
+    records: list[UsageRecord]
+
+    @property
+    def gpu_seconds(self) -> int:
+        return sum(record.gpu_seconds_delivered for record in self.records)
+
+
+def _group_usage(records: Iterable[UsageRecord]) -> list[_LineDraft]:
+    """One group per lease per billing period of the usage (a late record of
+    an earlier period makes its own adjustment line), in window order."""
+    groups: dict[tuple[int, dt.datetime], _LineDraft] = {}
+    for record in records:
+        period_start, _end = period_bounds(at=record.window_start)
+        key = (record.lease_id, period_start)
+        if key not in groups:
+            groups[key] = _LineDraft(lease=record.lease, records=[])
+        groups[key].records.append(record)
+    return sorted(groups.values(), key=lambda g: (g.records[0].window_start, g.lease.pk))
+
+
+def _usage_line(group: _LineDraft, *, invoice: Invoice, fee_bps: int) -> InvoiceLine:
+    """The line of one lease and period, priced once (see `line_shares`)."""
+    lease, records = group.lease, group.records
     gpu_model = lease.node.gpu_model
-    amount = amount_for_gpu_seconds(
-        gpu_seconds=record.gpu_seconds_delivered, price_amount=lease.price_amount
-    )
+    gpu_seconds = group.gpu_seconds
+    amount = amount_for_gpu_seconds(gpu_seconds=gpu_seconds, price_amount=lease.price_amount)
     fee = apply_basis_points(amount=amount, basis_points=fee_bps)
     pflops_hours = (
-        Decimal(record.gpu_seconds_delivered) * gpu_model.dense_tflops / 1000 / SECONDS_PER_HOUR
+        Decimal(gpu_seconds) * gpu_model.dense_tflops / 1000 / SECONDS_PER_HOUR
     ).quantize(Decimal("0.0001"))
+    window_start = min(record.window_start for record in records)
+    description = f"{gpu_model} × {lease.gpu_count} · {lease.node.site} · lease {lease.pk}"
+    if window_start < invoice.period_start:
+        local = window_start.astimezone(ZoneInfo(settings.TIME_ZONE))
+        description = _("Late usage of %(period)s: %(line)s") % {
+            "period": f"{local:%Y-%m-%d}",
+            "line": description,
+        }
     return InvoiceLine(
+        invoice=invoice,
         kind=InvoiceLine.Kind.USAGE,
-        usage_record=record,
         lease=lease,
         provider=lease.provider,
-        description=f"{gpu_model} × {lease.gpu_count} · {lease.node.site} · lease {lease.pk}",
-        window_start=record.window_start,
-        window_end=record.window_end,
+        description=description[:300],
+        window_start=window_start,
+        window_end=max(record.window_end for record in records),
         gpu_model_name=str(gpu_model),
-        gpu_seconds=record.gpu_seconds_delivered,
-        gpu_seconds_lost=record.gpu_seconds_lost,
+        gpu_seconds=gpu_seconds,
+        gpu_seconds_lost=sum(record.gpu_seconds_lost for record in records),
         price_amount=lease.price_amount,
         amount=amount,
         pflops_hours=pflops_hours,
-        # whole Wh / g on the line, as the integer column always stored them (int truncates)
-        energy_wh=int(record.energy_wh),
-        carbon_g=int(record.carbon_g),
+        # whole Wh / g on the line: the records' three decimals summed, then truncated
+        energy_wh=int(sum((record.energy_wh for record in records), Decimal(0))),
+        carbon_g=int(sum((record.carbon_g for record in records), Decimal(0))),
         fee_amount=fee,
         provider_net_amount=amount - fee,
     )
+
+
+def _usage_lines_create(*, invoice: Invoice, records: Iterable[UsageRecord]) -> int:
+    """Write the invoice's usage lines and link each record to its line."""
+    fee_bps = settings.PLATFORM_FEE_BASIS_POINTS
+    groups = _group_usage(records)
+    lines = InvoiceLine.objects.bulk_create(
+        [_usage_line(group, invoice=invoice, fee_bps=fee_bps) for group in groups]
+    )
+    InvoiceLineUsage.objects.bulk_create(
+        [
+            InvoiceLineUsage(line=line, usage_record=record)
+            for line, group in zip(lines, groups, strict=True)
+            for record in group.records
+        ]
+    )
+    return sum(line.amount for line in lines)
 
 
 def _credit_remaining(credit: SlaCredit) -> int:
@@ -217,18 +289,16 @@ def invoice_build_for_period(
                 lease__buyer=buyer,
                 lease__currency=currency,
                 window_end__lte=period_end,
-                invoice_line__isnull=True,
+                invoice_link__isnull=True,
             )
             .select_related("lease__node__gpu_model", "lease__node__site", "lease__provider")
             .order_by("window_start", "pk")
         )
-        fee_bps = settings.PLATFORM_FEE_BASIS_POINTS
-        usage_lines = [_usage_line(record, fee_bps) for record in records]
-        gross = sum(line.amount for line in usage_lines)
-        lines = usage_lines + _credit_lines(invoice=invoice, gross=gross)
-        for line in lines:
+        gross = _usage_lines_create(invoice=invoice, records=records)
+        credits = _credit_lines(invoice=invoice, gross=gross)
+        for line in credits:
             line.invoice = invoice
-        InvoiceLine.objects.bulk_create(lines)
+        InvoiceLine.objects.bulk_create(credits)
         _totals(invoice)
         invoice.save()
     return invoice
@@ -240,7 +310,7 @@ def buyers_with_unbilled_usage(*, until: dt.datetime, currency: str | None = Non
     currency = currency or settings.DEFAULT_CURRENCY
     return list(
         UsageRecord.objects.filter(
-            window_end__lte=until, invoice_line__isnull=True, lease__currency=currency
+            window_end__lte=until, invoice_link__isnull=True, lease__currency=currency
         )
         .order_by("lease__buyer_id")  # not Meta.ordering: DISTINCT would add window_start
         .values_list("lease__buyer_id", flat=True)
@@ -272,7 +342,7 @@ def buyers_to_close(
     )
     return list(
         UsageRecord.objects.filter(window_end__lte=period_end, lease__currency=currency)
-        .filter(Q(invoice_line__isnull=True) | Q(invoice_line__invoice__status=S.DRAFT))
+        .filter(Q(invoice_link__isnull=True) | Q(invoice_link__line__invoice__status=S.DRAFT))
         .exclude(lease__buyer_id__in=covered)
         .order_by("lease__buyer_id")  # not Meta.ordering: DISTINCT would add window_start
         .values_list("lease__buyer_id", flat=True)

@@ -12,6 +12,7 @@ from django.db.models import Count, F, Sum
 from accounts.models import Organisation
 from billing.ledger import ledger_is_balanced
 from billing.models import FraudFlag, Invoice
+from billing.period_close import ClosedPeriodsCheck, closed_periods_check
 from core import clock
 from core.outbox import OutboxBacklog, outbox_backlog
 from core.scheduled_tasks import ScheduledTask, scheduled_tasks
@@ -45,6 +46,7 @@ class Overview:
     outbox: OutboxBacklog  # tasks written but not yet run to the end
     scheduled_tasks: list[ScheduledTask]  # failing ones first
     metering: Metering
+    closed_periods: ClosedPeriodsCheck  # every usage record of a closed period invoiced?
 
     @property
     def tasks_failing(self) -> list[ScheduledTask]:
@@ -76,6 +78,7 @@ def operator_overview() -> Overview:
         .order_by("currency")
     )
     tasks = scheduled_tasks()
+    now = clock.now()
     return Overview(
         organisations_unverified=Organisation.objects.filter(verified=False).count(),
         nodes_degraded=nodes.get(Node.State.DEGRADED, 0),
@@ -87,6 +90,7 @@ def operator_overview() -> Overview:
         flags_open=FraudFlag.objects.filter(status=FraudFlag.Status.OPEN).count(),
         ledger_balanced=ledger_is_balanced(),
         scheduled_tasks=tasks,
-        metering=_metering(tasks, now=clock.now()),
+        metering=_metering(tasks, now=now),
+        closed_periods=closed_periods_check(now=now),
         outbox=outbox_backlog(),
     )

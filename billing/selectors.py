@@ -1,10 +1,11 @@
 """Reads of billing, always scoped to the caller's organisation."""
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
 from accounts.models import Organisation
 from accounts.selectors import organisation_for_user
-from billing.models import Invoice, Payout, PayoutMethod, PayoutRun
+from billing.models import Invoice, InvoiceLine, Payout, PayoutMethod, PayoutRun
+from market.models import UsageRecord
 
 
 def invoice_list(*, buyer: Organisation) -> QuerySet[Invoice]:
@@ -15,7 +16,31 @@ def invoice_get(*, buyer: Organisation, pk: int) -> Invoice | None:
     return (
         Invoice.objects.filter(buyer=buyer, pk=pk)
         .select_related("buyer")
-        .prefetch_related("lines__provider", "events", "payments")
+        .prefetch_related(
+            Prefetch(
+                "lines",
+                queryset=InvoiceLine.objects.select_related("provider")
+                .prefetch_related("subsidy_refusals__programme")
+                .annotate(usage_record_count=Count("usage_links")),
+            ),
+            "events",
+            "payments",
+        )
+        .first()
+    )
+
+
+def invoice_line_usage_records(*, line: InvoiceLine) -> QuerySet[UsageRecord]:
+    """The usage records behind a line (its evidence), in window order: what
+    a drill-down lists and a CSV of the line exports."""
+    return UsageRecord.objects.filter(invoice_link__line=line).order_by("window_start", "pk")
+
+
+def invoice_line_for_buyer(*, buyer: Organisation, pk: int) -> InvoiceLine | None:
+    """One line of the buyer's own invoices (another buyer's is None)."""
+    return (
+        InvoiceLine.objects.filter(invoice__buyer=buyer, pk=pk)
+        .select_related("invoice", "provider", "lease")
         .first()
     )
 

@@ -162,7 +162,7 @@ def _drafts_release(
     held = (
         Invoice.objects.filter(buyer=buyer, currency=currency, status=S.DRAFT)
         .exclude(period_start=period_start)
-        .filter(lines__usage_record__window_end__lte=period_end)
+        .filter(lines__usage_records__window_end__lte=period_end)
         .values("pk")
     )
     drafts = list(Invoice.objects.filter(pk__in=held))

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organisation
-from billing import invoices, settlement
+from billing import invoices, period_close, settlement
 from core import clock
 from core.outbox import outbox_enqueue
 
@@ -38,6 +38,44 @@ def invoices_settle_closed_period(at: str | None = None) -> int:
                 key=f"invoice-settle:{buyer_id}:{previous_start.isoformat()}",
             )
     return len(buyer_ids)
+
+
+@shared_task(name="billing.invoices_sweep")
+def invoices_sweep() -> int:
+    """Settle whatever a close left behind: drafts of closed periods, buyers
+    with usage of a closed period on no issued invoice (billing.period_close)."""
+    jobs = period_close.sweep_jobs(now=clock.now())
+    with transaction.atomic():
+        for job in jobs:
+            start, end = job.period_start.isoformat(), job.period_end.isoformat()
+            outbox_enqueue(
+                task_name="billing.invoice_settle_buyer",
+                args=[job.buyer_id, start, end],
+                key=f"invoice-settle:{job.buyer_id}:{start}",
+            )
+    if jobs:
+        logger.warning("the sweep settles %s buyer periods a close left behind", len(jobs))
+    return len(jobs)
+
+
+class ClosedPeriodUnbilled(Exception):
+    """Usage of a closed period is on no issued invoice (an alarm)."""
+
+
+@shared_task(name="billing.closed_periods_check")
+def closed_periods_check() -> int:
+    """The invariant of the close, checked on schedule: it fails (a failing
+    scheduled task on the operator page) when usage of a closed period is on
+    no issued invoice or a draft outlived its period's close."""
+    check = period_close.closed_periods_check(now=clock.now())
+    if not check.holds:
+        raise ClosedPeriodUnbilled(
+            f"{check.missed_records} usage records of periods closed by "
+            f"{check.closed_until.isoformat()} are on no issued invoice "
+            f"(buyers {list(check.missed_buyer_ids[:10])}); "
+            f"{check.drafts_past_close} drafts past their close"
+        )
+    return check.late_records
 
 
 @shared_task(name="billing.invoice_settle_buyer", **MONEY)

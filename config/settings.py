@@ -322,6 +322,9 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 3600.0,
     },
     "billing-refresh-drafts": {"task": "billing.invoice_drafts_refresh", "schedule": 900.0},
+    # the close's safety net: settle what it left behind, and check that nothing was
+    "billing-invoices-sweep": {"task": "billing.invoices_sweep", "schedule": 3600.0},
+    "billing-closed-periods-check": {"task": "billing.closed_periods_check", "schedule": 3600.0},
     "billing-stripe-reconcile": {"task": "billing.stripe_events_reconcile", "schedule": 600.0},
     "billing-payout-run": {"task": "billing.payout_run_scheduled", "schedule": 86400.0},
     # compute vouchers: expiry and fraud flags

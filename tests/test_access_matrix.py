@@ -523,6 +523,9 @@ PAGES: dict[str, Page] = {
     "billing-invoice-pay": Page(
         BUYERS, kwargs=lambda w: {"pk": w.a.paid_invoice.pk}, sees={"buyer_a"}, method="post"
     ),
+    "billing-invoice-reimbursement": Page(
+        BUYERS, kwargs=lambda w: {"pk": w.a.paid_invoice.pk}, sees={"buyer_a"}, method="post"
+    ),
     "billing-payouts": Page(PROVIDERS | STAFF),
     "billing-payout-statement": Page(
         PROVIDERS | STAFF, kwargs=lambda w: {"pk": w.a.payout.pk}, sees={"provider_a", "staff"}

@@ -18,6 +18,9 @@ class InvoiceLineOutput(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.legal_name")
     gpu_hours = serializers.DecimalField(max_digits=14, decimal_places=4)
     buyer_amount = serializers.IntegerField()
+    usage_record_count = serializers.IntegerField(
+        read_only=True, help_text="How many usage records (metering windows) the line sums."
+    )
 
     class Meta:
         model = InvoiceLine
@@ -27,7 +30,7 @@ class InvoiceLineOutput(serializers.ModelSerializer):
             "description",
             "provider",
             "lease",
-            "usage_record",
+            "usage_record_count",
             "window_start",
             "window_end",
             "gpu_seconds",

@@ -43,6 +43,7 @@ class ProgrammeOutput(serializers.ModelSerializer):
             "left_amount": budget.left,
             "committed_amount": budget.committed,
             "spent_amount": budget.spent,
+            "paid_out_amount": budget.paid_out,
             "pool_entitlements_amount": budget.pool_entitlements,
         }
 

@@ -1,4 +1,10 @@
-from billing.models.invoices import Invoice, InvoiceEvent, InvoiceLine, SlaCredit
+from billing.models.invoices import (
+    Invoice,
+    InvoiceEvent,
+    InvoiceLine,
+    InvoiceLineUsage,
+    SlaCredit,
+)
 from billing.models.ledger import LedgerAccount, LedgerTransaction, Posting
 from billing.models.payments import Payment, Refund, StripeEvent
 from billing.models.payouts import Payout, PayoutAccount, PayoutLine, PayoutMethod, PayoutRun
@@ -7,6 +13,7 @@ __all__ = [
     "Invoice",
     "InvoiceEvent",
     "InvoiceLine",
+    "InvoiceLineUsage",
     "LedgerAccount",
     "LedgerTransaction",
     "Posting",
@@ -25,6 +32,7 @@ from billing.models.subsidy import (  # noqa: E402 - appended by the vouchers pa
     Redemption,
     RedemptionEvent,
     SubsidyProgramme,
+    SubsidyRefusal,
     Voucher,
     VoucherApplication,
     VoucherApplicationEvent,
@@ -36,14 +44,22 @@ __all__ += [
     "Redemption",
     "RedemptionEvent",
     "SubsidyProgramme",
+    "SubsidyRefusal",
     "Voucher",
     "VoucherApplication",
     "VoucherApplicationEvent",
     "VoucherEvent",
 ]
-from billing.models.claims import SubsidyClaim, SubsidyClaimEvent  # noqa: E402 - claims part
+from billing.models.claims import (  # noqa: E402 - claims part
+    Reimbursement,
+    SubsidyClaim,
+    SubsidyClaimEvent,
+)
 
-__all__ += ["SubsidyClaim", "SubsidyClaimEvent"]
+__all__ += ["Reimbursement", "SubsidyClaim", "SubsidyClaimEvent"]
+from billing.models.contracts import FrameworkAgreement  # noqa: E402 - contracts part
+
+__all__ += ["FrameworkAgreement"]
 from billing.models.trail import TrailLeaf, TreeHead  # noqa: E402 - the subsidy trail
 
 __all__ += ["TrailLeaf", "TreeHead"]

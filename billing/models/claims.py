@@ -113,3 +113,46 @@ class SubsidyClaim(models.Model):
 
 class SubsidyClaimEvent(StatusEvent):
     claim = models.ForeignKey(SubsidyClaim, on_delete=models.CASCADE, related_name="events")
+
+
+class Reimbursement(models.Model):
+    """兑付: in a reimburse-mode programme the buyer pays its invoice in full,
+    then presents the paid invoice to claim the subsidy the programme owes
+    it; the delivery evidence is the usage records behind the redemptions
+    (and their audit-log proofs). Only presented invoices are claimed.
+
+    Statuses: submitted (by the buyer) → rejected (by the authority, with a
+    reason; the buyer may present it again after correction). Written once
+    per invoice and programme.
+    """
+
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", _("presented")
+        REJECTED = "rejected", _("rejected")
+
+    invoice = models.ForeignKey(
+        "billing.Invoice", on_delete=models.PROTECT, related_name="reimbursements"
+    )
+    programme = models.ForeignKey(
+        SubsidyProgramme, on_delete=models.PROTECT, related_name="reimbursements"
+    )
+    amount = models.BigIntegerField(_("subsidy to reimburse (minor units)"))
+    usage_record_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SUBMITTED)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    submitted_at = models.DateTimeField()
+    rejection_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-submitted_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "programme"], name="reimbursement_once_per_invoice_programme"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="reimbursement_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"兑付 {self.invoice} / {self.programme}"

@@ -73,14 +73,26 @@ class Invoice(models.Model):
 
 
 class InvoiceLine(models.Model):
+    """One line per lease per billing period (usage), or an SLA credit note.
+
+    A usage line sums its usage records (the evidence, `usage_records`) and is
+    priced once: amount = Σ GPU-seconds × price / 3600, rounded by core.money's
+    one rule; the fee and every voucher share are computed from that rounded
+    amount (billing.invoices explains the remainder rule). Usage metered late
+    for a period already invoiced comes as its own line on the next invoice,
+    its window in the earlier period (`is_adjustment`).
+    """
+
     class Kind(models.TextChoices):
         USAGE = "usage", _("usage")
         SLA_CREDIT = "sla_credit", _("SLA credit")
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.USAGE)
-    usage_record = models.OneToOneField(
-        UsageRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_line"
+    # The evidence: the usage records of the lease in the line's window (each
+    # record on at most one line, held by InvoiceLineUsage's unique key).
+    usage_records = models.ManyToManyField(
+        UsageRecord, through="billing.InvoiceLineUsage", related_name="invoice_lines", blank=True
     )
     lease = models.ForeignKey(
         Lease, null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_lines"
@@ -120,6 +132,15 @@ class InvoiceLine(models.Model):
         return self.amount - self.voucher_amount
 
     @property
+    def is_adjustment(self) -> bool:
+        """Late usage of an earlier period, billed on this invoice."""
+        return bool(
+            self.kind == self.Kind.USAGE
+            and self.window_start
+            and self.window_start < self.invoice.period_start
+        )
+
+    @property
     def gpu_hours(self) -> Decimal:
         return gpu_hours(self.gpu_seconds, places="0.0001")
 
@@ -130,6 +151,23 @@ class InvoiceLine(models.Model):
     @property
     def carbon_kg(self) -> Decimal:
         return (Decimal(self.carbon_g) / 1000).quantize(Decimal("0.001"))
+
+
+class InvoiceLineUsage(models.Model):
+    """A usage record as evidence of one invoice line: each record is on at
+    most one line (the unique key), a line holds the records it sums. Lines of
+    a draft are rebuilt, so the links go with them."""
+
+    line = models.ForeignKey(InvoiceLine, on_delete=models.CASCADE, related_name="usage_links")
+    usage_record = models.OneToOneField(
+        UsageRecord, on_delete=models.PROTECT, related_name="invoice_link"
+    )
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"usage {self.usage_record_id} on line {self.line_id}"
 
 
 class InvoiceEvent(StatusEvent):

@@ -287,6 +287,8 @@ class Redemption(models.Model):
         max_length=10, choices=SubsidyProgramme.SettlementMode.choices
     )
     year = models.PositiveSmallIntegerField(help_text=_("calendar year of the usage (for caps)"))
+    # the contract the usage was bought under ("order:N" or "framework:N"): one claim per contract
+    contract_key = models.CharField(max_length=40, blank=True, db_index=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.APPLIED)
     ledger_transaction = models.OneToOneField(
         LedgerTransaction, on_delete=models.PROTECT, related_name="redemption"
@@ -357,3 +359,51 @@ class FraudFlag(models.Model):
                 fields=["rule", "subject_key"], name="fraud_flag_once_per_subject"
             ),
         ]
+
+
+class SubsidyRefusal(models.Model):
+    """A rule that zeroed or reduced what a programme paid on an invoice line,
+    with the amount it kept from the beneficiary: the buyer sees it on its
+    invoice and the authority on its programme, in both languages.
+
+    `amount` is the subsidy not paid because of this rule: for a refusal, the
+    rate × eligible amount the line would otherwise have had; for a reduction,
+    that figure less what was paid. Written at settlement, once per line,
+    programme and reason.
+    """
+
+    class Reason(models.TextChoices):
+        NOT_LISTED = "not_listed", _("the provider is not on the programme's list")
+        AFFILIATED = "affiliated", _("buyer and provider are affiliated")
+        CAP_REACHED = "cap_reached", _("the enterprise's cap is reached")
+        SECOND_CLAIM = "second_claim", _("a second claim on the same contract")
+        BUDGET_EXHAUSTED = "budget_exhausted", _("the programme's budget is exhausted")
+        VOUCHER_BALANCE = "voucher_balance", _("the voucher's balance is used up")
+        FAULT_TIME = "fault_time", _("time lost to faults is neither billed nor subsidised")
+        NOT_ELIGIBLE = "not_eligible", _("the usage is not eligible under the programme")
+
+    invoice_line = models.ForeignKey(
+        InvoiceLine, on_delete=models.CASCADE, related_name="subsidy_refusals"
+    )
+    programme = models.ForeignKey(
+        SubsidyProgramme, on_delete=models.PROTECT, related_name="refusals"
+    )
+    voucher = models.ForeignKey(
+        Voucher, null=True, blank=True, on_delete=models.PROTECT, related_name="refusals"
+    )
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    amount = models.BigIntegerField(help_text=_("subsidy not paid because of this rule"))
+    detail = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice_line", "programme", "reason"], name="refusal_once_per_line_rule"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="refusal_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} on line {self.invoice_line_id}"

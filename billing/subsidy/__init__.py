@@ -13,6 +13,7 @@ from billing.subsidy.charts import budget_burn_down_svg
 from billing.subsidy.claim_report import claim_csv, claim_months, claim_rows, claim_summary
 from billing.subsidy.claims import claims_by_month
 from billing.subsidy.redemption import invoice_redeem_vouchers
+from billing.subsidy.reimbursement import invoice_pending_reimbursements, reimbursement_submit
 from billing.subsidy.services import programme_create, voucher_issue
 
 __all__ = [
@@ -24,9 +25,11 @@ __all__ = [
     "claims",
     "claims_by_month",
     "fraud",
+    "invoice_pending_reimbursements",
     "invoice_redeem_vouchers",
     "programme_create",
     "redemption",
+    "reimbursement_submit",
     "selectors",
     "services",
     "voucher_issue",

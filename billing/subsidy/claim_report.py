@@ -1,5 +1,5 @@
 """Claims: what a programme paid in one month, for the authority to reimburse
-and audit. One row per redemption (each names its usage record), grouped by
+and audit. One row per redemption (each names its usage records), grouped by
 provider and enterprise; the month is the month of the usage (local time).
 Held and clawed-back redemptions are left out: a claim lists only what stands.
 """
@@ -11,9 +11,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from billing.models import Redemption, SubsidyProgramme
+from billing.models import Redemption, Reimbursement, SubsidyProgramme
 from core.money import format_major
 from core.units import gpu_hours
 
@@ -22,7 +23,7 @@ HEADER = [
     "provider_credit_code",
     "enterprise",
     "enterprise_credit_code",
-    "usage_record",
+    "usage_records",
     "lease",
     "window_start",
     "gpu_model",
@@ -41,7 +42,7 @@ class ClaimRow:
     provider_credit_code: str
     enterprise: str
     enterprise_credit_code: str
-    usage_record_id: int
+    usage_record_ids: tuple[int, ...]
     lease_id: int
     window_start: dt.datetime
     gpu_model: str
@@ -65,26 +66,33 @@ def _month_bounds(year: int, month: int) -> tuple[dt.datetime, dt.datetime]:
 
 
 def claim_redemptions(*, programme: SubsidyProgramme, year: int, month: int):
-    """The applied redemptions of the month, in claim order (what a claim lists)."""
+    """The applied redemptions of the month, in claim order (what a claim lists);
+    in reimburse mode only those of invoices the buyer presented for 兑付."""
     start, end = _month_bounds(year, month)
+    presented = Reimbursement.objects.filter(
+        invoice=OuterRef("invoice_line__invoice"),
+        programme=OuterRef("programme"),
+        status=Reimbursement.Status.SUBMITTED,
+    )
     return (
         Redemption.objects.filter(
             programme=programme,
             status=Redemption.Status.APPLIED,
-            invoice_line__usage_record__window_start__gte=start,
-            invoice_line__usage_record__window_start__lt=end,
+            invoice_line__window_start__gte=start,
+            invoice_line__window_start__lt=end,
         )
+        .filter(~Q(settlement_mode=SubsidyProgramme.SettlementMode.REIMBURSE) | Exists(presented))
         .select_related(
             "beneficiary",
             "invoice_line__invoice__buyer",
             "invoice_line__provider",
-            "invoice_line__usage_record",
             "invoice_line__lease__node__gpu_model",
         )
+        .prefetch_related("usage_records")
         .order_by(
             "invoice_line__provider__legal_name",
             "invoice_line__invoice__buyer__legal_name",
-            "invoice_line__usage_record__window_start",
+            "invoice_line__window_start",
             "pk",
         )
     )
@@ -95,7 +103,7 @@ def claim_rows(*, programme: SubsidyProgramme, year: int, month: int) -> list[Cl
     rows = []
     for redemption in redemptions:
         line = redemption.invoice_line
-        usage = line.usage_record
+        usage_ids = tuple(sorted(record.pk for record in redemption.usage_records.all()))
         gpu_model = line.lease.node.gpu_model
         rows.append(
             ClaimRow(
@@ -103,9 +111,9 @@ def claim_rows(*, programme: SubsidyProgramme, year: int, month: int) -> list[Cl
                 provider_credit_code=line.provider.credit_code,
                 enterprise=line.invoice.buyer.legal_name,
                 enterprise_credit_code=line.invoice.buyer.credit_code,
-                usage_record_id=usage.pk,
+                usage_record_ids=usage_ids,
                 lease_id=line.lease_id,
-                window_start=timezone.localtime(usage.window_start),
+                window_start=timezone.localtime(line.window_start),
                 gpu_model=str(gpu_model),
                 domestic=gpu_model.domestic,
                 gpu_seconds=line.gpu_seconds,
@@ -130,7 +138,7 @@ def claim_csv(*, programme: SubsidyProgramme, year: int, month: int) -> str:
                 row.provider_credit_code,
                 row.enterprise,
                 row.enterprise_credit_code,
-                row.usage_record_id,
+                " ".join(map(str, row.usage_record_ids)),
                 row.lease_id,
                 row.window_start.isoformat(),
                 row.gpu_model,
@@ -151,7 +159,7 @@ def claim_csv(*, programme: SubsidyProgramme, year: int, month: int) -> str:
             "",
             "",
             "",
-            len(rows),
+            sum(len(row.usage_record_ids) for row in rows),
             "",
             "",
             "",
@@ -186,7 +194,7 @@ def claim_summary(rows: list[ClaimRow]) -> list[ClaimGroup]:
     for row in rows:
         key = (row.provider, row.enterprise)
         group = groups.setdefault(key, ClaimGroup(provider=row.provider, enterprise=row.enterprise))
-        group.usage_records += 1
+        group.usage_records += len(row.usage_record_ids)
         group.gpu_seconds += row.gpu_seconds
         group.gross_amount += row.gross_amount
         group.subsidy_amount += row.subsidy_amount
@@ -197,7 +205,7 @@ def claim_months(*, programme: SubsidyProgramme) -> list[tuple[int, int]]:
     """(year, month) of every month with usage the programme paid for, newest first."""
     months: defaultdict[tuple[int, int], int] = defaultdict(int)
     starts = Redemption.objects.filter(programme=programme).values_list(
-        "invoice_line__usage_record__window_start", flat=True
+        "invoice_line__window_start", flat=True
     )
     for start in starts:
         local = timezone.localtime(start)

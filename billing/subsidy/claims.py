@@ -32,6 +32,7 @@ from billing.models import (
 )
 from billing.subsidy.accounts import programme_accounts
 from billing.subsidy.claim_report import claim_redemptions
+from billing.subsidy.selectors import CLAIM_PAID_KIND
 from billing.trail import claim_seal
 from core import clock
 from core.errors import ApplicationError, Conflict
@@ -221,7 +222,7 @@ def claim_mark_paid(
         _refuse_if_changed(claim)
         ledger_txn, _created = transaction_post(
             business_key=f"claim:{claim.pk}:paid",
-            kind="subsidy_claim_paid",
+            kind=CLAIM_PAID_KIND,
             legs=claim_payment_legs(claim),
             memo=f"Authority paid claim {claim.pk} ({claim.year}-{claim.month:02d}, "
             f"programme {claim.programme_id}), reference {reference[:100]}",

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db.models import Sum
 
 from billing.models import FraudFlag, Redemption, SubsidyProgramme, Voucher
-from billing.subsidy.rules import affiliation_evidence
+from billing.subsidy.rules import affiliation_signals
 from core import clock
 from core.errors import ApplicationError, Conflict
 from market.models import Lease
@@ -85,7 +85,7 @@ def _idle_burning(redemptions) -> Iterator[Finding]:
 def _self_dealing(redemptions) -> Iterator[Finding]:
     for redemption in redemptions:
         line = redemption.invoice_line
-        evidence = affiliation_evidence(a=line.invoice.buyer, b=line.provider)
+        evidence = affiliation_signals(a=line.invoice.buyer, b=line.provider)
         if evidence:
             yield Finding(
                 rule=Rule.SELF_DEALING,
@@ -147,7 +147,7 @@ def _expiry_burst(redemptions) -> Iterator[Finding]:
             Redemption.objects.filter(
                 voucher=voucher,
                 status__in=LIVE,
-                invoice_line__usage_record__window_start__gte=window_start,
+                invoice_line__window_start__gte=window_start,
             ).aggregate(total=Sum("amount"))["total"]
             or 0
         )

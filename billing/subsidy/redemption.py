@@ -1,18 +1,21 @@
 """Voucher redemption at invoice settlement, and the authority's review of it.
 
 `invoice_redeem_vouchers` is the seam settlement calls once the invoice's
-lines are final. For each eligible usage line, each voucher (oldest expiry
-first) pays
+lines are final. For each eligible usage line (one lease in one period),
+each voucher (oldest expiry first) pays
 
-    min(rate × line amount − what its programme already paid on the line,
+    min(rate × eligible amount − what its programme already paid on the line,
         voucher balance, programme budget left (pool funding),
         enterprise cap left (programme and calendar year),
         what is left of the line)
 
 and every payment is one ledger transaction (business key per line and
-voucher) and one Redemption row naming the usage records. Only metered usage
-lines count: fault time is never billed, so it is never subsidised. Rates are
-applied per line with core.money.apply_basis_points (half-even, to the fen).
+voucher) and one Redemption row naming the usage records it pays for. The
+eligible amount is the line's rounded amount when the voucher and its
+programme are valid over all of the line's usage, else the eligible records'
+GPU-seconds priced once (billing.invoices states the rule). Only metered usage
+counts: fault time is never billed, so it is never subsidised. Rates are
+applied once per line with core.money.apply_basis_points (half-even, to the fen).
 """
 
 from collections import defaultdict
@@ -30,6 +33,7 @@ from billing.models import (
     LedgerAccount,
     Redemption,
     SubsidyProgramme,
+    SubsidyRefusal,
     Voucher,
     VoucherEvent,
 )
@@ -39,12 +43,19 @@ from billing.subsidy.accounts import (
     settlement_clearing,
     voucher_account,
 )
-from billing.subsidy.rules import line_ineligibility, line_rate_bp, one_claim_conflict, usage_year
+from billing.subsidy.rules import (
+    line_contract,
+    line_rate_bp,
+    line_refusal,
+    one_claim_conflict,
+    usage_year,
+)
 from billing.subsidy.services import voucher_return_balance
 from core import clock
 from core.errors import ApplicationError, Conflict
-from core.money import apply_basis_points
+from core.money import amount_for_gpu_seconds, apply_basis_points
 from core.transitions import status_record, transition_or_conflict
+from market.models import UsageRecord
 
 RS = Redemption.Status
 VS = Voucher.Status
@@ -52,6 +63,7 @@ Mode = SubsidyProgramme.SettlementMode
 Funding = SubsidyProgramme.Funding
 BUYERS = SubsidyProgramme.Beneficiary.BUYERS
 LIVE = (RS.APPLIED, RS.HELD)
+Reason = SubsidyRefusal.Reason
 
 
 @dataclass
@@ -78,32 +90,53 @@ def _cap_used(state: _Settlement, programme: SubsidyProgramme, org_id: int, year
     return state.cap_used[key]
 
 
-def _room(
+def _eligible(voucher: Voucher, line: InvoiceLine) -> tuple[list[UsageRecord], int]:
+    """The line's usage records within the voucher's and its programme's
+    validity, and the amount they are worth (the line's own rounded amount
+    when that is all of them)."""
+    programme = voucher.programme
+    start = max(voucher.valid_from, programme.valid_from)
+    end = min(voucher.valid_until, programme.valid_until)
+    records = list(line.usage_records.all())
+    eligible = [r for r in records if start <= r.window_start < end]
+    if len(eligible) == len(records):
+        return eligible, line.amount
+    seconds = sum(r.gpu_seconds_delivered for r in eligible)
+    return eligible, amount_for_gpu_seconds(gpu_seconds=seconds, price_amount=line.price_amount)
+
+
+def _room_and_limit(
     state: _Settlement,
     *,
     voucher: Voucher,
     line: InvoiceLine,
     beneficiary: Organisation,
     rate_bp: int,
-) -> int:
-    """The most this voucher may pay on this line (the min of the rule)."""
+    eligible_amount: int,
+) -> tuple[int, str]:
+    """The min of the rule, and which limit set it (a SubsidyRefusal reason,
+    "" for the rate itself or the rest of the line)."""
     programme = voucher.programme
     side = programme.beneficiary
     limits = [
-        apply_basis_points(amount=line.amount, basis_points=rate_bp)
-        - state.by_programme[(line.pk, programme.pk)],
-        state.balances[voucher.pk],
-        line.amount - state.by_side[(line.pk, side)],
+        (
+            apply_basis_points(amount=eligible_amount, basis_points=rate_bp)
+            - state.by_programme[(line.pk, programme.pk)],
+            "",
+        ),
+        (state.balances[voucher.pk], Reason.VOUCHER_BALANCE),
+        (line.amount - state.by_side[(line.pk, side)], ""),
     ]
     if programme.funding == Funding.POOL:
-        limits.append(state.pool_left[programme.pk])
+        limits.append((state.pool_left[programme.pk], Reason.BUDGET_EXHAUSTED))
     if programme.cap_per_enterprise_amount is not None:
         used = _cap_used(state, programme, beneficiary.pk)
-        limits.append(programme.cap_per_enterprise_amount - used)
+        limits.append((programme.cap_per_enterprise_amount - used, Reason.CAP_REACHED))
     if programme.cap_per_enterprise_year_amount is not None:
         used = _cap_used(state, programme, beneficiary.pk, usage_year(line))
-        limits.append(programme.cap_per_enterprise_year_amount - used)
-    return max(0, min(limits))
+        limits.append((programme.cap_per_enterprise_year_amount - used, Reason.CAP_REACHED))
+    amount, limit = min(limits, key=lambda pair: pair[0])
+    return max(0, amount), limit
 
 
 def _legs(*, voucher: Voucher, beneficiary: Organisation, amount: int) -> list[Leg]:
@@ -121,17 +154,22 @@ def _legs(*, voucher: Voucher, beneficiary: Organisation, amount: int) -> list[L
 
 
 def _redeem(
-    state: _Settlement, *, voucher: Voucher, line: InvoiceLine, beneficiary, rate_bp: int, amount
+    state: _Settlement,
+    *,
+    voucher: Voucher,
+    line: InvoiceLine,
+    beneficiary,
+    rate_bp: int,
+    amount: int,
+    records: list[UsageRecord],
 ) -> Redemption:
     programme = voucher.programme
-    usage = line.usage_record
-    assert usage is not None  # only usage lines reach here
     ledger_txn, _created = transaction_post(
         business_key=f"redemption:line:{line.pk}:voucher:{voucher.pk}",
         kind="voucher_redemption",
         legs=_legs(voucher=voucher, beneficiary=beneficiary, amount=amount),
         memo=f"Voucher {voucher.pk} pays {amount} of invoice line {line.pk} "
-        f"(usage records {usage.pk}; {programme.settlement_mode})",
+        f"({len(records)} usage records; {programme.settlement_mode})",
     )
     redemption = Redemption.objects.create(
         voucher=voucher,
@@ -142,9 +180,10 @@ def _redeem(
         rate_bp=rate_bp,
         settlement_mode=programme.settlement_mode,
         year=usage_year(line),
+        contract_key=line_contract(line).key,
         ledger_transaction=ledger_txn,
     )
-    redemption.usage_records.add(usage)
+    redemption.usage_records.add(*records)
     status_record(redemption, new=RS.APPLIED, reason="settled")
     state.balances[voucher.pk] -= amount
     if programme.funding == Funding.POOL:
@@ -220,14 +259,14 @@ def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
         return invoice.voucher_amount
     with transaction.atomic():
         lines = list(
-            invoice.lines.filter(kind=InvoiceLine.Kind.USAGE, usage_record__isnull=False)
+            invoice.lines.filter(kind=InvoiceLine.Kind.USAGE, lease__isnull=False)
             .select_related(
                 "invoice__buyer",
-                "usage_record",
                 "provider",
                 "lease__node__site",
                 "lease__node__gpu_model",
             )
+            .prefetch_related("usage_records")
             .order_by("pk")
         )
         vouchers = _lock(invoice, lines)
@@ -243,22 +282,61 @@ def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
         return _invoice_apply(invoice, state)
 
 
+def _refuse(line: InvoiceLine, voucher: Voucher, reason: str, amount: int, detail: str) -> None:
+    """Record the rule that kept `amount` of subsidy off the line (once)."""
+    if amount <= 0:
+        return
+    SubsidyRefusal.objects.get_or_create(
+        invoice_line=line,
+        programme=voucher.programme,
+        reason=reason,
+        defaults={"voucher": voucher, "amount": amount, "detail": detail[:300]},
+    )
+
+
 def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Voucher], done) -> None:
-    assert line.usage_record is not None  # only usage lines reach here
-    usage_start = line.usage_record.window_start
+    """Let each voucher pay on the line; every rule that zeroes or reduces a
+    programme's share is recorded on the line (SubsidyRefusal)."""
+    shortfall: dict[int, tuple[Voucher, int, str]] = {}  # programme → (voucher, target, limit)
     for voucher in vouchers:
         programme = voucher.programme
         beneficiary = line.invoice.buyer if programme.beneficiary == BUYERS else line.provider
         if voucher.holder_id != beneficiary.pk or (line.pk, voucher.pk) in done:
             continue
-        if not voucher.valid_from <= usage_start < voucher.valid_until:
-            continue
-        if line_ineligibility(programme=programme, line=line, beneficiary=beneficiary):
-            continue
-        if one_claim_conflict(programme=programme, line=line, voucher_id=voucher.pk):
+        records, eligible_amount = _eligible(voucher, line)
+        if not records:
             continue
         rate_bp = line_rate_bp(programme=programme, line=line, beneficiary=beneficiary)
-        amount = _room(state, voucher=voucher, line=line, beneficiary=beneficiary, rate_bp=rate_bp)
+        target = apply_basis_points(amount=eligible_amount, basis_points=rate_bp)
+        reason, detail = line_refusal(programme=programme, line=line, beneficiary=beneficiary)
+        if not reason and one_claim_conflict(programme=programme, line=line, voucher_id=voucher.pk):
+            reason = Reason.SECOND_CLAIM
+            detail = f"another voucher of the programme claimed contract {line_contract(line).key}"
+        if reason:
+            # what the programme would have paid and has not (another of its vouchers may have)
+            unpaid = target - state.by_programme[(line.pk, programme.pk)]
+            _refuse(line, voucher, reason, unpaid, detail)
+            continue
+        if line.gpu_seconds_lost:
+            lost = amount_for_gpu_seconds(
+                gpu_seconds=line.gpu_seconds_lost, price_amount=line.price_amount
+            )
+            hours = f"{line.gpu_seconds_lost / 3600:.4f}"
+            _refuse(
+                line,
+                voucher,
+                Reason.FAULT_TIME,
+                apply_basis_points(amount=lost, basis_points=rate_bp),
+                f"{hours} GPU-hours lost to faults",
+            )
+        amount, limit = _room_and_limit(
+            state,
+            voucher=voucher,
+            line=line,
+            beneficiary=beneficiary,
+            rate_bp=rate_bp,
+            eligible_amount=eligible_amount,
+        )
         if amount > 0:
             _redeem(
                 state,
@@ -267,7 +345,13 @@ def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Vouche
                 beneficiary=beneficiary,
                 rate_bp=rate_bp,
                 amount=amount,
+                records=records,
             )
+        shortfall[programme.pk] = (voucher, target, limit)
+    for programme_pk, (voucher, target, limit) in shortfall.items():
+        short = target - state.by_programme[(line.pk, programme_pk)]
+        if limit and short > 0:
+            _refuse(line, voucher, limit, short, "")
 
 
 def _vouchers_mark_exhausted(state: _Settlement, vouchers: list[Voucher]) -> None:

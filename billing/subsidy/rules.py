@@ -3,21 +3,35 @@
 Pure reads: settlement (billing.subsidy.redemption) and the fraud rules call these.
 """
 
+import datetime as dt
+from dataclasses import dataclass
+
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from accounts.models import Membership, Organisation
-from billing.models import InvoiceLine, Redemption, SubsidyProgramme
+from accounts.selectors import declared_affiliation
+from billing.models import (
+    FrameworkAgreement,
+    InvoiceLine,
+    Redemption,
+    SubsidyProgramme,
+    SubsidyRefusal,
+)
+from market.models import Lease
 
 
-def affiliation_evidence(*, a: Organisation, b: Organisation) -> str:
-    """Why `a` and `b` look like related parties ('' when they do not): the
-    same organisation, credit codes sharing the configured prefix (the
-    registration authority, region and leading digits of the organisation
-    code), or a member with the same e-mail address in both."""
-    if a.pk == b.pk:
-        return "same organisation"
+def affiliation_signals(*, a: Organisation, b: Organisation) -> str:
+    """Why `a` and `b` *might* be related parties, for the fraud review ('' when
+    nothing suggests it): a declared or staff-verified affiliation, credit
+    codes sharing the configured prefix (the registration authority, region
+    and leading digits of the organisation code: firms registered in the same
+    district share it), or a member with the same e-mail address in both.
+    Only a declared affiliation refuses a subsidy (`line_ineligibility`)."""
+    declared = declared_affiliation(a=a, b=b)
+    if declared:
+        return declared
     length = settings.VOUCHER_AFFILIATION_PREFIX_LENGTH
     if a.credit_code[:length] == b.credit_code[:length]:
         return f"credit codes share the prefix {a.credit_code[:length]}"
@@ -35,20 +49,31 @@ def affiliation_evidence(*, a: Organisation, b: Organisation) -> str:
 
 
 def organisations_affiliated(*, a: Organisation, b: Organisation) -> bool:
-    return bool(affiliation_evidence(a=a, b=b))
+    """Affiliated by declared ownership or a staff-verified link."""
+    return bool(declared_affiliation(a=a, b=b))
 
 
 def line_ineligibility(
     *, programme: SubsidyProgramme, line: InvoiceLine, beneficiary: Organisation
 ) -> str:
     """Why `programme` does not pay for `line` ('' when it does)."""
-    usage, lease = line.usage_record, line.lease
-    if line.kind != InvoiceLine.Kind.USAGE or usage is None or lease is None or line.amount <= 0:
-        return "not metered usage"
+    return line_refusal(programme=programme, line=line, beneficiary=beneficiary)[1]
+
+
+def line_refusal(
+    *, programme: SubsidyProgramme, line: InvoiceLine, beneficiary: Organisation
+) -> tuple[str, str]:
+    """The rule by which `programme` pays nothing for `line`, as (reason code
+    of SubsidyRefusal.Reason, what it found); ("", "") when it pays."""
+    R = SubsidyRefusal.Reason
+    lease = line.lease
+    if line.kind != InvoiceLine.Kind.USAGE or lease is None or line.amount <= 0:
+        return R.NOT_ELIGIBLE, "not metered usage"
     if programme.currency != line.invoice.currency:
-        return "currency"
-    if not programme.valid_from <= usage.window_start < programme.valid_until:
-        return "usage outside the programme's validity"
+        return R.NOT_ELIGIBLE, "currency"
+    assert line.window_start is not None and line.window_end is not None  # usage lines have them
+    if line.window_end <= programme.valid_from or line.window_start >= programme.valid_until:
+        return R.NOT_ELIGIBLE, "usage outside the programme's validity"
     site = lease.node.site
     gpu_model = lease.node.gpu_model
     buyer = line.invoice.buyer
@@ -61,29 +86,52 @@ def line_ineligibility(
         (programme.buyer_must_be_verified and not beneficiary.verified, "not verified"),
         (
             programme.max_contract_days is not None
-            and (lease.ends_at - lease.starts_at).total_seconds()
-            > programme.max_contract_days * 86_400,
+            and line_contract(line).term.total_seconds() > programme.max_contract_days * 86_400,
             "contract term too long",
         ),
     ]
     for failed, reason in checks:
         if failed:
-            return reason
+            return R.NOT_ELIGIBLE, reason
     provider_ids = {p.pk for p in programme.eligible_providers.all()}
     if provider_ids and line.provider_id not in provider_ids:
-        return "provider not listed"
-    if programme.forbid_affiliated and organisations_affiliated(a=buyer, b=line.provider):
-        return "buyer and provider are affiliated"
-    return ""
+        return R.NOT_LISTED, f"{line.provider.legal_name} is not on the programme's list"
+    if programme.forbid_affiliated:
+        evidence = declared_affiliation(a=buyer, b=line.provider)
+        if evidence:
+            return R.AFFILIATED, evidence
+    return "", ""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a programme means by a contract: the order the usage was bought
+    under, or the framework agreement covering that order, with its term."""
+
+    key: str  # "order:N" or "framework:N"
+    term: dt.timedelta
+
+
+def line_contract(line: InvoiceLine) -> Contract:
+    assert line.lease is not None  # only usage lines have a contract
+    order_id = line.lease.order_id
+    agreement = FrameworkAgreement.objects.filter(orders=order_id).order_by("pk").first()
+    if agreement is not None:
+        return Contract(f"framework:{agreement.pk}", agreement.term_end - agreement.term_start)
+    span = Lease.objects.filter(order_id=order_id).aggregate(
+        start=Min("starts_at"), end=Max("ends_at")
+    )
+    return Contract(f"order:{order_id}", span["end"] - span["start"])
 
 
 def one_claim_conflict(*, programme: SubsidyProgramme, line: InvoiceLine, voucher_id: int) -> bool:
-    """'One claim per contract': a lease already subsidised through another
-    voucher of this programme is not subsidised through a second one."""
+    """'One claim per contract': a contract (an order, or a framework agreement
+    over several orders — every lease of it) already subsidised through
+    another voucher of this programme is not subsidised through a second one."""
     if not programme.one_claim_per_contract or line.lease_id is None:
         return False
     return (
-        Redemption.objects.filter(programme=programme, invoice_line__lease_id=line.lease_id)
+        Redemption.objects.filter(programme=programme, contract_key=line_contract(line).key)
         .exclude(Q(voucher_id=voucher_id) | Q(status=Redemption.Status.CLAWED_BACK))
         .exists()
     )
@@ -102,6 +150,7 @@ def line_rate_bp(
 
 
 def usage_year(line: InvoiceLine) -> int:
-    """The calendar year (local time) of the usage, for the per-year cap."""
-    assert line.usage_record is not None  # only usage lines are subsidised
-    return timezone.localtime(line.usage_record.window_start).year
+    """The calendar year (local time) of the usage, for the per-year cap (a
+    line lies in one billing period, so in one year)."""
+    assert line.window_start is not None  # only usage lines are subsidised
+    return timezone.localtime(line.window_start).year

@@ -10,27 +10,44 @@ from billing.models import (
     FraudFlag,
     Invoice,
     LedgerAccount,
+    Posting,
     Redemption,
     SubsidyProgramme,
+    SubsidyRefusal,
     Voucher,
     VoucherApplication,
 )
 from billing.subsidy.accounts import programme_accounts
 
 LIVE = (Redemption.Status.APPLIED, Redemption.Status.HELD)
+CLAIM_PAID_KIND = "subsidy_claim_paid"  # the ledger kind of billing.subsidy.claims' payment
 
 
 @dataclass(frozen=True)
 class Budget:
+    """A programme's budget in four buckets that always add up to its total:
+
+        total = left + committed + spent + paid_out
+
+    left: not committed, not spent; committed: reserved by vouchers (reserved
+    funding), not yet redeemed; spent: redeemed (net of claw-backs) and not
+    yet paid by the authority — what it owes on claims; paid_out: what the
+    authority has paid on claims. A claim payment moves spent to paid_out; a
+    claw-back after payment leaves spent below zero by what the authority
+    overpaid (to net against its next claim). Pool vouchers' unspent
+    balances are entitlements outside the budget.
+    """
+
     total: int
-    left: int  # not committed, not spent
-    committed: int  # reserved by vouchers, not yet spent
-    spent: int  # paid by redemptions (net of claw-backs)
-    pool_entitlements: int  # pool vouchers' unspent balances (outside the budget)
+    left: int
+    committed: int
+    spent: int
+    paid_out: int
+    pool_entitlements: int
 
     @property
     def holds(self) -> bool:
-        return self.total == self.left + self.committed + self.spent
+        return self.total == self.left + self.committed + self.spent + self.paid_out
 
 
 def programme_budget(*, programme: SubsidyProgramme) -> Budget:
@@ -42,11 +59,19 @@ def programme_budget(*, programme: SubsidyProgramme) -> Budget:
     )
     voucher_total = -(vouchers.aggregate(total=Sum("balance"))["total"] or 0)
     reserved = programme.funding == SubsidyProgramme.Funding.RESERVED
+    # claim payments credit the spent account (billing.subsidy.claims): what they moved is paid
+    paid_out = -(
+        Posting.objects.filter(account=accounts.spent, transaction__kind=CLAIM_PAID_KIND).aggregate(
+            total=Sum("amount")
+        )["total"]
+        or 0
+    )
     return Budget(
         total=programme.budget_amount,
         left=accounts.left.normal_balance,
         committed=voucher_total if reserved else 0,
         spent=accounts.spent.normal_balance,
+        paid_out=paid_out,
         pool_entitlements=0 if reserved else voucher_total,
     )
 
@@ -90,6 +115,15 @@ def applications_for(*, organisation: Organisation) -> QuerySet[VoucherApplicati
 def redemptions_for_authority(*, authority: Organisation) -> QuerySet[Redemption]:
     return Redemption.objects.filter(programme__authority=authority).select_related(
         "voucher", "programme", "beneficiary", "invoice_line__invoice", "invoice_line__provider"
+    )
+
+
+def refusals_for_programme(*, programme: SubsidyProgramme) -> QuerySet[SubsidyRefusal]:
+    """The rules that kept subsidy back on the programme's lines, newest first."""
+    return (
+        SubsidyRefusal.objects.filter(programme=programme)
+        .select_related("invoice_line__invoice__buyer", "invoice_line__provider")
+        .order_by("-pk")
     )
 
 

@@ -67,6 +67,9 @@ def line_usage_records(line: InvoiceLine) -> list[UsageRecord]:
     """The usage records behind a line: its own record, or, for a line that
     covers a lease over a window, the lease's records of that window."""
     records = UsageRecord.objects.select_related("lease").order_by("pk")
+    linked = list(records.filter(invoice_link__line=line))  # the line's evidence (issue 16)
+    if linked:
+        return linked
     own = getattr(line, "usage_record_id", None)
     if own is not None:
         return list(records.filter(pk=own))

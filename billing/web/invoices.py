@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import organisation_for_user
 from billing import payments, selectors
+from billing.subsidy import invoice_pending_reimbursements, reimbursement_submit
 from core.errors import ApplicationError
 
 TEST_CARDS = [
@@ -40,7 +41,29 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
     invoice = _invoice(request, pk)
-    return render(request, "billing/invoice.html", {"invoice": invoice, "test_cards": TEST_CARDS})
+    return render(
+        request,
+        "billing/invoice.html",
+        {
+            "invoice": invoice,
+            "test_cards": TEST_CARDS,
+            "reimbursements": invoice_pending_reimbursements(invoice=invoice),
+        },
+    )
+
+
+@login_required
+@require_POST
+def invoice_reimbursement(request: HttpRequest, pk: int) -> HttpResponse:
+    """兑付: the buyer presents its paid invoice for the reimburse-mode subsidy."""
+    invoice = _invoice(request, pk)
+    try:
+        reimbursement_submit(invoice=invoice, actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("The paid invoice is presented for reimbursement (兑付)."))
+    return redirect("billing-invoice", pk=invoice.pk)
 
 
 @login_required

@@ -95,6 +95,7 @@ def programme_detail(request: HttpRequest, authority, pk: int) -> HttpResponse:
             "chart": mark_safe(budget_burn_down_svg(programme=programme)),  # noqa: S308 - pygal output
             "breakdowns": breakdowns,
             "redemptions": redemptions,
+            "refusals": subsidy_selectors.refusals_for_programme(programme=programme)[:50],
             "months": claim_months(programme=programme),
             "claims": claims_by_month(
                 programme=programme, months=claim_months(programme=programme)

@@ -9,6 +9,11 @@ urlpatterns = [
     path("billing/invoices/<int:pk>/", invoices.invoice_detail, name="billing-invoice"),
     path("billing/invoices/<int:pk>/print/", invoices.invoice_print, name="billing-invoice-print"),
     path("billing/invoices/<int:pk>/pay/", invoices.invoice_pay, name="billing-invoice-pay"),
+    path(
+        "billing/invoices/<int:pk>/reimbursement/",
+        invoices.invoice_reimbursement,
+        name="billing-invoice-reimbursement",
+    ),
     path("billing/payouts/", payouts.payout_list, name="billing-payouts"),
     path(
         "billing/payouts/<int:pk>/statement.csv",

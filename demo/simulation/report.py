@@ -24,6 +24,7 @@ from billing.models import (
     FraudFlag,
     Invoice,
     InvoiceLine,
+    InvoiceLineUsage,
     Payout,
     PayoutLine,
     Redemption,
@@ -271,17 +272,26 @@ def _no_gpu_twice() -> Check:
     return Check("no GPU allocated twice", not over, f"{len(by_node)} nodes swept; over: {over}")
 
 
+def _lines_not_matching_their_records(lines):
+    """Usage lines whose GPU-seconds are not the sum of their usage records'."""
+    summed = lines.annotate(evidence=Sum("usage_records__gpu_seconds_delivered"))
+    return summed.exclude(gpu_seconds=F("evidence"))
+
+
 def _invoice_lines_backed() -> Check:
     usage_lines = InvoiceLine.objects.filter(kind=InvoiceLine.Kind.USAGE)
-    unbacked = usage_lines.filter(usage_record__isnull=True).count()
-    mismatched = usage_lines.exclude(gpu_seconds=F("usage_record__gpu_seconds_delivered")).count()
-    # OneToOne: a record is on at most one line; count lines per record to show it
-    doubled = usage_lines.values("usage_record").annotate(n=Count("pk")).filter(n__gt=1).count()
+    unbacked = usage_lines.filter(usage_links__isnull=True).count()
+    mismatched = _lines_not_matching_their_records(usage_lines).count()
+    # one line per lease per period; a record is on at most one line (the link's
+    # unique key): count records linked twice to show it
+    doubled = (
+        InvoiceLineUsage.objects.values("usage_record").annotate(n=Count("pk")).filter(n__gt=1)
+    ).count()
     ok = unbacked == 0 and mismatched == 0 and doubled == 0
     return Check(
         "invoice lines backed by usage, each record on ≤ 1 line",
         ok,
-        f"{usage_lines.count()} lines; unbacked {unbacked}, not matching their record "
+        f"{usage_lines.count()} lines; unbacked {unbacked}, not matching their records "
         f"{mismatched}, records on two lines {doubled}",
     )
 
@@ -349,17 +359,15 @@ def _subsidy_bounded(cast: Cast) -> Check:
             if total > cap:
                 problems.append(f"organisation {beneficiary}: {total} > cap {cap}")
     # never for fault time: a voucher pays at most its line, and a line bills only
-    # the delivered seconds of its usage record (lost seconds are never billed)
+    # the delivered seconds of its usage records (lost seconds are never billed)
     over_line = 0
     for redemption in applied.select_related("invoice_line"):
         line = redemption.invoice_line
         if line is not None and redemption.amount > line.amount:
             over_line += 1
-    lost_billed = (
+    lost_billed = _lines_not_matching_their_records(
         InvoiceLine.objects.filter(kind=InvoiceLine.Kind.USAGE, voucher_amount__gt=0)
-        .exclude(gpu_seconds=F("usage_record__gpu_seconds_delivered"))
-        .count()
-    )
+    ).count()
     ok = not problems and not over_line and not lost_billed
     return Check(
         "subsidy ≤ budget, ≤ caps, never for fault time",

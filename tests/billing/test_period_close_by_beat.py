@@ -96,7 +96,7 @@ def test_beat_alone_issues_one_invoice_per_buyer_with_usage_across_a_month_end(
             draft = Invoice.objects.get(buyer=buyers[name], status=Invoice.Status.DRAFT)
             assert draft.period_start == NOV
         assert not UsageRecord.objects.filter(
-            lease__buyer=buyers["A"], invoice_line__isnull=True
+            lease__buyer=buyers["A"], invoice_link__isnull=True
         ).exists()
         # when: beat runs on past the month's end and its close
         beat.play(until=DEC + 90 * m)
@@ -111,7 +111,7 @@ def test_beat_alone_issues_one_invoice_per_buyer_with_usage_across_a_month_end(
         assert sum(line.gpu_seconds for line in invoice.lines.all()) == gpu_seconds
         assert (
             not UsageRecord.objects.filter(lease__buyer=buyers[name], window_end__lte=DEC)
-            .exclude(invoice_line__invoice=invoice)
+            .exclude(invoice_link__line__invoice=invoice)
             .exists()
         )
     assert not Invoice.objects.filter(buyer=buyers["E"]).exists()
@@ -119,8 +119,8 @@ def test_beat_alone_issues_one_invoice_per_buyer_with_usage_across_a_month_end(
     december = UsageRecord.objects.filter(lease=leases[2], window_start__gte=DEC)
     assert sum(r.gpu_seconds_delivered for r in december) == 3_600
     assert (
-        not december.exclude(invoice_line__isnull=True)
-        .exclude(invoice_line__invoice__status="draft")
+        not december.exclude(invoice_link__isnull=True)
+        .exclude(invoice_link__line__invoice__status="draft")
         .exists()
     )
     # and the close queued exactly one settlement task per buyer with usage

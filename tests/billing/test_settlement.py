@@ -111,18 +111,18 @@ def test_a_month_of_three_leases_gives_lines_totals_fee_and_provider_nets_to_the
     invoice = invoice_build_for_period(buyer=buyer_org, period_start=MAY, period_end=JUNE)
     invoice = invoice_issue(invoice=invoice)
 
-    # then: one line per usage record, GPU-seconds × price / 3600 half-even
+    # then: one line per lease, GPU-seconds × price / 3600 half-even, once
     lines = list(invoice.lines.order_by("window_start"))
-    assert [line.amount for line in lines] == [123_400, 123_400, 600_000, 987]
-    assert [line.fee_amount for line in lines] == [6_170, 6_170, 30_000, 49]  # 49.35 → 49
-    assert [line.provider_net_amount for line in lines] == [117_230, 117_230, 570_000, 938]
+    assert [line.amount for line in lines] == [246_800, 600_000, 987]
+    assert [line.fee_amount for line in lines] == [12_340, 30_000, 49]  # 49.35 → 49
+    assert [line.provider_net_amount for line in lines] == [234_460, 570_000, 938]
     assert [line.gpu_hours for line in lines] == [
-        Decimal("100.0000"),
-        Decimal("100.0000"),
+        Decimal("200.0000"),
         Decimal("300.0000"),
         Decimal("1.0003"),
     ]
-    assert lines[2].pflops_hours == Decimal("296.8200")  # 300 GPU-h × 989.4 TFLOPS (H800 BF16)
+    assert [line.usage_records.count() for line in lines] == [2, 1, 1]
+    assert lines[1].pflops_hours == Decimal("296.8200")  # 300 GPU-h × 989.4 TFLOPS (H800 BF16)
     assert (lines[0].energy_kwh, lines[0].carbon_kg) == (Decimal("70.000"), Decimal("38.500"))
     assert invoice.status == Invoice.Status.OPEN
     assert invoice.number == f"INV-202605010000-{buyer_org.pk:05d}"
@@ -137,7 +137,7 @@ def test_a_month_of_three_leases_gives_lines_totals_fee_and_provider_nets_to_the
     assert invoice_invariants_hold(invoice)
     # and the ledger: receivable 8,477.87; payables 2,353.98 and 5,700.00; fee 423.89
     assert _balance(P.BUYER_RECEIVABLE, buyer_org) == 847_787
-    assert _balance(P.PROVIDER_PAYABLE, gansu) == 117_230 * 2 + 938 == 235_398
+    assert _balance(P.PROVIDER_PAYABLE, gansu) == 234_460 + 938 == 235_398
     assert _balance(P.PROVIDER_PAYABLE, guizhou) == 570_000
     assert _balance(P.PLATFORM_FEE) == 42_389
     assert LedgerTransaction.objects.get().business_key == f"invoice:{invoice.pk}:issue"
@@ -146,21 +146,27 @@ def test_a_month_of_three_leases_gives_lines_totals_fee_and_provider_nets_to_the
 
 @pytest.mark.django_db
 def test_one_gpu_second_at_12_34_an_hour_rounds_half_even_once_per_line(buyer_org):
-    # given 1 GPU-second, 900 and 2,700 GPU-seconds at ¥12.34 per GPU-hour
+    # given four 15-minute windows of one GPU at ¥12.34 per GPU-hour, and a
+    # second lease that delivered 1 GPU-second
     provider = _provider("P")
     lease = _lease(
         buyer=buyer_org, provider=provider, price_amount=1_234, gpu_count=1, starts_at=MAY, hours=2
     )
-    _usage(lease, start=MAY, seconds=1)
-    _usage(lease, start=MAY + dt.timedelta(minutes=10), seconds=900)
-    _usage(lease, start=MAY + dt.timedelta(minutes=30), seconds=2_700)
+    for quarter in range(4):
+        _usage(lease, start=MAY + dt.timedelta(minutes=15 * quarter), seconds=900)
+    tiny = _lease(
+        buyer=buyer_org, provider=provider, price_amount=1_234, gpu_count=1, starts_at=MAY, hours=1
+    )
+    _usage(tiny, start=MAY + dt.timedelta(hours=1), seconds=1)
 
     # when
     invoice = invoice_build_for_period(buyer=buyer_org, period_start=MAY, period_end=JUNE)
 
-    # then 0.3428 fen → 0; 308.5 → 308 (even); 925.5 → 926 (even)
-    assert amount_for_gpu_seconds(gpu_seconds=1, price_amount=1_234) == 0
-    assert list(invoice.lines.values_list("amount", flat=True)) == [0, 308, 926]
+    # then each window alone would be 308.5 fen → 308 (even), 4 × 308 = 1,232;
+    # the lease's line is 3,600 GPU-seconds priced once: exactly 1,234
+    assert amount_for_gpu_seconds(gpu_seconds=900, price_amount=1_234) == 308
+    assert list(invoice.lines.values_list("amount", "gpu_seconds")) == [(1_234, 3_600), (0, 1)]
+    assert invoice.lines.first().usage_records.count() == 4
     assert invoice.total_amount == 1_234
 
 
@@ -283,9 +289,13 @@ def test_a_closed_period_stays_closed_and_late_usage_goes_on_the_next_invoice(
     again = invoice_build_for_period(buyer=buyer_org, period_start=MAY, period_end=JUNE)
     assert again.pk == may.pk
     assert again.total_amount == 847_787
-    assert again.lines.count() == 4
+    assert again.lines.count() == 3
+    # as an adjustment line of its own: May's usage of that lease, on June's invoice
     june = invoice_settle(buyer=buyer_org, period_start=JUNE, period_end=JULY)
-    assert june.lines.get().usage_record == late
+    adjustment = june.lines.get()
+    assert list(adjustment.usage_records.all()) == [late]
+    assert adjustment.is_adjustment and adjustment.description.startswith("Late usage of 2026-05")
+    assert adjustment.amount == amount_for_gpu_seconds(gpu_seconds=7_200, price_amount=1_234)
     # and an on-demand invoice overlapping May is refused
     with pytest.raises(Conflict):
         invoice_build_for_period(

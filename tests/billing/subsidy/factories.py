@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from accounts.models import Organisation
-from billing.models import Invoice, InvoiceLine, SubsidyProgramme
+from billing.models import Invoice, InvoiceLine, InvoiceLineUsage, SubsidyProgramme
 from billing.subsidy.services import programme_create
 from core.money import amount_for_gpu_seconds
 from tests.factories import (
@@ -92,16 +92,19 @@ def invoice_with_lines(buyer: Organisation, specs: list[dict], *, start=None) ->
             avg_utilisation=Decimal(spec.get("utilisation", "85.00")),
         )
         amount = amount_for_gpu_seconds(gpu_seconds=gpu_seconds, price_amount=lease.price_amount)
-        InvoiceLine.objects.create(
+        line = InvoiceLine.objects.create(
             invoice=invoice,
-            usage_record=usage,
             lease=lease,
             provider=provider,
             description=f"{lease} usage",
+            window_start=usage.window_start,
+            window_end=usage.window_end,
             gpu_seconds=gpu_seconds,
+            gpu_seconds_lost=usage.gpu_seconds_lost,
             price_amount=lease.price_amount,
             amount=amount,
         )
+        InvoiceLineUsage.objects.create(line=line, usage_record=usage)
         gross += amount
     Invoice.objects.filter(pk=invoice.pk).update(
         gross_amount=gross, total_amount=gross, buyer_amount=gross

@@ -47,6 +47,7 @@ def test_an_authority_creates_a_programme_and_sees_its_budget(authority_client):
         "left_amount": 10_000_000,
         "committed_amount": 0,
         "spent_amount": 0,
+        "paid_out_amount": 0,
         "pool_entitlements_amount": 0,
     }
     listed = authority_client.get("/api/v1/programmes/").json()

@@ -6,15 +6,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.urls import reverse
 
 from accounts.models import Organisation
 from billing.invoices import invoice_build_for_period
 from billing.ledger import account_get, ledger_is_balanced
-from billing.models import LedgerAccount, LedgerTransaction, Redemption, SubsidyClaim
-from billing.settlement import invoice_issue
+from billing.models import LedgerAccount, LedgerTransaction, Redemption, Reimbursement, SubsidyClaim
+from billing.settlement import invoice_issue, invoice_mark_paid
+from billing.subsidy import invoice_pending_reimbursements, reimbursement_submit
 from billing.subsidy.accounts import programme_accounts
 from billing.subsidy.claims import claim_approve, claim_mark_paid, claim_reject, claim_submit
 from billing.subsidy.redemption import redemption_claw_back
+from billing.subsidy.selectors import programme_budget
 from core.errors import ApplicationError, Conflict
 from tests.billing.subsidy.factories import programme, site_for, spread_organisation, voucher
 from tests.factories import (
@@ -57,10 +60,10 @@ def _bill(buyer, provider, *, start, gpu_seconds):
     return invoice_issue(invoice=invoice)
 
 
-@pytest.fixture
-def may(authority_org, provider_org):
+def _may(authority_org, provider_org, *, present: bool):
     """May 2026: a 30 % deduct programme pays ¥3,000.00 of Zhimo's ¥10,000.00;
-    a 20 % reimburse programme owes Vision ¥1,000.00 of its ¥5,000.00."""
+    a 20 % reimburse programme owes Vision ¥1,000.00 of its ¥5,000.00 (which
+    Vision pays in full and, if `present`, presents for 兑付)."""
     with time_machine.travel(NOW, tick=False):
         zhimo = spread_organisation(Organisation.Kind.BUYER, legal_name="Hangzhou Zhimo AI")
         vision = spread_organisation(Organisation.Kind.BUYER, legal_name="Chengdu Vision Tech")
@@ -84,7 +87,55 @@ def may(authority_org, provider_org):
         )
     assert (zhimo_invoice.voucher_amount, zhimo_invoice.buyer_amount) == (300_000, 700_000)
     assert (vision_invoice.voucher_amount, vision_invoice.buyer_amount) == (0, 500_000)
-    return {"deduct": deduct, "reimburse": reimburse, "zhimo": zhimo, "vision": vision}
+    with time_machine.travel(NOW + dt.timedelta(days=1), tick=False):
+        vision_invoice = invoice_mark_paid(
+            invoice=vision_invoice, amount=500_000, business_key="test:vision-card"
+        )
+        if present:
+            reimbursement_submit(invoice=vision_invoice)
+    return {
+        "deduct": deduct,
+        "reimburse": reimburse,
+        "zhimo": zhimo,
+        "vision": vision,
+        "vision_invoice": vision_invoice,
+    }
+
+
+@pytest.fixture
+def may(authority_org, provider_org):
+    return _may(authority_org, provider_org, present=True)
+
+
+def test_reimburse_mode_claims_only_invoices_the_buyer_presented_for_dui_fu(
+    authority_org, provider_org, client
+):
+    # given: Vision paid its invoice in full; ¥1,000.00 is pending reimbursement
+    world = _may(authority_org, provider_org, present=False)
+    invoice = world["vision_invoice"]
+    (pending,) = invoice_pending_reimbursements(invoice=invoice)
+    assert (pending.amount, pending.usage_records, pending.reimbursement) == (100_000, 1, None)
+    client.force_login(member_of(world["vision"]))
+    page = client.get(reverse("billing-invoice", args=[invoice.pk])).content.decode()
+    assert "Subsidy to be reimbursed to you" in page and "¥1,000.00" in page
+    assert "pending: present the paid invoice" in page
+    # then: nothing to claim for the reimburse programme until it is presented
+    with pytest.raises(ApplicationError):
+        claim_submit(programme=world["reimburse"], year=2026, month=5)
+    # when: Vision presents the paid invoice (兑付) from its invoice page
+    response = client.post(reverse("billing-invoice-reimbursement", args=[invoice.pk]))
+    assert response.status_code == 302
+    reimbursement = Reimbursement.objects.get()
+    assert (reimbursement.amount, reimbursement.usage_record_count, reimbursement.status) == (
+        100_000,
+        1,
+        "submitted",
+    )
+    # then: the authority's claim takes it, and paying it leaves the budget whole
+    claim = _pay(claim_submit(programme=world["reimburse"], year=2026, month=5))
+    assert (claim.reimburse_amount, claim.status) == (100_000, "paid")
+    budget = programme_budget(programme=world["reimburse"])
+    assert (budget.spent, budget.paid_out, budget.holds) == (0, 100_000, True)
 
 
 def _pay(claim, actor=None):

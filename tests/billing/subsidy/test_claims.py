@@ -76,7 +76,7 @@ def test_the_may_2026_claim_matches_the_hand_checked_file():
     # then
     ids = {}
     for n, line in enumerate((l1, l2, l3), start=1):
-        ids[f"u{n}"], ids[f"l{n}"] = line.usage_record_id, line.lease_id
+        ids[f"u{n}"], ids[f"l{n}"] = line.usage_links.get().usage_record_id, line.lease_id
     expected = (DATA / "claim_2026_05.csv").read_text(encoding="utf-8").format(**ids)
     assert produced == expected
     groups = claim_summary(claim_rows(programme=prog, year=2026, month=5))

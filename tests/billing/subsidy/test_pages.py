@@ -38,7 +38,7 @@ def test_the_authority_dashboard_and_programme_page_render_with_a_chart(client, 
 def test_the_claim_page_and_csv_download(client, authority, settled):
     prog, invoice = settled
     client.force_login(authority)
-    local = timezone.localtime(invoice.lines.get().usage_record.window_start)
+    local = timezone.localtime(invoice.lines.get().window_start)
 
     page = client.get(f"/subsidy/programmes/{prog.pk}/claims/{local.year}/{local.month}/")
     csv = client.get(f"/subsidy/programmes/{prog.pk}/claims/{local.year}/{local.month}.csv")
