@@ -36,8 +36,8 @@ messages: $(VENV)/.demo-installed
 
 ## Command 1: install, migrate, load demo data, serve on 127.0.0.1:$(PORT) with a live market
 demo: $(VENV)/.demo-installed
-	@echo "Starting the demo: database, demo data, node agents, a simulated market (about 30 s) …"
-	$(PY) manage.py demo --port $(PORT)
+	@echo "Starting the demo: database, demo data, node agents, a simulated market (about a minute) …"
+	@$(PY) manage.py demo --port $(PORT)
 
 ## Command 2: the whole test suite (lint, migrations check, import contracts, types, pytest)
 test: install

@@ -37,7 +37,7 @@ def main() -> None:
         cursor.execute("TRUNCATE billing_trailleaf, billing_treehead CASCADE")
         cursor.execute("SET session_replication_role = DEFAULT")
     UsageRecord.objects.all().delete()
-    node = make_nodes(1, gpus=8, label="trail")[0]
+    node, _token = make_nodes(1, gpus=8, label="trail")[0]
     lease = LeaseFactory(offer=OfferFactory(node=node), order=OrderFactory())
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     step = dt.timedelta(minutes=5)

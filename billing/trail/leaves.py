@@ -64,24 +64,8 @@ def usage_hashes(usages) -> dict[str, str]:
 
 
 def line_usage_records(line: InvoiceLine) -> list[UsageRecord]:
-    """The usage records behind a line: its own record, or, for a line that
-    covers a lease over a window, the lease's records of that window."""
-    records = UsageRecord.objects.select_related("lease").order_by("pk")
-    linked = list(records.filter(invoice_link__line=line))  # the line's evidence (issue 16)
-    if linked:
-        return linked
-    own = getattr(line, "usage_record_id", None)
-    if own is not None:
-        return list(records.filter(pk=own))
-    if line.lease_id is None or line.window_start is None or line.window_end is None:
-        return []
-    return list(
-        records.filter(
-            lease_id=line.lease_id,
-            window_start__gte=line.window_start,
-            window_start__lt=line.window_end,
-        )
-    )
+    """The usage records behind a line (its evidence, linked to it by billing)."""
+    return list(line.usage_records.select_related("lease").order_by("pk"))
 
 
 def invoice_line_leaf(line: InvoiceLine) -> dict[str, Any]:

@@ -105,13 +105,15 @@ def trail_append_pending(*, limit: int | None = None) -> int:
     """Log what is not logged yet; returns the number of leaves appended."""
     appended = 0
     for source in SOURCES:
+        after = 0  # within one run, each batch starts past the last one (no rescans)
         while limit is None or appended < limit:
             with transaction.atomic():
                 lock()
-                batch = list(_unlogged(source)[:BATCH])
+                batch = list(_unlogged(source).filter(pk__gt=after)[:BATCH])
                 if not batch:
                     break
                 appended += _append(source, batch, start=trail_size())
+            after = batch[-1].pk
     return appended
 
 

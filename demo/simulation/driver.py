@@ -1,7 +1,7 @@
 """The simulation loop: a step clock, the beat schedule played on it, the
 agents' reports, the people's actions, and the observations the report needs.
 
-Each step (SIM_SETTINGS's reporting interval, 5 simulated minutes) at instant t:
+Each step (the agents' reporting interval, `--step`, 5 simulated minutes by default) at t:
 the clock moves to t (published for the worker); every agent reports; buyers
 order and pay, providers re-price (hourly); each scheduled task of
 CELERY_BEAT_SCHEDULE that is due runs once (a task due more often than a step
@@ -43,15 +43,24 @@ DEFAULT_START = dt.datetime(2026, 3, 2, 0, 0, tzinfo=SHANGHAI)
 # The exchange's settings for a simulated market: agents report once a step,
 # daily invoices (so a day of market closes a period). Applied in this process
 # and passed to the worker's environment.
-SIM_SETTINGS = {
-    "TELEMETRY_INTERVAL_SECONDS": 300.0,
-    "TELEMETRY_SILENT_INTERVALS": 3,
-    "HEALTH_CLEAN_PERIOD_SECONDS": 600,
-    "FAILOVER_AFTER_SECONDS": 900,
-    "METERING_WINDOW_SECONDS": 300,
-    "METERING_GRACE_SECONDS": 120,
-    "BILLING_PERIOD": "daily",
-}
+DEFAULT_STEP = 300
+
+
+def sim_settings(step: int = DEFAULT_STEP) -> dict:
+    return {
+        "TELEMETRY_INTERVAL_SECONDS": float(step),
+        "TELEMETRY_SILENT_INTERVALS": 3,
+        "HEALTH_CLEAN_PERIOD_SECONDS": 2 * step,
+        "FAILOVER_AFTER_SECONDS": 3 * step,
+        "METERING_WINDOW_SECONDS": step,
+        "METERING_GRACE_SECONDS": 120,
+        "BILLING_PERIOD": "daily",
+        # hundreds of agents' batches a step: no WAL flush wait per batch
+        "TELEMETRY_ASYNC_COMMIT": True,
+    }
+
+
+SIM_SETTINGS = sim_settings()
 
 
 @dataclass(frozen=True)
@@ -66,10 +75,7 @@ class Options:
     never_reporting: int = 1
     speed: float = 0.0  # at most this many simulated seconds per real second; 0 = flat out
     start: dt.datetime = DEFAULT_START
-
-    @property
-    def step(self) -> int:
-        return int(SIM_SETTINGS["TELEMETRY_INTERVAL_SECONDS"])
+    step: int = DEFAULT_STEP  # simulated seconds between the agents' reports (whole minutes)
 
 
 @dataclass
@@ -200,11 +206,11 @@ class Beat:
         return ready
 
 
-def settings_apply(extra: dict, *, target=None) -> dict[str, str]:
+def settings_apply(extra: dict, *, target=None, step: int = DEFAULT_STEP) -> dict[str, str]:
     """Apply the simulation's settings to `target` (this process's settings by
     default); returns them as environment values for another process."""
     env = {}
-    for name, value in {**SIM_SETTINGS, **extra}.items():
+    for name, value in {**sim_settings(step), **extra}.items():
         setattr(target or settings, name, value)
         env[name] = str(value).lower() if isinstance(value, bool) else str(value)
     return env

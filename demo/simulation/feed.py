@@ -76,6 +76,10 @@ class MarketFeed(threading.Thread):
 
     def run(self) -> None:
         cast = feed_cast()
+        # a few orders at once, so the feed's buyers have usage in the first
+        # (short) day and the first payout run has paid invoices to pay out
+        for _ in range(3):
+            self._order(cast, clock.now())
         last = clock.now()
         last_hour = last.replace(minute=0, second=0, microsecond=0)
         while not self.stopped.wait(self.tick):

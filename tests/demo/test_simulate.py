@@ -110,11 +110,11 @@ EXPECTED = {
     "GPU-hours delivered": 170.3,
     "GPU-hours lost to faults": 8.0,
     "invoices paid": 2,
-    "revenue (gross billed)": "¥241.07",
-    "platform fees": "¥11.73",
-    "card payments captured": "¥204.67",
-    "payouts": "3 for ¥229.34",
-    "subsidy spent / budget": "¥36.40 / ¥2,000,000.00",
+    "revenue (gross billed)": "¥240.94",
+    "platform fees": "¥12.05",
+    "card payments captured": "¥204.78",
+    "payouts": "3 for ¥228.89",
+    "subsidy spent / budget": "¥36.16 / ¥2,000,000.00",
     "subsidy claims paid": 1,
 }
 

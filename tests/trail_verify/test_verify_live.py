@@ -102,6 +102,22 @@ def test_an_authority_audits_a_claim_end_to_end_and_sees_tampering(world, tmp_pa
     assert as_json["ok"] is True
     assert as_json["subsidy_proved_amount"] == claim.total_amount == 339_437
 
+    # an hour later the log has grown: the new head is proved to extend the one seen,
+    # and the claim's head is proved to be a prefix of it
+    later = UsageRecord.objects.create(
+        lease_id=usage.lease_id,
+        window_start=usage.window_end,
+        window_end=usage.window_end + dt.timedelta(minutes=5),
+        gpu_seconds_delivered=60,
+    )
+    assert trail.tree_head_sign().tree_size == 19
+    result = verify("head")
+    assert result.returncode == 0, result.stdout
+    assert "consistent: size 18 is a prefix of size 19" in result.stdout
+    result = verify("audit-claim", "--claim", str(claim.pk))
+    assert result.returncode == 0, result.stdout
+    assert "latest tree head OK: size 19" in result.stdout
+
     # a usage record rewritten after it was logged: the claim no longer matches the log
     UsageRecord.objects.filter(pk=usage.pk).update(gpu_seconds_delivered=900_000)
     result = verify("audit-claim", "--claim", str(claim.pk))
@@ -130,19 +146,19 @@ def test_an_authority_audits_a_claim_end_to_end_and_sees_tampering(world, tmp_pa
     _unguarded('UPDATE billing_trailleaf SET leaf_hash = %s WHERE "index" = 0', ["00" * 32])
     UsageRecord.objects.create(
         lease_id=usage.lease_id,
-        window_start=usage.window_end,
-        window_end=usage.window_end + dt.timedelta(minutes=5),
+        window_start=later.window_end,
+        window_end=later.window_end + dt.timedelta(minutes=5),
         gpu_seconds_delivered=60,
     )
-    assert trail.tree_head_sign().tree_size == 19
+    assert trail.tree_head_sign().tree_size == 20
     before = (tmp_path / "state.json").read_text()
     result = verify("head")
     assert result.returncode == 1
-    assert "FAILED: history was rewritten: the log at size 19" in result.stdout
+    assert "FAILED: history was rewritten: the log at size 20" in result.stdout
     assert (tmp_path / "state.json").read_text() == before  # the forged head is not kept
 
     # a head signed by another key than the one the authority was given
     result = verify("--public-key", "ab" * 32, "head", state=tmp_path / "other.json")
     assert result.returncode == 1
     assert "FAILED: the head names key" in result.stdout
-    assert TrailLeaf.objects.count() == 19
+    assert TrailLeaf.objects.count() == 20

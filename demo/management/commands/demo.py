@@ -45,7 +45,7 @@ class Command(BaseCommand):
             type=float,
             default=DEMO_SPEED,
             help=f"run the exchange's clock this many times faster than real time, from "
-            f"22:30 tonight, with a background market feeding it (default {DEMO_SPEED:g}; "
+            f"22:00 tonight, with a background market feeding it (default {DEMO_SPEED:g}; "
             "0: the real clock and no feed)",
         )
         parser.add_argument(
@@ -125,7 +125,7 @@ class Command(BaseCommand):
             self._print_logins(address)
 
     def _clock_start(self, speed: float) -> str:
-        """Put this process on the accelerated demo clock (22:30 tonight, Beijing
+        """Put this process on the accelerated demo clock (22:00 tonight, Beijing
         time, or the next evening after where an earlier demo run left off) and
         scale the reporting settings to it; returns the clock's spec for the agents."""
         from core import clock
@@ -135,7 +135,7 @@ class Command(BaseCommand):
         after = clock.now()
         if state.exists():
             after = max(after, dt.datetime.fromisoformat(state.read_text().strip()))
-        local = after.astimezone(BEIJING).replace(hour=22, minute=30, second=0, microsecond=0)
+        local = after.astimezone(BEIJING).replace(hour=22, minute=0, second=0, microsecond=0)
         start = local if local > after else local + dt.timedelta(days=1)
         source = clock.AcceleratedClock(start=start, anchor=time.time(), speed=speed)
         clock.install(source)

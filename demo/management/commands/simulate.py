@@ -42,6 +42,12 @@ class Command(BaseCommand):
         add("--orders", type=int, default=1000, help="orders placed over the run (about)")
         add("--fault-rate", type=float, default=1.0, help="faults per node per simulated day")
         add("--never-reporting", type=int, default=1, help="nodes whose agent never reports")
+        add(
+            "--step",
+            type=int,
+            default=300,
+            help="simulated seconds between agent reports, whole minutes (default 300)",
+        )
         add("--start", default="2026-03-02T00:00:00+08:00", help="simulated start (ISO 8601)")
         add(
             "--database",
@@ -102,7 +108,9 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         stripe = LocalStripe().start()
         extra = {"STRIPE_API_BASE": stripe.api_base, "STRIPE_CONNECT_ENABLED": False}
-        env = {**os.environ, **settings_apply(extra)}
+        if options["step"] < 60 or options["step"] % 60:
+            raise CommandError("--step: whole minutes, at least 60")
+        env = {**os.environ, **settings_apply(extra, step=options["step"])}
         log_dir = settings.BASE_DIR / "var"
         log_dir.mkdir(exist_ok=True)
         if settings.REDIS_URL:
@@ -127,6 +135,7 @@ class Command(BaseCommand):
             never_reporting=options["never_reporting"],
             speed=options["speed"],
             start=dt.datetime.fromisoformat(options["start"]),
+            step=options["step"],
         )
         try:
             with _progress(console, quiet=options["quiet"], start=sim.start, step=sim.step) as tick:
