@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+comma := ,
 # Parallel test workers (pytest-xdist); 'auto' = one per core.
 WORKERS ?= auto
 
@@ -57,8 +58,11 @@ run-web: install
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	$(VENV)/bin/gunicorn config.wsgi --bind 127.0.0.1:$(PORT) --workers 2 --access-logfile -
 
+# QUEUES: which queues this pool consumes (all by default; one pool per queue in production)
+QUEUES ?= matching,telemetry,billing,payments,payouts,celery
+CONCURRENCY ?= 2
 run-worker: install
-	$(VENV)/bin/celery -A config worker --loglevel INFO --concurrency 2
+	$(VENV)/bin/celery -A config worker --loglevel INFO --concurrency $(CONCURRENCY) --queues $(QUEUES) -n $(firstword $(subst $(comma), ,$(QUEUES)))@%h
 
 run-beat: install
 	$(VENV)/bin/celery -A config beat --loglevel INFO

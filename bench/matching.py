@@ -563,10 +563,47 @@ def run_instance(*, seed, n_orders, n_offers, models, now):
     started = time.perf_counter()
     result = match_round(now=now)
     seconds = time.perf_counter() - started
+    result.phases["write_floor"] = write_floor(result.lease_ids)
     leases = list(Lease.objects.values_list("order_id", "gpu_count", "price_amount"))
     allocated = sum(g for _o, g, _p in leases)
     welfare = sum((order_of[o].bid - p) * order_of[o].hours * g for o, g, p in leases)
     return sites, offers, orders, result, seconds, allocated, welfare
+
+
+def write_floor(lease_ids: list[int]) -> float:
+    """The write phase's floor: binary COPY of the rows it inserted (leases,
+    their events, the orders' events) into empty tables of the same columns,
+    defaults and indexes (no foreign keys), in a transaction rolled back."""
+    from django.db import connection
+
+    tables = {
+        "market_lease": "id = ANY(%(leases)s)",
+        "market_leaseevent": "lease_id = ANY(%(leases)s)",
+        "market_orderevent": "order_id IN (SELECT order_id FROM market_lease WHERE id = ANY(%(leases)s))",
+    }
+    raw = connection.connection
+    dumps = {}
+    with raw.cursor() as cur:
+        for table, where in tables.items():
+            query = cur.mogrify(f"SELECT * FROM {table} WHERE {where}", {"leases": lease_ids})
+            chunks = []
+            with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as cp:
+                chunks.extend(bytes(c) for c in cp)
+            dumps[table] = chunks
+        for table in tables:
+            cur.execute(
+                f"CREATE TEMP TABLE floor_{table} (LIKE {table} INCLUDING DEFAULTS INCLUDING INDEXES)"
+            )
+        started = time.perf_counter()
+        for table, chunks in dumps.items():
+            with cur.copy(f"COPY floor_{table} FROM STDIN (FORMAT BINARY)") as cp:
+                for chunk in chunks:
+                    cp.write(chunk)
+        seconds = time.perf_counter() - started
+        for table in tables:
+            cur.execute(f"DROP TABLE floor_{table}")
+    raw.commit()
+    return seconds
 
 
 def main() -> None:
@@ -593,6 +630,13 @@ def main() -> None:
         print(
             f"matching round: {match_seconds:.3f} s wall, {result.leases_created:,} leases, "
             f"{result.gpus_allocated:,} GPUs allocated, {result.orders_touched:,} orders filled in part or whole"
+        )
+        phases = result.phases
+        print(
+            "phases: "
+            + ", ".join(f"{k} {phases[k]:.3f} s" for k in ("snapshot", "plan", "write"))
+            + f"; write floor (COPY of the same rows) {phases['write_floor']:.3f} s, "
+            f"write / floor {phases['write'] / phases['write_floor']:.2f}"
         )
         baseline_seconds, baseline_gpus = baseline_round(now)
         print(
@@ -629,6 +673,10 @@ def main() -> None:
                     "orders": len(orders),
                     "offers": len(offers),
                     "match_seconds": round(match_seconds, 3),
+                    "phases": {k: round(v, 3) for k, v in result.phases.items()},
+                    "write_to_floor": round(
+                        result.phases["write"] / result.phases["write_floor"], 2
+                    ),
                     "highs_seconds": round(highs_seconds, 2),
                     "allocated_share": round(allocated_share, 4),
                     "welfare_share": round(welfare_share, 4),

@@ -1,12 +1,15 @@
 """Metering throughput: N nodes × G GPUs × H hours of samples every 10 s
 (default 100 × 8 × 24 h ≈ 6.9 M rows), one lease per node for the whole
-period, then the time to meter all of it into usage records.
+period, then the time to meter all of it into usage records; beside it, in
+the same run, its floor: PostgreSQL's bare aggregate scan of the same rows
+(per node: count, mean utilisation and power, error counters), and the ratio.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/<db> .venv/bin/python bench/metering.py \
         [--nodes 100] [--gpus 8] [--hours 24]
 
 It TRUNCATEs market_telemetrysample of that database (a benchmark database).
-The last line printed is a JSON object with samples and meter_seconds.
+The last line printed is a JSON object with samples, meter_seconds,
+floor_seconds and ratio.
 """
 
 import argparse
@@ -18,6 +21,29 @@ import time
 from _setup import django_setup, make_nodes
 
 INTERVAL = 10
+
+
+def floor_scan(connection, node_ids, start, end) -> float:
+    """Median of 3: one pass over the same rows, aggregated per node."""
+    import statistics
+
+    times = []
+    with connection.cursor() as cursor:
+        for _ in range(3):
+            t = time.perf_counter()
+            cursor.execute(
+                """
+                SELECT node_id, count(*), avg(utilisation), avg(power_w),
+                       max(xid_errors + ecc_errors), count(*) FILTER (WHERE missing)
+                FROM market_telemetrysample
+                WHERE node_id = ANY(%s) AND ts >= %s AND ts < %s
+                GROUP BY node_id
+                """,
+                [node_ids, start, end],
+            )
+            cursor.fetchall()
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -91,6 +117,9 @@ def main() -> None:
     print(f"delivered {delivered:,} GPU-s, lost {lost:,} GPU-s")
     rerun = leases_meter(now=end + dt.timedelta(hours=2), lease_ids=lease_ids).written
     print(f"re-run wrote {rerun} records")
+    floor_seconds = floor_scan(connection, node_ids, start, end)
+    ratio = meter_seconds / floor_seconds
+    print(f"floor (bare aggregate scan of the same rows): {floor_seconds:.2f} s; ratio {ratio:.2f}")
     records.delete()
     Lease.objects.filter(pk__in=lease_ids).update(status=Lease.Status.CANCELLED)
     with connection.cursor() as cursor:
@@ -100,6 +129,8 @@ def main() -> None:
             {
                 "samples": samples,
                 "meter_seconds": round(meter_seconds, 2),
+                "floor_seconds": round(floor_seconds, 2),
+                "ratio": round(ratio, 2),
                 "usage_records": written,
                 "gpu_seconds_delivered": delivered,
                 "gpu_seconds_lost": lost,

@@ -76,6 +76,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "core.db.replica_pin",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last: turns a sign-in refused by the lockout into its answer (accounts/lockout.py).
@@ -117,6 +118,20 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+# A PostgreSQL streaming replica for read-only traffic (public board and search,
+# charts, reports): core/db.py routes there the views marked `replica_reads`, except
+# for a user who has just written (read-your-writes for REPLICA_PIN_SECONDS).
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+REPLICA_PIN_SECONDS = env.int("REPLICA_PIN_SECONDS", default=10)
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = {
+        **env.db_url_config(DATABASE_REPLICA_URL),
+        "CONN_MAX_AGE": DATABASES["default"].get("CONN_MAX_AGE", 0),
+        "CONN_HEALTH_CHECKS": True,
+        # Tests read the replica through the primary's test database.
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["core.db.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -280,6 +295,24 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One queue per domain, so that each gets its own worker pool in production (README,
+# "Production-like run") and a burst in one (telemetry, a payout run) never holds
+# up another (matching). Patterns are tried in order; the rest goes to "celery".
+EXCHANGE_CELERY_QUEUES = ["matching", "telemetry", "billing", "payments", "payouts", "celery"]
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "market.match_*": {"queue": "matching"},
+    "market.orders_*": {"queue": "matching"},
+    "market.leases_advance": {"queue": "matching"},
+    "market.leases_failover": {"queue": "matching"},
+    "market.nodes_*": {"queue": "telemetry"},
+    "market.leases_meter": {"queue": "telemetry"},
+    "market.telemetry_*": {"queue": "telemetry"},
+    "billing.stripe_*": {"queue": "payments"},
+    "billing.payment*": {"queue": "payments"},
+    "billing.payout*": {"queue": "payouts"},
+    "billing.*": {"queue": "billing"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 # Seconds between runs. `celery beat` in production; demo.scheduler in the embedded mode.

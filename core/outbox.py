@@ -12,6 +12,14 @@ left unacked). Tasks are idempotent, so a republish duplicates no effect.
 
 In the embedded mode (eager Celery) publishing runs the task in-process right
 after commit, as `transaction.on_commit(task.delay)` did.
+
+Coalescing (`coalesce=`): work that one task run can do for many rows at once
+(matching the orders placed meanwhile) publishes after commit only when no run
+is pending under that name - a flag in the cache set with the publish, cleared
+by the run as it starts (`outbox_coalesced_start`), which then takes every
+waiting row of its kind (`outbox_claim_waiting`). However fast rows arrive, at
+most one run waits in the queue; a row whose run was lost is still published
+on its own by the relay.
 """
 
 import datetime as dt
@@ -24,6 +32,7 @@ from typing import Any
 from celery import current_app, states
 from celery.signals import task_failure, task_postrun
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Min, Q
 
@@ -40,11 +49,24 @@ FIRST_PUBLISH_GRACE = dt.timedelta(seconds=30)
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 
 
-def outbox_enqueue(*, task_name: str, args: Sequence[Any] = (), key: str) -> OutboxMessage:
+# How long a pending coalesced run holds its flag: should its message be lost,
+# the next row publishes again after this (and the relay has the rows anyway).
+COALESCE_FLAG_SECONDS = 30
+
+
+def _flag(name: str) -> str:
+    return f"outbox:pending:{name}"
+
+
+def outbox_enqueue(
+    *, task_name: str, args: Sequence[Any] = (), key: str, coalesce: str | None = None
+) -> OutboxMessage:
     """Write `task_name(*args)` to the outbox in the current transaction and
     publish it after commit. `key` names the work (e.g. `order-match:42`): while
     a row with that key waits, enqueueing it again publishes that row again
-    instead of adding another (a Stripe retry of an event still unprocessed)."""
+    instead of adding another (a Stripe retry of an event still unprocessed).
+    With `coalesce`, the publish after commit is skipped while a run of that
+    name is pending (module docstring)."""
     now = clock.now()
     waiting = OutboxMessage.objects.filter(key=key, completed_at__isnull=True).first()
     if waiting is None:
@@ -60,8 +82,41 @@ def outbox_enqueue(*, task_name: str, args: Sequence[Any] = (), key: str) -> Out
         except IntegrityError:
             waiting = OutboxMessage.objects.get(key=key, completed_at__isnull=True)
     message_id = waiting.pk
-    transaction.on_commit(lambda: outbox_publish(message_id=message_id, force=True))
+    if coalesce is None:
+        transaction.on_commit(lambda: outbox_publish(message_id=message_id, force=True))
+    else:
+        transaction.on_commit(lambda: _publish_coalesced(message_id=message_id, name=coalesce))
     return waiting
+
+
+def _publish_coalesced(*, message_id: int, name: str) -> None:
+    if not cache.add(_flag(name), 1, timeout=COALESCE_FLAG_SECONDS):
+        return  # a run is pending: it takes this row too
+    if not outbox_publish(message_id=message_id, force=True):
+        cache.delete(_flag(name))
+
+
+def outbox_coalesced_start(name: str) -> None:
+    """A coalesced run starts: rows committed from now on publish a next run."""
+    cache.delete(_flag(name))
+
+
+def outbox_claim_waiting(*, task_name: str, limit: int = 1000) -> list[OutboxMessage]:
+    """Lock and return the waiting rows of `task_name`, oldest first, skipping
+    rows another run holds (call inside the transaction that does their work,
+    then `outbox_complete` them in it)."""
+    return list(
+        OutboxMessage.objects.select_for_update(skip_locked=True)
+        .filter(task_name=task_name, completed_at__isnull=True)
+        .order_by("pk")[:limit]
+    )
+
+
+def outbox_complete(*, message_ids: Sequence[int]) -> None:
+    """Rows whose work was done by another row's run (coalescing)."""
+    OutboxMessage.objects.filter(pk__in=message_ids, completed_at__isnull=True).update(
+        completed_at=clock.now(), last_error=""
+    )
 
 
 def outbox_publish(*, message_id: int, force: bool = False, now: dt.datetime | None = None) -> bool:

@@ -14,6 +14,7 @@ from market.models import (
     Order,
     OrderEvent,
     PriceIndexSnapshot,
+    ProviderReliability,
     Site,
     UsageRecord,
 )
@@ -242,3 +243,14 @@ class PriceIndexSnapshotAdmin(admin.ModelAdmin):
 admin.site.register(OrderEvent, StatusEventAdmin)
 admin.site.register(LeaseEvent, StatusEventAdmin)
 admin.site.register(OfferEvent, StatusEventAdmin)
+
+
+@admin.register(ProviderReliability)
+class ProviderReliabilityAdmin(admin.ModelAdmin):
+    """Stored scores (refreshed after metering): read-only."""
+
+    list_display = ["provider", "score", "computed_at"]
+    readonly_fields = ["provider", "score", "computed_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

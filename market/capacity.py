@@ -18,10 +18,11 @@ from django.db.models import Sum
 from accounts.models import Organisation
 from accounts.services import organisation_check_can_trade
 from core import clock, limits
+from core.cache import generation_bump
 from core.errors import ApplicationError
 from core.transitions import transition
 from market.models import GPUModel, Node, Offer, OfferEvent, Site
-from market.models.capacity import Hub, LatencyClass
+from market.models.capacity import BOARD_CACHE, Hub, LatencyClass
 
 
 def node_token_digest(*, token: str) -> str:
@@ -96,6 +97,7 @@ def site_update(*, site: Site, **fields) -> Site:
     for key, value in fields.items():
         setattr(site, key, value)
     site.save(update_fields=list(fields) or None)
+    generation_bump(BOARD_CACHE)
     return site
 
 
@@ -232,6 +234,7 @@ def offer_create(
         OfferEvent.objects.create(
             offer=offer, to_status=Offer.Status.ACTIVE, actor=actor, reason="listed"
         )
+        generation_bump(BOARD_CACHE)
     return offer
 
 
@@ -253,6 +256,7 @@ def _offer_move(
             )
         moved = transition(current, old=current.status, new=to, actor=actor, reason=reason, **extra)
         assert moved  # the row lock makes this certain
+        generation_bump(BOARD_CACHE)
     offer.refresh_from_db()
     return offer
 
@@ -308,5 +312,6 @@ def offer_reprice(*, offer: Offer, price_amount: int, actor: User | None) -> Off
             actor=actor,
             reason=f"price {current.price_amount} → {price_amount}",
         )
+        generation_bump(BOARD_CACHE)
     offer.refresh_from_db()
     return offer

@@ -20,11 +20,13 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from core import clock
+from core.cache import generation_bump
 from core.errors import Conflict
 from core.outbox import outbox_enqueue
 from core.transitions import transition
 from market.matching import order_match
 from market.models import Lease, LeaseEvent, Node, Offer, Order, OrderEvent
+from market.models.capacity import BOARD_CACHE
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ def _offers_give_back(returned: dict[int, int]) -> None:
         Offer.objects.filter(pk=offer_id).update(
             gpus_available=F("gpus_available") + returned[offer_id]
         )
+    generation_bump(BOARD_CACHE)
 
 
 def _leases_move(

@@ -1,7 +1,8 @@
 """Orders (the buyer's bid): place, cancel, expire.
 
 Statuses and transitions are listed on market.models.Order. Placing a
-good-till order queues a matching task after commit; it then stands on the
+good-till order queues a matching task after commit (coalesced: one run
+matches every order placed since the last, core.outbox); it then stands on the
 book, the beat's round matches whatever is left, and `orders_expire` releases
 the unfilled part when its `good_till` (at the latest its start-by deadline)
 passes. An immediate-or-cancel order is matched in the request that places
@@ -220,8 +221,13 @@ def order_create(
                 order=order, to_status=Order.Status.OPEN, actor=placed_by, reason="placed"
             )
             if time_in_force == GOOD_TILL:
+                # One matching run for every order placed meanwhile: never a
+                # backlog of one task per order behind a burst of placements.
                 outbox_enqueue(
-                    task_name="market.match_order", args=[order.pk], key=f"order-match:{order.pk}"
+                    task_name="market.match_order",
+                    args=[order.pk],
+                    key=f"order-match:{order.pk}",
+                    coalesce="market.match_order",
                 )
     except IntegrityError:
         # The same key raced in from a second request: the first one won.

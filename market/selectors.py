@@ -5,6 +5,7 @@ Other organisations' objects are never in these querysets, so views answer
 404 for them."""
 
 import datetime as dt
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,6 +13,7 @@ from decimal import Decimal
 from django.db.models import (
     BooleanField,
     Case,
+    Count,
     DecimalField,
     Exists,
     ExpressionWrapper,
@@ -28,6 +30,7 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 
 from accounts.models import Organisation
 from core import clock, limits
+from core.cache import cached
 from core.money import round_minor
 from market.matching import (
     HOLDING_STATUSES,
@@ -37,7 +40,7 @@ from market.matching import (
     order_quote,
 )
 from market.models import GPUModel, Lease, LeaseEvent, Node, Offer, Order, Site
-from market.telemetry import provider_reliability
+from market.models.capacity import BOARD_CACHE
 
 OFFER_SORTS = {
     "price": ("price_amount", "-site__green_share", "created_at", "id"),
@@ -53,6 +56,7 @@ OFFER_SORTS = {
 # search for everyone. 32 digits hold any price the column can store divided by
 # the smallest TFLOPS figure the catalogue can hold (0.01).
 _EXACT = DecimalField(max_digits=32, decimal_places=4)
+_SCORE = DecimalField(max_digits=5, decimal_places=4)
 
 
 def gpu_models() -> QuerySet[GPUModel]:
@@ -61,6 +65,32 @@ def gpu_models() -> QuerySet[GPUModel]:
 
 def _dense_tflops():
     return Coalesce("gpu_model__bf16_tflops", "gpu_model__fp16_tflops")
+
+
+def _models_matching(
+    *,
+    gpu_model: str | None,
+    vendor: str | None,
+    domestic: bool | None,
+    min_memory_gb: int | None,
+    min_tflops: Decimal | None,
+) -> list[int] | None:
+    """Ids of the catalogue's models passing the search's model filters, or
+    None when there is no such filter."""
+    if not (gpu_model or vendor or domestic is not None or min_memory_gb or min_tflops):
+        return None
+    models = GPUModel.objects.annotate(dense=Coalesce("bf16_tflops", "fp16_tflops"))
+    if gpu_model:
+        models = models.filter(slug=gpu_model)
+    if vendor:
+        models = models.filter(vendor__iexact=vendor)
+    if domestic is not None:
+        models = models.filter(domestic=domestic)
+    if min_memory_gb:
+        models = models.filter(memory_gb__gte=min_memory_gb)
+    if min_tflops:
+        models = models.filter(dense__gte=min_tflops)
+    return list(models.values_list("pk", flat=True).order_by())
 
 
 def offers_search(
@@ -80,19 +110,52 @@ def offers_search(
 ) -> QuerySet[Offer]:
     """Active offers with GPUs left and a window still open, filtered and
     sorted; each row carries `price_per_pflops_hour` (minor units per
-    PFLOPS-hour of dense BF16) and the provider's `reliability`."""
-    now = now or clock.now()
+    PFLOPS-hour of dense BF16) and the provider's `reliability`. To page
+    through it, wrap it in `OfferResults` (what the API and the board do)."""
+    offers = _offers_filtered(
+        gpu_model=gpu_model,
+        vendor=vendor,
+        domestic=domestic,
+        min_memory_gb=min_memory_gb,
+        min_tflops=min_tflops,
+        region=region,
+        hub=hub,
+        min_green_share=min_green_share,
+        max_price=max_price,
+        min_gpus=min_gpus,
+        now=now or clock.now(),
+    )
+    return _offers_annotated(offers).order_by(*OFFER_SORTS.get(sort, OFFER_SORTS["price"]))
+
+
+def _offers_filtered(
+    *,
+    gpu_model: str | None = None,
+    vendor: str | None = None,
+    domestic: bool | None = None,
+    min_memory_gb: int | None = None,
+    min_tflops: Decimal | None = None,
+    region: str | None = None,
+    hub: str | None = None,
+    min_green_share: Decimal | None = None,
+    max_price: int | None = None,
+    min_gpus: int | None = None,
+    now: dt.datetime,
+) -> QuerySet[Offer]:
     offers = Offer.objects.filter(
         status=Offer.Status.ACTIVE, gpus_available__gt=0, available_until__gt=now
-    ).select_related("gpu_model", "site", "provider")
-    if gpu_model:
-        offers = offers.filter(gpu_model__slug=gpu_model)
-    if vendor:
-        offers = offers.filter(gpu_model__vendor__iexact=vendor)
-    if domestic is not None:
-        offers = offers.filter(gpu_model__domestic=domestic)
-    if min_memory_gb:
-        offers = offers.filter(gpu_model__memory_gb__gte=min_memory_gb)
+    )
+    models = _models_matching(
+        gpu_model=gpu_model,
+        vendor=vendor,
+        domestic=domestic,
+        min_memory_gb=min_memory_gb,
+        min_tflops=min_tflops,
+    )
+    if models is not None:
+        # Ids from the (small) catalogue, not a join: the planner then knows
+        # how many offers match and can walk the price index to the page.
+        offers = offers.filter(gpu_model_id__in=models)
     if region:
         offers = offers.filter(site__region=region)
     if hub:
@@ -103,9 +166,13 @@ def offers_search(
         offers = offers.filter(price_amount__lte=max_price)
     if min_gpus:
         offers = offers.filter(gpus_available__gte=min_gpus)
-    offers = offers.annotate(dense_tflops=_dense_tflops())
-    if min_tflops:
-        offers = offers.filter(dense_tflops__gte=min_tflops)
+    return offers
+
+
+def _offers_annotated(offers: QuerySet[Offer]) -> QuerySet[Offer]:
+    offers = offers.select_related("gpu_model", "site", "provider").annotate(
+        dense_tflops=_dense_tflops()
+    )
     offers = offers.annotate(
         price_per_pflops_hour=ExpressionWrapper(
             Cast("price_amount", _EXACT)
@@ -115,15 +182,68 @@ def offers_search(
         )
     )
     offers = offers.annotate(verified=offer_verified())
-    scores = provider_reliability(set(offers.values_list("provider_id", flat=True)), now=now)
-    offers = offers.annotate(
-        reliability=Case(
-            *(When(provider_id=pk, then=Value(score)) for pk, score in scores.items()),
-            default=Value(Decimal(1)),
-            output_field=DecimalField(max_digits=5, decimal_places=4),
+    # Stored scores (telemetry.provider_reliability_refresh), one join: never
+    # an aggregate over usage records per search.
+    return offers.annotate(
+        reliability=Coalesce(
+            F("provider__reliability__score"),
+            Value(Decimal(1), output_field=_SCORE),
+            output_field=_SCORE,
         )
     )
-    return offers.order_by(*OFFER_SORTS.get(sort, OFFER_SORTS["price"]))
+
+
+# The first key of a sort, and the lookup keeping the rows up to a given value of it.
+_SORT_BOUNDS = {
+    "price": ("price_amount", "lte"),
+    "-price": ("-price_amount", "gte"),
+    "green": ("-site__green_share", "gte"),
+}
+
+
+class OfferResults:
+    """The search as a lazy sequence for a paginator (Django's and DRF's):
+    `count()` and slices, each one query or two.
+
+    A slice ending at row k first reads the k-th value of the sort's first key
+    alone (price: from the `offer_active_by_price` index, a page's worth of
+    entries), then sorts only the offers up to that value - ties included - and
+    not every live offer: at 100,000 offers the full sort was most of a search."""
+
+    def __init__(self, **filters) -> None:
+        self.sort = filters.pop("sort", "price")
+        if self.sort not in OFFER_SORTS:
+            self.sort = "price"
+        # The count's cache key: the filters, not the clock (offers whose
+        # window closes drop out of a cached count within its timeout).
+        self._key = hashlib.sha256(repr(sorted(filters.items())).encode()).hexdigest()
+        filters.setdefault("now", clock.now())
+        self.filtered = _offers_filtered(**filters)
+        self._count: int | None = None
+
+    def count(self) -> int:
+        """Cached until the book changes (BOARD_CACHE): counting every live
+        offer was the other half of a search's time."""
+        if self._count is None:
+            self._count = cached(BOARD_CACHE, f"count:{self._key}", self.filtered.count, timeout=60)
+        return self._count
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            return self[index : index + 1][0]
+        start, stop = index.start or 0, index.stop
+        rows = self.filtered
+        bound = _SORT_BOUNDS.get(self.sort)
+        if bound and stop:
+            key, lookup = bound
+            field = key.lstrip("-")
+            edge = list(rows.order_by(key).values_list(field, flat=True)[stop - 1 : stop])
+            if edge:
+                rows = rows.filter(**{f"{field}__{lookup}": edge[0]})
+        return list(_offers_annotated(rows).order_by(*OFFER_SORTS[self.sort])[start:stop])
 
 
 def offer_verified() -> Case:
@@ -264,6 +384,99 @@ def order_estimate(
         max_cost_amount=gpu_count * hours * max_price_amount,
         currency=currency,
     )
+
+
+@dataclass(frozen=True)
+class BoardModel:
+    gpu_model_id: int
+    slug: str
+    name: str
+    offers: int
+    gpus_available: int
+    lowest_ask_amount: int
+    median_ask_amount: int  # the median offer's price (the lower middle one of an even count)
+    lowest_per_pflops_hour: Decimal | None  # minor units per PFLOPS-hour at the lowest ask
+
+
+@dataclass(frozen=True)
+class BoardHub:
+    hub: str
+    gpus_available: int
+    green_share: Decimal  # weighted by GPUs available
+
+
+@dataclass(frozen=True)
+class Board:
+    models: list[BoardModel]
+    hubs: list[BoardHub]
+    currency: str
+
+
+def board_summary(*, currency: str | None = None) -> Board:
+    """The public board's aggregates over the live book: per GPU model the
+    lowest and median ask and the GPUs available now, and capacity by hub.
+    Two grouped scans, cached until the book changes (BOARD_CACHE) or for a
+    minute at most (offers whose window closes drop out)."""
+    from django.conf import settings
+
+    currency = currency or settings.DEFAULT_CURRENCY
+    return cached(BOARD_CACHE, f"board:{currency}", lambda: _board(currency), timeout=60)
+
+
+def _board(currency: str) -> Board:
+    live = _offers_filtered(now=clock.now()).filter(currency=currency)
+    catalogue = {m.pk: m for m in GPUModel.objects.all()}
+    prices: dict[int, list[tuple[int, int, int]]] = {}
+    for model_id, price, offers, gpus in (
+        live.values("gpu_model_id", "price_amount")
+        .annotate(n=Count("id"), gpus=Sum("gpus_available"))
+        .values_list("gpu_model_id", "price_amount", "n", "gpus")
+        .order_by("gpu_model_id", "price_amount")
+    ):
+        prices.setdefault(model_id, []).append((price, offers, gpus))
+    models = []
+    for model_id, rows in prices.items():
+        model = catalogue[model_id]
+        count = sum(n for _, n, _ in rows)
+        middle, seen, median = (count - 1) // 2, 0, rows[0][0]
+        for price, n, _ in rows:
+            if seen + n > middle:
+                median = price
+                break
+            seen += n
+        tflops = model.dense_tflops
+        models.append(
+            BoardModel(
+                gpu_model_id=model_id,
+                slug=model.slug,
+                name=str(model),
+                offers=count,
+                gpus_available=sum(g for _, _, g in rows),
+                lowest_ask_amount=rows[0][0],
+                median_ask_amount=median,
+                lowest_per_pflops_hour=(
+                    (Decimal(rows[0][0] * 1000) / tflops).quantize(Decimal("0.01"))
+                    if tflops
+                    else None
+                ),
+            )
+        )
+    hubs = [
+        BoardHub(
+            hub=row["site__hub"],
+            gpus_available=row["gpus"],
+            green_share=(row["green"] / row["gpus"]).quantize(Decimal("0.001")),
+        )
+        for row in live.values("site__hub")
+        .annotate(
+            gpus=Sum("gpus_available"),
+            green=Sum(F("gpus_available") * F("site__green_share"), output_field=_EXACT),
+        )
+        .order_by("site__hub")
+        if row["gpus"]
+    ]
+    models.sort(key=lambda m: (m.lowest_ask_amount, m.slug))
+    return Board(models=models, hubs=hubs, currency=currency)
 
 
 # --- the public book: depth by price level, anonymised ----------------------------------

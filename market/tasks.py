@@ -5,16 +5,26 @@ order transitions only move rows still in their old status.
 """
 
 from celery import shared_task
+from django.db import transaction
 
 from core import clock
+from core.outbox import outbox_claim_waiting, outbox_coalesced_start, outbox_complete
 from market import index, leases, maintenance, matching, orders
 from market import leases as failover
 
 
 @shared_task(name="market.match_order", acks_late=True, reject_on_worker_lost=True)
 def match_order(order_id: int) -> int:
-    """Match a newly placed order at once (queued after its commit)."""
-    return len(matching.order_match(order_id=order_id))
+    """Match a newly placed order at once (queued after its commit), and with
+    it every other order placed since the last run: their outbox rows are
+    coalesced into this run (core.outbox) and completed with its commit."""
+    outbox_coalesced_start("market.match_order")
+    with transaction.atomic():
+        waiting = outbox_claim_waiting(task_name="market.match_order")
+        order_ids = {order_id} | {int(m.args[0]) for m in waiting if m.args}
+        leases = matching.orders_match(order_ids=order_ids)
+        outbox_complete(message_ids=[m.pk for m in waiting])
+    return len(leases)
 
 
 @shared_task(name="market.match_round", acks_late=True, reject_on_worker_lost=True)

@@ -175,15 +175,22 @@ class RedisServer:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
-    def queued(self, queue: str = "celery") -> int:
+    def queued(self, queue: str | None = None) -> int:
+        """Messages waiting in `queue`, or in every queue of the exchange."""
         import redis
+        from django.conf import settings
 
-        return redis.Redis(host="127.0.0.1", port=self.port).llen(queue)
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        queues = [queue] if queue else settings.EXCHANGE_CELERY_QUEUES
+        return sum(client.llen(name) for name in queues)
 
 
 def celery_worker_start(*, env: dict[str, str], log: Path, name: str) -> subprocess.Popen:
-    """One prefork Celery worker (concurrency 1) of this project, in its own process
-    group so a test can SIGKILL the whole worker; its output is appended to `log`."""
+    """One prefork Celery worker (concurrency 1) of this project, consuming every
+    queue (settings.EXCHANGE_CELERY_QUEUES), in its own process group so a test
+    can SIGKILL the whole worker; its output is appended to `log`."""
+    from django.conf import settings
+
     return subprocess.Popen(
         [
             sys.executable,
@@ -196,6 +203,8 @@ def celery_worker_start(*, env: dict[str, str], log: Path, name: str) -> subproc
             "prefork",
             "--concurrency",
             "1",
+            "--queues",
+            ",".join(settings.EXCHANGE_CELERY_QUEUES),
             "--loglevel",
             "WARNING",
             "--without-gossip",

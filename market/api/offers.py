@@ -11,6 +11,7 @@ from accounts.permissions import IsProvider
 from accounts.selectors import organisation_for_user
 from core import limits
 from core.api import PaginatedAPIView
+from core.db import replica_reads
 from market import capacity
 from market import selectors as search
 from market.api.capacity import SiteOutput
@@ -118,10 +119,11 @@ class OfferListCreateView(PaginatedAPIView):
         responses=OfferOutput(many=True),
         operation_id="offers_search",
     )
+    @replica_reads
     def get(self, request):
         data = OfferSearchInput(data=request.query_params)
         data.is_valid(raise_exception=True)
-        offers = search.offers_search(**data.validated_data)
+        offers = search.OfferResults(**data.validated_data)
         return self.paginated(queryset=offers, serializer_class=OfferOutput)
 
     @extend_schema(request=OfferCreateInput, responses={201: OfferOutput})

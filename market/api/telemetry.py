@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from accounts.permissions import HasOrganisation
 from accounts.selectors import organisation_for_user
 from core import clock, limits
+from core.db import replica_reads
 from core.openapi import errors
 from market.models import Node, UsageRecord
 from market.telemetry import MAX_SAMPLES_PER_BATCH, selectors, telemetry_ingest
@@ -203,6 +204,10 @@ class UsageRecordListView(generics.ListAPIView):
     serializer_class = UsageRecordOutput
     permission_classes = [IsAuthenticated, HasOrganisation]
     filterset_fields = ["lease"]
+
+    @replica_reads
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

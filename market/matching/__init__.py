@@ -1,4 +1,5 @@
 """The matching engine, entered here: `order_match` (one order placed, at once),
+`orders_match` (the orders placed since the last run, in one go),
 `match_round` (every waiting order, the beat's round), `order_quote` (what an
 order would get, nothing written) and `order_quote_explain` (the same, with
 each offer left out and why: quote.py). The rules are in engine.py's docstring;
@@ -11,7 +12,7 @@ from market.matching.book import (
     RoundResult,
     acceptable_model_ids,
 )
-from market.matching.engine import match_round, on_book, order_match, order_quote
+from market.matching.engine import match_round, on_book, order_match, order_quote, orders_match
 from market.matching.quote import REASONS, Quote, QuoteExclusion, QuoteFill, order_quote_explain
 
 __all__ = [
@@ -27,5 +28,6 @@ __all__ = [
     "on_book",
     "order_match",
     "order_quote",
+    "orders_match",
     "order_quote_explain",
 ]

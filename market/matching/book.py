@@ -121,6 +121,9 @@ class RoundResult:
     gpus_allocated: int = 0
     conflicts: int = 0
     lease_ids: list[int] = field(default_factory=list)
+    # Wall seconds of a round's phases: snapshot (orders and book loaded), plan
+    # (in memory), write (locks, re-check, inserts and updates, commit).
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 class Book:

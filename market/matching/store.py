@@ -11,9 +11,11 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from core.cache import generation_bump
 from core.postgres import pg_array
 from market.matching.book import OPEN_STATUSES, Fill, RoundResult, held_gpus
 from market.models import Lease, LeaseEvent, Node, Offer, Order, OrderEvent
+from market.models.capacity import BOARD_CACHE
 
 
 def _lock(model, ids: Iterable[int], fields: list[str]) -> dict[int, tuple]:
@@ -138,6 +140,7 @@ def round_commit(fills: list[Fill], *, now: dt.datetime, result: RoundResult) ->
             return []
         lease_ids = _leases_insert(rows, now=now)
         _bulk_add(Offer, "gpus_available", {pk: -n for pk, n in offer_taken.items()})
+        generation_bump(BOARD_CACHE)
         _order_progress(orders, order_added, now=now)
     result.orders_touched += len(order_added)
     result.leases_created += len(lease_ids)

@@ -1,7 +1,13 @@
 from market.models.capacity import Node, NodeSelfTest, Offer, OfferEvent, Site
 from market.models.catalogue import GPUModel
 from market.models.index import PriceIndexSnapshot
-from market.models.telemetry import NodeHealthCursor, NodeHealthEvent, TelemetrySample, UsageRecord
+from market.models.telemetry import (
+    NodeHealthCursor,
+    NodeHealthEvent,
+    ProviderReliability,
+    TelemetrySample,
+    UsageRecord,
+)
 from market.models.trading import Lease, LeaseEvent, Order, OrderEvent
 
 __all__ = [
@@ -16,6 +22,7 @@ __all__ = [
     "OfferEvent",
     "Order",
     "OrderEvent",
+    "ProviderReliability",
     "PriceIndexSnapshot",
     "Site",
     "TelemetrySample",

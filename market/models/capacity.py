@@ -7,6 +7,11 @@ from core import limits
 from core.models import StatusEvent
 from market.models.catalogue import GPUModel
 
+# The cache generation (core.cache) of what is read from the live book: the
+# public search's counts, the board's aggregates. Every write to offers or
+# sites bumps it.
+BOARD_CACHE = "market-board"
+
 
 class Hub(models.TextChoices):
     """The eight national computing hubs of 东数西算, or none."""
@@ -46,6 +51,8 @@ class Site(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # The search's "greenest first": sites walked in this order, a page of offers each.
+        indexes = [models.Index(fields=["green_share"], name="site_by_green_share")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(green_share__gte=0, green_share__lte=1), name="site_green_share_0_1"
@@ -190,7 +197,17 @@ class Offer(models.Model):
 
     class Meta:
         ordering = ["price_amount", "created_at"]
-        indexes = [models.Index(fields=["status", "gpu_model", "price_amount"])]
+        indexes = [
+            models.Index(fields=["status", "gpu_model", "price_amount"]),
+            # The public search's default order: walked in price order, it
+            # stops after a page instead of sorting every live offer (no
+            # column matching changes is in it, so those updates stay HOT).
+            models.Index(
+                fields=["price_amount", "id"],
+                condition=Q(status="active"),
+                name="offer_active_by_price",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(gpus_available__lte=F("gpus_total")), name="offer_never_oversold"

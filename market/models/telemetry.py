@@ -1,6 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
+from accounts.models import Organisation
 from market.models.capacity import Node
 from market.models.trading import Lease
 
@@ -117,3 +118,16 @@ class UsageRecord(models.Model):
     @property
     def gpu_seconds_allocated(self) -> int:
         return self.gpu_seconds_delivered + self.gpu_seconds_lost + self.gpu_seconds_grace
+
+
+class ProviderReliability(models.Model):
+    """A provider's reliability score as of `computed_at` (reliability.py):
+    refreshed after each metering run, read by the public offer search with
+    one join instead of aggregating usage records per request. A provider
+    without a row scores 1 (nothing promised was missed)."""
+
+    provider = models.OneToOneField(
+        Organisation, on_delete=models.CASCADE, primary_key=True, related_name="reliability"
+    )
+    score = models.DecimalField(max_digits=5, decimal_places=4)
+    computed_at = models.DateTimeField()

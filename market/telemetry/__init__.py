@@ -16,7 +16,7 @@ from market.telemetry.ingest import (
     telemetry_ingest,
 )
 from market.telemetry.metering import lease_end
-from market.telemetry.reliability import provider_reliability
+from market.telemetry.reliability import provider_reliability, provider_reliability_refresh
 
 __all__ = [
     "MAX_SAMPLES_PER_BATCH",
@@ -26,6 +26,7 @@ __all__ = [
     "node_state_change",
     "node_token_expired",
     "provider_reliability",
+    "provider_reliability_refresh",
     "selectors",
     "telemetry_ingest",
 ]

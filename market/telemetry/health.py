@@ -12,16 +12,23 @@ Nodes in maintenance are left alone, and so are nodes awaiting their agent
 (a new node is not a failed node; ingestion brings it online on its first
 batch). Every change of state is a
 NodeHealthEvent with the reason: the provider's health history.
+
+A check is set-based: one grouped query reads, for every node at once, what
+its GPUs reported since its cursor, and one statement moves all the cursors;
+only the nodes that change state are written one by one (bench/health.py
+times it beside a bare aggregate scan of the same samples).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+from collections import defaultdict
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Max, Min, Q
+from django.db import connection, transaction
+from django.db.models import Count, F, Max, Min, Q
 
 from market.models import Node, NodeHealthCursor, NodeHealthEvent, TelemetrySample
 from market.verification import node_deverify
@@ -67,25 +74,13 @@ def _baseline(before: int, lowest_new: int) -> int:
     return before if lowest_new >= before else lowest_new
 
 
-def _sample_faults(*, node: Node, cursor: NodeHealthCursor) -> tuple[list[str], int, dict]:
-    """Faults in the samples received since the last check; the new cursor position."""
-    per_gpu = (
-        TelemetrySample.objects.filter(node=node, seq__gt=cursor.last_seq)
-        .values("gpu_index")
-        .annotate(
-            last_seq=Max("seq"),
-            missing=Count("seq", filter=Q(missing=True)),
-            xid_max=Max("xid_errors"),
-            xid_min=Min("xid_errors"),
-            ecc_max=Max("ecc_errors"),
-            ecc_min=Min("ecc_errors"),
-        )
-        .order_by("gpu_index")
-    )
+def _gpu_faults(rows: list[dict], cursor: NodeHealthCursor) -> tuple[list[str], int, dict]:
+    """Faults in one node's per-GPU aggregates of the samples received since
+    the last check; the new cursor position and counters."""
     faults: list[str] = []
     counters = dict(cursor.error_counters)
     last_seq = cursor.last_seq
-    for row in per_gpu:
+    for row in rows:
         gpu = row["gpu_index"]
         # Before a GPU's first check its counters are history, not news.
         xid_before, ecc_before = counters.get(str(gpu), (row["xid_min"], row["ecc_min"]))
@@ -100,43 +95,151 @@ def _sample_faults(*, node: Node, cursor: NodeHealthCursor) -> tuple[list[str], 
     return faults, last_seq, counters
 
 
+_GPU_FIELDS = ("gpu_index", "last_seq", "missing", "xid_max", "xid_min", "ecc_max", "ecc_min")
+
+
+def _per_gpu_since_cursors(node_ids: list[int]) -> dict[int, list[dict]]:
+    """One grouped query for every node: per node and GPU, the samples after
+    its cursor (the sample -> node -> cursor join reads each cursor once)."""
+    rows = (
+        TelemetrySample.objects.filter(
+            node_id__in=node_ids, seq__gt=F("node__health_cursor__last_seq")
+        )
+        .values("node_id", "gpu_index")
+        .annotate(
+            last_seq=Max("seq"),
+            missing=Count("seq", filter=Q(missing=True)),
+            xid_max=Max("xid_errors"),
+            xid_min=Min("xid_errors"),
+            ecc_max=Max("ecc_errors"),
+            ecc_min=Min("ecc_errors"),
+        )
+        .values_list("node_id", *_GPU_FIELDS)
+        .order_by("node_id", "gpu_index")
+    )
+    per_node: dict[int, list[dict]] = defaultdict(list)
+    for node_id, *values in rows:
+        per_node[node_id].append(dict(zip(_GPU_FIELDS, values, strict=True)))
+    return per_node
+
+
+def _assess(
+    *, state: str, state_changed_at, last_seen_at, cursor: NodeHealthCursor, rows, now
+) -> tuple[str | None, str, bool]:
+    """Move the cursor over the new samples; the state the node should move
+    to (None: stays), why, and whether a GPU's error counters rose (the node
+    then loses its verification)."""
+    faults, cursor.last_seq, cursor.error_counters = _gpu_faults(rows, cursor)
+    silent_for = now - last_seen_at
+    target = Node.State.DEGRADED if faults else None
+    if silent_for > silence_limit():
+        faults.insert(0, f"no telemetry for {int(silent_for.total_seconds())} s")
+        target = Node.State.OFFLINE
+    if faults:
+        cursor.last_fault_at, cursor.last_fault_reason = now, "; ".join(faults)[:200]
+    errors = any("XID" in fault or "ECC" in fault for fault in faults)
+    if target and state != target:
+        return target, "; ".join(faults), errors
+    if not faults and state in FAULTY_STATES:
+        clean_since = cursor.last_fault_at or state_changed_at or now
+        clean_for = (now - clean_since).total_seconds()
+        if clean_for >= settings.HEALTH_CLEAN_PERIOD_SECONDS:
+            return (
+                Node.State.ONLINE,
+                f"clean for {int(clean_for)} s after: {cursor.last_fault_reason}",
+                errors,
+            )
+    return None, "", errors
+
+
+_CURSOR_FIELDS = ["last_seq", "error_counters", "last_fault_at", "last_fault_reason"]
+
+
+def _cursors_save(cursors: list[NodeHealthCursor]) -> None:
+    if not cursors:
+        return
+    if connection.vendor != "postgresql":
+        NodeHealthCursor.objects.bulk_update(cursors, _CURSOR_FIELDS, batch_size=500)
+        return
+    with connection.cursor() as db:
+        db.execute(
+            """
+            UPDATE market_nodehealthcursor c
+               SET last_seq = u.last_seq, error_counters = u.counters,
+                   last_fault_at = u.fault_at, last_fault_reason = u.reason
+              FROM unnest(%s::bigint[], %s::bigint[], %s::jsonb[], %s::timestamptz[], %s::text[])
+                   AS u(node_id, last_seq, counters, fault_at, reason)
+             WHERE c.node_id = u.node_id
+            """,
+            [
+                [c.node_id for c in cursors],
+                [c.last_seq for c in cursors],
+                [json.dumps(c.error_counters) for c in cursors],
+                [c.last_fault_at for c in cursors],
+                [c.last_fault_reason for c in cursors],
+            ],
+        )
+
+
+def _check(nodes, *, now: dt.datetime) -> int:
+    """Assess `nodes` (a queryset) together: one grouped query over the new
+    samples of all of them, the cursors written in one statement, then a
+    transition (with its event) for each node whose state changes. Cursors
+    are locked for the run; nodes whose cursor another run holds are left to
+    it. Returns how many nodes changed state."""
+    with transaction.atomic():
+        rows = list(
+            nodes.exclude(state__in=LEFT_ALONE)
+            .exclude(last_seen_at=None)
+            .values_list("pk", "state", "state_changed_at", "last_seen_at")
+        )
+        if not rows:
+            return 0
+        ids = [row[0] for row in rows]
+        NodeHealthCursor.objects.bulk_create(
+            [NodeHealthCursor(node_id=pk) for pk in ids], ignore_conflicts=True
+        )
+        cursors = {
+            c.node_id: c
+            for c in NodeHealthCursor.objects.select_for_update(skip_locked=True).filter(
+                node_id__in=ids
+            )
+        }
+        per_gpu = _per_gpu_since_cursors(list(cursors))
+        moves: dict[int, tuple[str, str]] = {}
+        deverify: dict[int, str] = {}
+        for pk, state, changed_at, last_seen in rows:
+            if pk not in cursors:
+                continue
+            target, reason, errors = _assess(
+                state=state,
+                state_changed_at=changed_at,
+                last_seen_at=last_seen,
+                cursor=cursors[pk],
+                rows=per_gpu.get(pk, []),
+                now=now,
+            )
+            if target:
+                moves[pk] = (target, reason)
+            if errors:
+                deverify[pk] = cursors[pk].last_fault_reason
+        _cursors_save(list(cursors.values()))
+        for node in Node.objects.filter(pk__in=deverify).order_by("pk"):
+            node_deverify(node=node, reason=f"de-verified: {deverify[node.pk]}")
+        changed = 0
+        for node in Node.objects.filter(pk__in=moves).order_by("pk"):
+            target, reason = moves[node.pk]
+            changed += node_state_change(node=node, to_state=target, reason=reason, now=now)
+    return changed
+
+
 def node_health_check(*, node_id: int, now: dt.datetime) -> str | None:
     """Re-assess one node; returns its state afterwards (None if it is gone)."""
-    with transaction.atomic():
-        node = Node.objects.select_for_update().filter(pk=node_id).first()
-        if node is None or node.state in LEFT_ALONE or node.last_seen_at is None:
-            return node.state if node else None
-        cursor, _ = NodeHealthCursor.objects.select_for_update().get_or_create(node=node)
-        faults, cursor.last_seq, cursor.error_counters = _sample_faults(node=node, cursor=cursor)
-        silent_for = now - node.last_seen_at
-        target = Node.State.DEGRADED if faults else None
-        if silent_for > silence_limit():
-            faults.insert(0, f"no telemetry for {int(silent_for.total_seconds())} s")
-            target = Node.State.OFFLINE
-        if faults:
-            cursor.last_fault_at, cursor.last_fault_reason = now, "; ".join(faults)[:200]
-        cursor.save()
-        if any("XID" in fault or "ECC" in fault for fault in faults):
-            node_deverify(node=node, reason=f"de-verified: {'; '.join(faults)}")
-        if target and node.state != target:
-            node_state_change(node=node, to_state=target, reason="; ".join(faults), now=now)
-        elif not faults and node.state in FAULTY_STATES:
-            clean_since = cursor.last_fault_at or node.state_changed_at or now
-            clean_for = (now - clean_since).total_seconds()
-            if clean_for >= settings.HEALTH_CLEAN_PERIOD_SECONDS:
-                node_state_change(
-                    node=node,
-                    to_state=Node.State.ONLINE,
-                    reason=f"clean for {int(clean_for)} s after: {cursor.last_fault_reason}",
-                    now=now,
-                )
-        return node.state
+    _check(Node.objects.filter(pk=node_id), now=now)
+    return Node.objects.filter(pk=node_id).values_list("state", flat=True).first()
 
 
 def nodes_health_check(*, now: dt.datetime) -> int:
-    """Re-assess every node that reports; returns how many changed state."""
-    changed = 0
-    rows = Node.objects.exclude(state__in=LEFT_ALONE).exclude(last_seen_at=None)
-    for node_id, state in rows.values_list("pk", "state"):
-        changed += node_health_check(node_id=node_id, now=now) != state
-    return changed
+    """Re-assess every node that reports, set-based (not one node at a time);
+    returns how many changed state."""
+    return _check(Node.objects.all(), now=now)

@@ -30,7 +30,9 @@ samples an agent buffered through a short outage still count) and never
 again: records are only ever inserted, and (lease, window_start) is unique.
 
 On PostgreSQL one SQL statement computes every due window of every lease
-(ticks by GROUP BY, spans by window functions, windows by GROUP BY); the
+(ticks by GROUP BY, spans by window functions, windows by GROUP BY); a tick's
+distinct GPUs are the bits set in an OR of 1 << gpu (a GPU index is below 64,
+core/limits.py), not a COUNT(DISTINCT), which sorted every tick's rows; the
 portable path (SQLite, embedded mode) does the same arithmetic in Python.
 Should a run over all leases fail, each lease is metered on its own, so one
 lease that cannot be metered is logged and never stops the others.
@@ -209,7 +211,8 @@ WITH w AS MATERIALIZED (
     SELECT node_id, min(ws) - %(silent)s AS lo, max(we) + %(silent)s AS hi FROM w GROUP BY node_id
 ), ticks AS (
     SELECT s.node_id, date_part('epoch', s.ts) AS t,
-           count(DISTINCT s.gpu_index) FILTER (WHERE NOT s.missing) AS n,
+           coalesce(bit_count((bit_or(1::bigint << s.gpu_index)
+                               FILTER (WHERE NOT s.missing))::bit(64)), 0) AS n,
            sum(s.xid_errors + s.ecc_errors) AS errs, avg(s.utilisation) AS util,
            avg(s.power_w) AS power
     FROM r JOIN market_telemetrysample s

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from core import clock
-from market.telemetry import health, metering
+from market.telemetry import health, metering, reliability
 
 
 class MeteringIncomplete(Exception):
@@ -18,7 +18,10 @@ def nodes_health_check() -> int:
 
 @shared_task(name="market.leases_meter", acks_late=True, reject_on_worker_lost=True)
 def leases_meter() -> int:
-    result = metering.leases_meter(now=clock.now())
+    now = clock.now()
+    result = metering.leases_meter(now=now)
+    if result.written:
+        reliability.provider_reliability_refresh(now=now)
     if result.failed_lease_ids:
         raise MeteringIncomplete(
             f"{len(result.failed_lease_ids)} lease(s) could not be metered "

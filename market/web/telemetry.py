@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from accounts.selectors import organisation_for_user
 from core import clock
 from core.charts import line_chart
+from core.db import replica_reads
 from market.telemetry import lease_end, selectors
 
 CHART_SPAN = dt.timedelta(hours=1)
@@ -34,6 +35,7 @@ def _chart(series: list[dict]) -> str:
 
 
 @login_required
+@replica_reads
 def lease_usage(request: HttpRequest, pk: int) -> HttpResponse:
     organisation = organisation_for_user(request.user)
     if organisation is None:
@@ -61,6 +63,7 @@ def lease_usage(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@replica_reads
 def node_health(request: HttpRequest, pk: int) -> HttpResponse:
     organisation = organisation_for_user(request.user)
     if organisation is None:

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import buyer_page, provider_page
 from core import clock
+from core.db import replica_reads
 from core.errors import ApplicationError
 from core.pages import form_errors_apply
 from core.throttles import page_throttled
@@ -34,14 +35,16 @@ from market.web.forms import (
 )
 
 
+@replica_reads
 def catalogue(request: HttpRequest) -> HttpResponse:
     return render(request, "market/catalogue.html", {"models": search.gpu_models()})
 
 
+@replica_reads
 def find_compute(request: HttpRequest) -> HttpResponse:
     form = OfferSearchForm(request.GET or None)
     kwargs = form.search_kwargs() if form.is_valid() else {}
-    page = Paginator(search.offers_search(**kwargs), 25).get_page(request.GET.get("page"))
+    page = Paginator(search.OfferResults(**kwargs), 25).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(

@@ -98,11 +98,11 @@ def test_a_task_that_fails_stays_in_the_outbox_with_its_error_until_it_succeeds(
 ):
     OfferFactory(node__site__green_share="0.700", price_amount=2_100)
 
-    def broken(*, order_id):
+    def broken(*, order_ids):
         raise RuntimeError("matching engine unavailable")
 
     with monkeypatch.context() as patch:
-        patch.setattr("market.matching.order_match", broken)
+        patch.setattr("market.matching.orders_match", broken)
         with django_capture_on_commit_callbacks(execute=True):
             response = buyer_client.post("/api/v1/orders/", order_payload(), format="json")
 

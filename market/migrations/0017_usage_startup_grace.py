@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('market', '0015_node_drain'),
+        ('market', '0016_node_drain'),
     ]
 
     operations = [

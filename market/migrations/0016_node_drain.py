@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('market', '0014_node_verification'),
+        ('market', '0015_search_indexes_provider_reliability'),
     ]
 
     operations = [

@@ -1,0 +1,57 @@
+"""Reads cached until what they read changes: a named generation counter in
+the Django cache (Redis in production, shared by every web process).
+
+A writer calls `generation_bump(name)` in its transaction; the counter moves
+on then and again after commit, so every value cached under the old generation is never
+read again (Redis evicts it with its timeout). `cached(name, key, compute)`
+answers from the current generation or computes and stores. The timeout
+bounds how stale a value can be should a writer forget to bump.
+"""
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.core.cache import cache
+from django.db import transaction
+
+T = TypeVar("T")
+
+
+def _key(name: str) -> str:
+    return f"generation:{name}"
+
+
+def generation(name: str) -> int:
+    value = cache.get(_key(name))
+    if value is None:
+        # Never an earlier generation's number again after an eviction: start at the clock.
+        value = time.time_ns()
+        cache.add(_key(name), value, timeout=None)
+        value = cache.get(_key(name), value)
+    return int(value)
+
+
+def _bump(name: str) -> None:
+    try:
+        cache.incr(_key(name))
+    except ValueError:
+        cache.set(_key(name), time.time_ns(), timeout=None)
+
+
+def generation_bump(name: str) -> None:
+    """What `name` caches changes with the current transaction: move its
+    generation on now (this transaction's own later reads) and again after
+    commit (a value another process computed meanwhile, from the rows before
+    the commit, is never read after it)."""
+    _bump(name)
+    transaction.on_commit(lambda: _bump(name))
+
+
+def cached(name: str, key: str, compute: Callable[[], T], *, timeout: int = 300) -> T:
+    full = f"{name}:{generation(name)}:{key}"
+    value = cache.get(full)
+    if value is None:
+        value = compute()
+        cache.set(full, value, timeout=timeout)
+    return value
