@@ -127,7 +127,8 @@ class WorkerTasks:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
              "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-n", f"simulate-{os.getpid()}@%h"],
+             "--without-heartbeat", "-n", f"simulate-{os.getpid()}@%h",
+             "--queues", ",".join(settings.EXCHANGE_CELERY_QUEUES)],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=log.open("ab"),
