@@ -304,10 +304,16 @@ def _windows_metered(model: AgentModel, *, end: float) -> Check:
     horizon = end - settings.METERING_GRACE_SECONDS
     gaps, wrong_size, billed_silence = [], 0, 0
     records = defaultdict(list)
-    for lease_id, ws, we, d, lost in UsageRecord.objects.values_list(
-        "lease", "window_start", "window_end", "gpu_seconds_delivered", "gpu_seconds_lost"
+    for lease_id, ws, we, d, lost, grace in UsageRecord.objects.values_list(
+        "lease",
+        "window_start",
+        "window_end",
+        "gpu_seconds_delivered",
+        "gpu_seconds_lost",
+        "gpu_seconds_grace",
     ).order_by("lease", "window_start"):
-        records[lease_id].append((ws.timestamp(), we.timestamp(), d, lost))
+        # the agent's start-up grace is neither delivered nor lost (not billed, not a fault)
+        records[lease_id].append((ws.timestamp(), we.timestamp(), d, lost + grace))
     leases = Lease.objects.filter(
         status__in=[Lease.Status.ACTIVE, Lease.Status.COMPLETED, Lease.Status.FAILED,
                     Lease.Status.MIGRATED],

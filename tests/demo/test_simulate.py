@@ -108,7 +108,7 @@ EXPECTED = {
     "orders filled": 10,
     "leases made": 13,
     "GPU-hours delivered": 170.3,
-    "GPU-hours lost to faults": 8.0,
+    "GPU-hours lost to faults": 6.7,
     "invoices paid": 2,
     "revenue (gross billed)": "¥240.94",
     "platform fees": "¥12.05",
