@@ -7,8 +7,10 @@ Other organisations' objects are never in these querysets, so views answer
 import datetime as dt
 import hashlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import (
     BooleanField,
@@ -38,6 +40,7 @@ from market.matching import (
     acceptable_model_ids,
     on_book,
     order_quote,
+    order_quote_explain,
 )
 from market.models import GPUModel, Lease, LeaseEvent, Node, Offer, Order, Site
 from market.models.capacity import BOARD_CACHE
@@ -618,6 +621,33 @@ class QuoteView:
             Decimal(0),
         )
         return (total / 1000).quantize(Decimal("0.01"))
+
+
+def order_quote_view(*, order: Mapping[str, Any], currency: str, now: dt.datetime) -> QuoteView:
+    """What an order of this shape would get now and why the other offers
+    would not serve it: the quote API and the quote page ask the same.
+    `order` holds the order form's cleaned fields (accepted models and the
+    model filters, size, hours, start-by, price, place and green limits)."""
+    quote = order_quote_explain(
+        model_ids=acceptable_model_ids(
+            accepted_ids={m.pk for m in order["accepted_models"]},
+            min_tflops=order["min_tflops"],
+            min_memory_gb=order["min_memory_gb"],
+            domestic_only=order["domestic_only"],
+        ),
+        gpu_count=order["gpu_count"],
+        hours=order["hours"],
+        currency=currency,
+        start_by=order["start_by"],
+        now=now,
+        max_price_amount=order["max_price_amount"],
+        regions=order["regions"],
+        hubs=order["hubs"],
+        min_green_share=order["min_green_share"],
+        gang=order["gang"],
+        verified_only=order["verified_only"],
+    )
+    return quote_view(quote=quote, hours=order["hours"], currency=currency)
 
 
 def quote_view(*, quote: Quote, hours: int, currency: str) -> QuoteView:

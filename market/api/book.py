@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from core import clock, limits
 from market import selectors as search
 from market.api.orders import OrderCreateInput
-from market.matching import REASONS, acceptable_model_ids, order_quote_explain
+from market.matching import REASONS
 from market.models.capacity import Hub
 from market.throttles import QuoteThrottle
 
@@ -147,28 +147,7 @@ class QuoteView(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         now = clock.now()
-        quote = order_quote_explain(
-            model_ids=acceptable_model_ids(
-                accepted_ids={m.pk for m in values["accepted_models"]},
-                min_tflops=values["min_tflops"],
-                min_memory_gb=values["min_memory_gb"],
-                domestic_only=values["domestic_only"],
-            ),
-            gpu_count=values["gpu_count"],
-            hours=values["hours"],
-            currency=settings.DEFAULT_CURRENCY,
-            start_by=values["start_by"],
-            now=now,
-            max_price_amount=values["max_price_amount"],
-            regions=values["regions"],
-            hubs=values["hubs"],
-            min_green_share=values["min_green_share"],
-            gang=values["gang"],
-            verified_only=values["verified_only"],
-        )
-        view = search.quote_view(
-            quote=quote, hours=values["hours"], currency=settings.DEFAULT_CURRENCY
-        )
+        view = search.order_quote_view(order=values, currency=settings.DEFAULT_CURRENCY, now=now)
         return Response(QuoteOutput(quote_payload(view, at=now)).data)
 
 

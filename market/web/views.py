@@ -20,7 +20,7 @@ from core.pages import form_errors_apply
 from core.throttles import page_throttled
 from market import capacity, leases, maintenance, orders
 from market import selectors as search
-from market.matching import acceptable_model_ids, order_quote_explain
+from market.matching import acceptable_model_ids
 from market.throttles import OrderPlacementThrottle
 from market.web.forms import (
     BookForm,
@@ -192,27 +192,8 @@ def quote(request: HttpRequest) -> HttpResponse:
     view = None
     if request.GET and form.is_valid():
         data = form.order_kwargs()
-        result = order_quote_explain(
-            model_ids=acceptable_model_ids(
-                accepted_ids={m.pk for m in data["accepted_models"]},
-                min_tflops=data["min_tflops"],
-                min_memory_gb=data["min_memory_gb"],
-                domestic_only=data["domestic_only"],
-            ),
-            gpu_count=data["gpu_count"],
-            hours=data["hours"],
-            currency=settings.DEFAULT_CURRENCY,
-            start_by=data["start_by"],
-            now=clock.now(),
-            max_price_amount=data["max_price_amount"],
-            regions=data["regions"],
-            hubs=data["hubs"],
-            min_green_share=data["min_green_share"],
-            gang=data["gang"],
-            verified_only=data["verified_only"],
-        )
-        view = search.quote_view(
-            quote=result, hours=data["hours"], currency=settings.DEFAULT_CURRENCY
+        view = search.order_quote_view(
+            order=data, currency=settings.DEFAULT_CURRENCY, now=clock.now()
         )
     excluded = [
         (e, view.offers[e.offer_id], [(code, QUOTE_REASONS[code]) for code in e.reasons])
