@@ -16,3 +16,20 @@ def simulated_clock_not_in_production(app_configs=None, **kwargs) -> list[checks
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.compatibility, deploy=False)
+def redis_in_production(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Without REDIS_URL the exchange runs every task inside the request and
+    counts throttles and log-in lockouts per process: fine for the demo, a
+    silent loss of the scheduled close, the workers and the limits in production."""
+    if settings.PRODUCTION and not settings.REDIS_URL:
+        return [
+            checks.Error(
+                "REDIS_URL is not set in production: tasks would run in the web request and "
+                "throttles and lock-outs would count per process.",
+                hint="Set REDIS_URL (the broker and the shared cache); see the README's production section.",
+                id="core.E002",
+            )
+        ]
+    return []

@@ -219,3 +219,33 @@ def celery_worker_start(*, env: dict[str, str], log: Path, name: str) -> subproc
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+# Settings a production deployment would give: real-looking secrets, Redis, no demo value.
+# Tests of the production checks start from it and remove or spoil one value.
+PRODUCTION_ENV = {
+    "EXCHANGE_ENV": "production",
+    "SECRET_KEY": "a" * 20 + "-production-secret-key-for-the-deploy-check-" + "z" * 10,
+    "ALLOWED_HOSTS": "exchange.example.cn",
+    "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",  # `check` reads it, never connects
+    "PATH": "/usr/bin:/bin",
+    "STRIPE_SECRET_KEY": "sk_live_51Hx" + "k" * 90,
+    "STRIPE_PUBLISHABLE_KEY": "pk_live_51Hx" + "p" * 90,
+    "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 32,
+    "TRAIL_SIGNING_KEY": "5a" * 32,
+}
+
+
+def manage_check(env: dict[str, str], *, deploy: bool = True) -> subprocess.CompletedProcess:
+    """`manage.py check [--deploy --fail-level WARNING]` in a fresh process with exactly `env`."""
+    command = [sys.executable, "manage.py", "check"]
+    if deploy:
+        command += ["--deploy", "--fail-level", "WARNING"]
+    return subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )

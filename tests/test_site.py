@@ -7,6 +7,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from tests.conftest import _client_for
+from tests.support import PRODUCTION_ENV, manage_check
 
 
 @pytest.mark.django_db
@@ -75,26 +76,19 @@ def test_healthz_reports_database_and_broker(client):
 
 
 def test_production_settings_pass_check_deploy_with_no_warnings():
-    env = {
-        "EXCHANGE_ENV": "production",
-        "SECRET_KEY": "a" * 20 + "-production-secret-key-for-the-deploy-check-" + "z" * 10,
-        "ALLOWED_HOSTS": "exchange.example.cn",
-        "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
-        "PATH": "/usr/bin:/bin",
-        "STRIPE_SECRET_KEY": "sk_live_51Hx" + "k" * 90,
-        "STRIPE_PUBLISHABLE_KEY": "pk_live_51Hx" + "p" * 90,
-        "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 32,
-        "TRAIL_SIGNING_KEY": "5a" * 32,
-    }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=settings.BASE_DIR,
-    )
+    result = manage_check(PRODUCTION_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_redis():
+    """Without Redis, tasks would run in the web request and throttles and
+    lock-outs would count per process: production says so and stops."""
+    result = manage_check(
+        {k: v for k, v in PRODUCTION_ENV.items() if k != "REDIS_URL"}, deploy=False
+    )
+    assert result.returncode != 0
+    assert "core.E002" in result.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key():

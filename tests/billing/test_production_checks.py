@@ -1,35 +1,18 @@
 """Production refuses to start with the demo Stripe keys (billing/checks.py)."""
 
 import subprocess
-import sys
 
 import pytest
-from django.conf import settings
 
-REAL_LOOKING = {
-    "STRIPE_SECRET_KEY": "sk_live_51Hx" + "k" * 90,
-    "STRIPE_PUBLISHABLE_KEY": "pk_live_51Hx" + "p" * 90,
-    "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 32,
-    "TRAIL_SIGNING_KEY": "5a" * 32,  # not the demo key (billing.trail's own test refuses that)
-}
+from tests.support import PRODUCTION_ENV, manage_check
+
+STRIPE = ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
+REAL_LOOKING = {name: PRODUCTION_ENV[name] for name in STRIPE}
+WITHOUT_STRIPE = {k: v for k, v in PRODUCTION_ENV.items() if k not in STRIPE}
 
 
 def _check_deploy(**stripe: str) -> subprocess.CompletedProcess:
-    env = {
-        "EXCHANGE_ENV": "production",
-        "SECRET_KEY": "b" * 20 + "-production-secret-key-for-the-stripe-check-" + "y" * 10,
-        "ALLOWED_HOSTS": "exchange.example.cn",
-        "DATABASE_URL": "sqlite:////tmp/stripe-check.sqlite3",
-        "PATH": "/usr/bin:/bin",
-        **stripe,
-    }
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=settings.BASE_DIR,
-    )
+    return manage_check(WITHOUT_STRIPE | stripe)
 
 
 def test_check_deploy_passes_in_production_with_real_looking_stripe_keys():

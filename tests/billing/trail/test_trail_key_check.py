@@ -1,30 +1,16 @@
 """Production refuses to sign tree heads with the public demo key (billing/checks.py)."""
 
 import subprocess
-import sys
 
 from django.conf import settings
 
-PRODUCTION = {
-    "EXCHANGE_ENV": "production",
-    "SECRET_KEY": "c" * 20 + "-production-secret-key-for-the-trail-check-" + "x" * 10,
-    "ALLOWED_HOSTS": "exchange.example.cn",
-    "DATABASE_URL": "sqlite:////tmp/trail-check.sqlite3",
-    "PATH": "/usr/bin:/bin",
-    "STRIPE_SECRET_KEY": "sk_live_51Hx" + "k" * 90,
-    "STRIPE_PUBLISHABLE_KEY": "pk_live_51Hx" + "p" * 90,
-    "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 32,
-}
+from tests.support import PRODUCTION_ENV, manage_check
+
+PRODUCTION = {k: v for k, v in PRODUCTION_ENV.items() if k != "TRAIL_SIGNING_KEY"}
 
 
 def _check(**env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=PRODUCTION | env,
-        capture_output=True,
-        text=True,
-        cwd=settings.BASE_DIR,
-    )
+    return manage_check(PRODUCTION | env)
 
 
 def test_production_refuses_the_demo_trail_key():
