@@ -78,7 +78,16 @@ class ApiUser(FastHttpUser):
 
     @task(WEIGHTS.get("quote", 0))
     def quote(self) -> None:
-        self.client.get(CONFIG["quote_url"], headers=self.buyer, name="quote")
+        # A quote takes the order's own fields and places nothing.
+        body = {
+            "accepted_models": CONFIG["models"],
+            "gpu_count": random.randint(1, 8),
+            "hours": random.randint(1, 24),
+            "start_by": CONFIG["start_by"],
+        }
+        self.client.post(
+            CONFIG["quote_url"], json=body, headers=self.buyer, name="quote POST quotes/"
+        )
 
     @task(WEIGHTS.get("leases", 0))
     def leases(self) -> None:

@@ -132,10 +132,12 @@ def make_book(
             """
             INSERT INTO market_node
                 (site_id, name, gpu_model_id, gpu_count, interconnect, state, state_reason,
-                 token_digest, last_seen_at, created_at)
+                 token_digest, last_seen_at, created_at, verified, verification_reason,
+                 drain_reason)
             SELECT (%(s)s::bigint[])[1 + i %% %(ns)s], 'load-node-' || i,
                    (%(m)s::bigint[])[1 + (i / %(ns)s) %% %(nm)s], 8, '', 'online', '',
-                   md5('load-node-' || i || random()::text) || md5(i::text), %(now)s, %(now)s
+                   md5('load-node-' || i || random()::text) || md5(i::text), %(now)s, %(now)s,
+                   false, '', ''
             FROM generate_series(0, %(n)s - 1) AS i
             """,
             {

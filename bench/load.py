@@ -10,8 +10,8 @@ its answer, then asks again). `bare` (GET gpu-models/, a bare DRF list on the
 same server) is the ceiling, measured in the same run at the same
 concurrency; every other endpoint's p99 is printed beside it as a ratio.
 `mix`: 60 % offer searches, 15 % order placements (Idempotency-Keys, one in
-ten a repeat), 10 % lease reads, 10 % usage-record reads, 5 % quotes (when the
-quote endpoint exists; else their share goes to searches, with a note) and
+ten a repeat), 10 % lease reads, 10 % usage-record reads, 5 % quotes (POST quotes/,
+an order's fields, nothing placed) and
 --agents node agents posting telemetry batches; after it, the matching backlog
 left behind (queued runs, waiting outbox rows) and the time to drain it, and
 the telemetry rate beside a raw binary COPY of the same rows (its floor).
@@ -74,16 +74,11 @@ def buyer_token() -> str:
     return token
 
 
-def quote_url() -> str | None:
-    """The book engineer's quote endpoint, if it has landed."""
-    from django.urls import NoReverseMatch, reverse
+def quote_url() -> str:
+    """The quote endpoint (POST an order's fields; nothing is placed)."""
+    from django.urls import reverse
 
-    for name in ("api-quote", "api-order-quote", "api-orders-quote"):
-        try:
-            return reverse(name) + "?gpu_model=nvidia-h800-sxm&gpu_count=8&hours=24"
-        except NoReverseMatch:
-            continue
-    return None
+    return reverse("api-quotes")
 
 
 def start_server(port: int, workers: int, env: dict) -> subprocess.Popen:
@@ -232,7 +227,17 @@ def profile_slowest(endpoint: str, config: dict) -> str:
         ),
         "telemetry": lambda: client.get("/api/v1/gpu-models/"),
         "bare": lambda: client.get("/api/v1/gpu-models/"),
-        "quote": lambda: client.get(config.get("quote_url") or "/api/v1/gpu-models/", **auth),
+        "quote": lambda: client.post(
+            config["quote_url"],
+            {
+                "accepted_models": config["models"],
+                "gpu_count": 2,
+                "hours": 4,
+                "start_by": config["start_by"],
+            },
+            content_type="application/json",
+            **auth,
+        ),
     }
     call = calls[endpoint]
     # As on the server: a placed order's matching is sent to a broker, not run here.
@@ -294,9 +299,6 @@ def main() -> None:
         "quote_url": quote_url(),
     }
     notes = []
-    if config["quote_url"] is None:
-        WEIGHTS["mix"]["search"] += WEIGHTS["mix"].pop("quote")
-        notes.append("no quote endpoint on this tree: quotes skipped, their share searches")
     live = Offer.objects.filter(status="active", gpus_available__gt=0).count()
     print(f"book: {live:,} live offers; load: {args.users} users, {args.seconds:.0f} s a scenario")
     env = {**os.environ, "DEBUG": "false", "LOG_LEVEL": "WARNING"}
