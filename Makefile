@@ -35,7 +35,9 @@ messages: $(VENV)/.demo-installed
 	$(PY) manage.py compilemessages --verbosity 0 --ignore '.venv/*'
 
 ## Command 1: install, migrate, load demo data, serve on 127.0.0.1:$(PORT) with a live market
-demo: $(VENV)/.demo-installed
+# The catalogues are compiled before the server's process starts: a process that
+# loaded them before they existed would serve every Chinese page in English.
+demo: $(VENV)/.demo-installed messages
 	@echo "Starting the demo: database, demo data, node agents, a simulated market (about a minute) …"
 	@$(PY) manage.py demo --port $(PORT)
 

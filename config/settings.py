@@ -580,5 +580,8 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # The Stripe SDK logs every request at INFO (the payment check polls events every
+        # few seconds); billing.payments logs what happens to money.
+        "stripe": {"level": "WARNING"},
     },
 }

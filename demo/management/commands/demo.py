@@ -72,8 +72,10 @@ class Command(BaseCommand):
         self.stdout.write(
             "Preparing the database (migrations; the first run takes about a minute) …"
         )
-        call_command("migrate", interactive=False, verbosity=0)
+        # Catalogues first: once a catalogue is loaded this process keeps it, so one
+        # compiled after a translation was first asked for would stay English.
         call_command("compilemessages", verbosity=0, ignore_patterns=[".venv/*"])
+        call_command("migrate", interactive=False, verbosity=0)
         spec = self._clock_start(speed) if speed > 0 else ""
         call_command("demo_data")
         # `kill` (SIGTERM) stops everything too, as Ctrl-C does: no orphans left.
