@@ -69,8 +69,11 @@ def _validate(
     min_green_share: Decimal,
     time_in_force: str = GOOD_TILL,
     good_till: dt.datetime | None = None,
+    max_refills: int | None = None,
 ) -> None:
     errors: dict[str, list[str]] = {}
+    if max_refills is not None and not 0 <= max_refills <= limits.MAX_ORDER_REFILLS:
+        errors["max_refills"] = [f"Allow 0 to {limits.MAX_ORDER_REFILLS} refills."]
     if not 1 <= gpu_count <= limits.MAX_ORDER_GPUS:
         errors["gpu_count"] = [f"Ask for 1 to {limits.MAX_ORDER_GPUS} GPUs."]
     if not 1 <= hours <= limits.MAX_ORDER_HOURS:
@@ -137,6 +140,8 @@ def order_create(
     gang: bool = False,
     failover_allowed: bool = True,
     verified_only: bool = False,
+    interruptible: bool = False,
+    max_refills: int | None = None,
     time_in_force: str = GOOD_TILL,
     good_till: dt.datetime | None = None,
     currency: str | None = None,
@@ -149,7 +154,13 @@ def order_create(
 
     Good-till (the default) stands on the book until filled, cancelled or
     `good_till` (none: the start-by deadline). Immediate-or-cancel is matched
-    here, before returning, and its unfilled part released at once."""
+    here, before returning, and its unfilled part released at once.
+
+    `interruptible`: the order accepts interruptible offers (cheaper, may be
+    pre-empted with notice); an order that does not never lands on one, and
+    may pre-empt the leases of lower bids there. `max_refills`: how often the
+    order re-arms after losing a lease to pre-emption or node failure (none:
+    no limit; re-arming needs `failover_allowed`)."""
     organisation_check_can_trade(organisation=buyer)
     payload = {
         "accepted_models": sorted(m.slug for m in accepted_models),
@@ -170,6 +181,11 @@ def order_create(
         "verified_only": verified_only,
         "good_till": good_till.isoformat() if good_till else None,
     }
+    # only when set: a repeated request of an order placed before these existed keeps its digest
+    if interruptible:
+        payload["interruptible"] = True
+    if max_refills is not None:
+        payload["max_refills"] = max_refills
     digest = _digest(payload)
     if idempotency_key:
         existing = _order_for_key(buyer=buyer, key=idempotency_key, digest=digest)
@@ -189,6 +205,7 @@ def order_create(
         min_green_share=min_green_share,
         time_in_force=time_in_force,
         good_till=good_till,
+        max_refills=max_refills,
     )
     if time_in_force == IOC:
         good_till = min(clock.now() + IOC_GRACE, start_by)
@@ -213,6 +230,8 @@ def order_create(
                 time_in_force=time_in_force,
                 good_till=good_till,
                 verified_only=verified_only,
+                interruptible=interruptible,
+                max_refills=max_refills,
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
             )

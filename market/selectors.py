@@ -303,6 +303,9 @@ def leases_of(organisation: Organisation) -> QuerySet[Lease]:
                 .order_by("-pk")
                 .values("reason")[:1]
             ),
+            next_lease_id=Subquery(
+                Lease.objects.filter(previous_lease=OuterRef("pk")).values("pk")[:1]
+            ),
         )
     )
 
@@ -355,6 +358,8 @@ def order_estimate(
     hubs=(),
     min_green_share: Decimal = Decimal(0),
     gang: bool = False,
+    verified_only: bool = False,
+    interruptible: bool = False,
 ) -> Estimate:
     """Live estimate for the order form: what the book would give now (GPU-
     hours, normalised PFLOPS-hours, cost at the asks) and the most the order
@@ -370,6 +375,8 @@ def order_estimate(
         hubs=hubs,
         min_green_share=min_green_share,
         gang=gang,
+        verified_only=verified_only,
+        interruptible=interruptible,
     )
     tflops = {m.pk: m.dense_tflops for m in GPUModel.objects.filter(pk__in=model_ids)}
     gpus = sum(line.gpus for line in lines)
@@ -646,6 +653,7 @@ def order_quote_view(*, order: Mapping[str, Any], currency: str, now: dt.datetim
         min_green_share=order["min_green_share"],
         gang=order["gang"],
         verified_only=order["verified_only"],
+        interruptible=order.get("interruptible", False),
     )
     return quote_view(quote=quote, hours=order["hours"], currency=currency)
 

@@ -33,6 +33,30 @@ class LeaseOutput(serializers.ModelSerializer):
     node_drain_at = serializers.DateTimeField(
         source="node.drain_at", read_only=True, allow_null=True
     )
+    interruptible = serializers.BooleanField(source="offer.interruptible", read_only=True)
+    preempt_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Set when the lease (on interruptible capacity) is pre-empted by a higher "
+        "bid: it ends then, after the notice, billed to that second.",
+    )
+    original_ends_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="The end the lease was matched with, before a pre-emption brought it forward.",
+    )
+    rearm = serializers.BooleanField(
+        read_only=True,
+        help_text="The lease was lost (pre-empted or failed) and its order re-arms: the rest "
+        "of its window is matched again (see next_lease).",
+    )
+    next_lease = serializers.IntegerField(
+        source="next_lease_id",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="The lease that took over this one's remaining hours (failover or re-arm).",
+    )
 
     class Meta:
         model = Lease
@@ -56,6 +80,11 @@ class LeaseOutput(serializers.ModelSerializer):
             "ended_at",
             "ended_reason",
             "node_drain_at",
+            "interruptible",
+            "preempt_at",
+            "original_ends_at",
+            "rearm",
+            "next_lease",
             "gpu_seconds_delivered",
             "gpu_seconds_lost",
         ]
@@ -89,6 +118,9 @@ class OrderOutput(serializers.ModelSerializer):
             "good_till",
             "failover_allowed",
             "verified_only",
+            "interruptible",
+            "max_refills",
+            "refills_used",
             "status",
             "created_at",
         ]
@@ -144,6 +176,22 @@ class OrderCreateInput(serializers.Serializer):
     failover_allowed = serializers.BooleanField(default=True)
     verified_only = serializers.BooleanField(
         default=False, help_text="Only GPUs on nodes whose self-test verified them."
+    )
+    interruptible = serializers.BooleanField(
+        default=False,
+        help_text="Accept interruptible capacity (cheaper; pre-empted by higher bids after "
+        "a notice). Without it the order never lands on interruptible offers, and may "
+        "pre-empt lower bids' leases there.",
+    )
+    max_refills = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=limits.MAX_ORDER_REFILLS,
+        help_text="How often the order re-arms after losing a lease to pre-emption or node "
+        "failure, matching the lease's remaining hours from the best offer then (null: no "
+        "limit; needs failover_allowed).",
     )
     time_in_force = serializers.ChoiceField(
         choices=Order.TimeInForce.choices,

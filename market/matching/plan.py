@@ -31,6 +31,8 @@ def compatible(order: BookOrder, offer: BookOffer, now: dt.datetime) -> bool:
         return False
     if order.verified_only and not offer.verified:
         return False
+    if offer.interruptible and not order.interruptible:
+        return False
     starts_at = offer.available_from if offer.available_from > now else now
     if order.ends_at is None:
         if not offer.min_hours <= order.hours <= offer.max_hours:

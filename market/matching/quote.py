@@ -26,6 +26,7 @@ GREEN_SHARE = "green_share"  # its site's green-power share is below the order's
 REGION = "region"
 HUB = "hub"
 UNVERIFIED = "unverified"  # the order asks for verified capacity; a node of it is not verified
+INTERRUPTIBLE = "interruptible"  # it may be pre-empted; the order does not accept that
 HOURS = "hours"  # the order's hours are outside the offer's minimum / maximum lease
 WINDOW = "window"  # its window cannot hold the lease (starts after start-by, ends too soon)
 CAPACITY = "capacity"  # no free GPU on an online node of the offer
@@ -40,6 +41,7 @@ REASONS = (
     REGION,
     HUB,
     UNVERIFIED,
+    INTERRUPTIBLE,
     HOURS,
     WINDOW,
     CAPACITY,
@@ -97,6 +99,8 @@ def exclusion_reasons(order: BookOrder, offer: BookOffer, now: dt.datetime) -> l
         reasons.append(HUB)
     if order.verified_only and not offer.verified:
         reasons.append(UNVERIFIED)
+    if offer.interruptible and not order.interruptible:
+        reasons.append(INTERRUPTIBLE)
     starts_at = offer.available_from if offer.available_from > now else now
     if order.ends_at is None:
         if not offer.min_hours <= order.hours <= offer.max_hours:
@@ -124,6 +128,7 @@ def order_quote_explain(
     min_green_share: Decimal = Decimal(0),
     gang: bool = False,
     verified_only: bool = False,
+    interruptible: bool = False,
 ) -> Quote:
     """The engine's plan for one order on the whole live book, and each live
     offer left out with its reasons. Without a maximum price every ask is
@@ -142,6 +147,7 @@ def order_quote_explain(
         gang=gang,
         start_by=start_by,
         verified_only=verified_only,
+        interruptible=interruptible,
     )
     book = book_load(now=now)
     static = {offer.id: exclusion_reasons(order, offer, now) for offer in book.offers}
@@ -197,6 +203,7 @@ def _dark_offers(*, now: dt.datetime, known: set[int]) -> list[BookOffer]:
         "site__green_share",
         "site__region",
         "site__hub",
+        "interruptible",
     )
     return [
         BookOffer(
@@ -215,6 +222,7 @@ def _dark_offers(*, now: dt.datetime, known: set[int]) -> list[BookOffer]:
             region=row[12],
             hub=row[13],
             nodes=[],
+            interruptible=row[14],
         )
         for row in rows
         if row[0] not in known

@@ -197,6 +197,16 @@ class OrderForm(forms.Form):
     verified_only = forms.BooleanField(
         label=_("Verified capacity only (nodes that passed their self-test)"), required=False
     )
+    interruptible = forms.BooleanField(
+        label=_("Interruptible capacity accepted (cheaper; pre-empted with notice)"),
+        required=False,
+    )
+    max_refills = forms.IntegerField(
+        label=_("Refills after pre-emption or node failure (empty: no limit)"),
+        required=False,
+        min_value=0,
+        max_value=limits.MAX_ORDER_REFILLS,
+    )
     time_in_force = forms.ChoiceField(
         label=_("Time in force"),
         choices=Order.TimeInForce.choices,
@@ -240,6 +250,7 @@ class QuoteForm(OrderForm):
         required=False,
     )
     failover_allowed = None
+    max_refills = None
     time_in_force = None
     good_till = None
 

@@ -283,6 +283,8 @@ def order_estimate(request: HttpRequest, buyer) -> HttpResponse:
             hubs=data["hubs"],
             min_green_share=data["min_green_share"],
             gang=data["gang"],
+            verified_only=data["verified_only"],
+            interruptible=data.get("interruptible", False),
         )
     return render(
         request, "market/_estimate.html", {"estimate": estimate, "form": form, "asked": form.data}
