@@ -27,6 +27,7 @@ from core.transitions import transition
 from market.matching import order_match
 from market.models import Lease, LeaseEvent, Node, Offer, Order, OrderEvent
 from market.models.capacity import BOARD_CACHE
+from market.resale import resales_close
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def lease_end_now(*, lease: Lease, actor: User | None, reason: str = "") -> Leas
                 f"The lease is {locked.get_status_display()}; it has already ended.",
                 errors={"status": [f"The lease is {locked.status}."]},
             )
+        resales_close(leases=[locked], actor=actor)
         if not leases_stop(leases=[locked], at=at, actor=actor, reason=why):
             raise Conflict("The lease ended meanwhile.")
     locked.refresh_from_db()

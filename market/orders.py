@@ -70,8 +70,16 @@ def _validate(
     time_in_force: str = GOOD_TILL,
     good_till: dt.datetime | None = None,
     max_refills: int | None = None,
+    start_at: dt.datetime | None = None,
 ) -> None:
     errors: dict[str, list[str]] = {}
+    if start_at is not None:
+        if start_at.minute or start_at.second or start_at.microsecond:
+            errors["start_at"] = ["A forward block starts on the hour."]
+        elif start_at <= clock.now():
+            errors["start_at"] = ["A forward block starts in the future."]
+        elif start_at > start_by:
+            errors["start_at"] = ["A forward block starts by the start-by deadline."]
     if max_refills is not None and not 0 <= max_refills <= limits.MAX_ORDER_REFILLS:
         errors["max_refills"] = [f"Allow 0 to {limits.MAX_ORDER_REFILLS} refills."]
     if not 1 <= gpu_count <= limits.MAX_ORDER_GPUS:
@@ -142,6 +150,7 @@ def order_create(
     verified_only: bool = False,
     interruptible: bool = False,
     max_refills: int | None = None,
+    start_at: dt.datetime | None = None,
     time_in_force: str = GOOD_TILL,
     good_till: dt.datetime | None = None,
     currency: str | None = None,
@@ -160,7 +169,9 @@ def order_create(
     pre-empted with notice); an order that does not never lands on one, and
     may pre-empt the leases of lower bids there. `max_refills`: how often the
     order re-arms after losing a lease to pre-emption or node failure (none:
-    no limit; re-arming needs `failover_allowed`)."""
+    no limit; re-arming needs `failover_allowed`). `start_at` (on the hour): a
+    forward block, its leases start then and not before; once matched it is a
+    contract its buyer may resell (market/resale.py)."""
     organisation_check_can_trade(organisation=buyer)
     payload = {
         "accepted_models": sorted(m.slug for m in accepted_models),
@@ -186,6 +197,8 @@ def order_create(
         payload["interruptible"] = True
     if max_refills is not None:
         payload["max_refills"] = max_refills
+    if start_at is not None:
+        payload["start_at"] = start_at.isoformat()
     digest = _digest(payload)
     if idempotency_key:
         existing = _order_for_key(buyer=buyer, key=idempotency_key, digest=digest)
@@ -206,6 +219,7 @@ def order_create(
         time_in_force=time_in_force,
         good_till=good_till,
         max_refills=max_refills,
+        start_at=start_at,
     )
     if time_in_force == IOC:
         good_till = min(clock.now() + IOC_GRACE, start_by)
@@ -232,6 +246,7 @@ def order_create(
                 verified_only=verified_only,
                 interruptible=interruptible,
                 max_refills=max_refills,
+                start_at=start_at,
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
             )
@@ -292,6 +307,7 @@ def order_cancel(*, order: Order, actor: User | None, end_running_leases: bool =
     unless `end_running_leases`: then they end now too (billed to the second),
     and a filled order can be cancelled as well."""
     from market.leases import leases_cancel, leases_stop
+    from market.resale import resales_close
 
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
@@ -309,6 +325,11 @@ def order_cancel(*, order: Order, actor: User | None, end_running_leases: bool =
             reason="cancelled by the buyer",
         )
         pending = list(locked.leases.filter(status=Lease.Status.PENDING))
+        ending = pending + (
+            list(locked.leases.filter(status=Lease.Status.ACTIVE)) if end_running_leases else []
+        )
+        # a resold lease runs on for its new holder: then nothing is cancelled (409)
+        resales_close(leases=ending, actor=actor)
         leases_cancel(leases=pending, actor=actor, reason="order cancelled")
         if end_running_leases:
             running = list(locked.leases.filter(status=Lease.Status.ACTIVE).order_by("pk"))

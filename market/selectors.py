@@ -310,6 +310,17 @@ def leases_of(organisation: Organisation) -> QuerySet[Lease]:
     )
 
 
+def open_resales(*, lease_ids: list[int]) -> dict[int, Offer]:
+    """The resale still on the book of each of these leases (market/resale.py),
+    with `gpus_sold`."""
+    offers = (
+        Offer.objects.filter(resale_of_id__in=lease_ids)
+        .exclude(status=Offer.Status.WITHDRAWN)
+        .annotate(gpus_sold=F("gpus_total") - F("gpus_available"))
+    )
+    return {offer.resale_of_id: offer for offer in offers if offer.resale_of_id is not None}
+
+
 ENDED_STATUSES = (
     Lease.Status.COMPLETED,
     Lease.Status.FAILED,
@@ -360,6 +371,7 @@ def order_estimate(
     gang: bool = False,
     verified_only: bool = False,
     interruptible: bool = False,
+    start_at: dt.datetime | None = None,
 ) -> Estimate:
     """Live estimate for the order form: what the book would give now (GPU-
     hours, normalised PFLOPS-hours, cost at the asks) and the most the order
@@ -377,6 +389,7 @@ def order_estimate(
         gang=gang,
         verified_only=verified_only,
         interruptible=interruptible,
+        start_at=start_at,
     )
     tflops = {m.pk: m.dense_tflops for m in GPUModel.objects.filter(pk__in=model_ids)}
     gpus = sum(line.gpus for line in lines)
@@ -654,6 +667,7 @@ def order_quote_view(*, order: Mapping[str, Any], currency: str, now: dt.datetim
         gang=order["gang"],
         verified_only=order["verified_only"],
         interruptible=order.get("interruptible", False),
+        start_at=order.get("start_at"),
     )
     return quote_view(quote=quote, hours=order["hours"], currency=currency)
 

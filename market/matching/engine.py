@@ -251,6 +251,7 @@ def order_quote(
     gang: bool = False,
     verified_only: bool = False,
     interruptible: bool = False,
+    start_at: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> list[QuoteLine]:
     """What an order like this would get if placed now: a dry run of the
@@ -271,6 +272,7 @@ def order_quote(
         start_by=start_by,
         verified_only=verified_only,
         interruptible=interruptible,
+        start_at=start_at,
     )
     if not model_ids or gpu_count < 1 or hours < 1:
         return []

@@ -104,11 +104,19 @@ def round_commit(
             for fill in order_fills:
                 if offers[fill.offer.id][2] != fill.offer.price:
                     continue  # the provider re-priced since the snapshot: re-plan next round
-                gpus = min(fill.gpus, offer_free[fill.offer.id], node_free[fill.node_id], unfilled)
+                # a resale's GPUs are held by its seller's lease, not free on the node
+                resale = fill.offer.resale_of is not None
+                room = offer_free[fill.offer.id]
+                if not resale:
+                    room = min(room, node_free[fill.node_id])
+                elif nodes[fill.node_id][0] != Node.State.ONLINE:
+                    room = 0
+                gpus = min(fill.gpus, room, unfilled)
                 if gpus <= 0:
                     continue
                 offer_free[fill.offer.id] -= gpus
-                node_free[fill.node_id] -= gpus
+                if not resale:
+                    node_free[fill.node_id] -= gpus
                 unfilled -= gpus
                 accepted.append((fill, gpus))
             got = sum(g for _f, g in accepted)
@@ -117,7 +125,8 @@ def round_commit(
                 if order.gang:
                     for fill, gpus in accepted:  # all or nothing: give the capacity back
                         offer_free[fill.offer.id] += gpus
-                        node_free[fill.node_id] += gpus
+                        if fill.offer.resale_of is None:
+                            node_free[fill.node_id] += gpus
                     continue
             if not got:
                 continue
@@ -138,6 +147,7 @@ def round_commit(
                         fill.starts_at,
                         fill.ends_at,
                         previous,
+                        fill.offer.resale_of,
                     )
                 )
                 previous = None
@@ -166,6 +176,7 @@ _LEASE_COLUMNS = [
     ("starts_at", "timestamptz"),
     ("ends_at", "timestamptz"),
     ("previous_lease_id", "bigint"),
+    ("resold_from_id", "bigint"),
 ]
 
 

@@ -55,6 +55,8 @@ class Order(models.Model):
     domestic_only = models.BooleanField(default=False)
     gang = models.BooleanField(default=False, help_text=_("all GPUs at one site"))
     start_by = models.DateTimeField()
+    # A forward block: the lease starts then (hour-aligned), not before; none: at once.
+    start_at = models.DateTimeField(null=True, blank=True)
     time_in_force = models.CharField(
         max_length=10, choices=TimeInForce.choices, default=TimeInForce.GOOD_TILL
     )
@@ -114,6 +116,10 @@ class Order(models.Model):
                 condition=Q(min_memory_gb__isnull=True)
                 | Q(min_memory_gb__lte=limits.MAX_MEMORY_GB),
                 name="order_memory_floor_bounded",
+            ),
+            models.CheckConstraint(
+                condition=Q(start_at__isnull=True) | Q(start_at__lte=F("start_by")),
+                name="order_start_at_by_start_by",
             ),
             models.CheckConstraint(
                 condition=Q(max_refills__isnull=True)
@@ -197,6 +203,11 @@ class Lease(models.Model):
     preempt_at = models.DateTimeField(_("pre-empted at"), null=True, blank=True)
     original_ends_at = models.DateTimeField(null=True, blank=True)
     rearm = models.BooleanField(default=False)
+    # A lease bought from a resale (market/resale.py): the seller's lease, whose
+    # GPUs it uses - it holds no node capacity of its own.
+    resold_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="resold_to"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -191,6 +191,11 @@ class OrderForm(forms.Form):
     start_by = forms.DateTimeField(
         label=_("Start by"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
+    start_at = forms.DateTimeField(
+        label=_("Forward block: start at (on the hour; empty: as soon as matched)"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "3600"}),
+    )
     failover_allowed = forms.BooleanField(
         label=_("Failover to another provider allowed"), required=False, initial=True
     )
@@ -271,3 +276,7 @@ class BookForm(forms.Form):
 class DrainForm(forms.Form):
     notice_minutes = forms.IntegerField(min_value=0, max_value=limits.MAX_DRAIN_NOTICE_MINUTES)
     reason = forms.CharField(max_length=150, required=False)
+
+
+class ResellForm(forms.Form):
+    price = YuanField(label=_("Resale ask per GPU-hour (¥)"), max_amount=limits.MAX_PRICE_AMOUNT)
