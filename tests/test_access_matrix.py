@@ -337,12 +337,13 @@ API: dict[tuple[str, str], Api] = {
         sees={"buyer_a"},
         body=lambda w, r: {"reason": "done"},
     ),
+    # side A's lease has less than a whole hour left to resell: its buyer hears so (409)
     (f"{V1}/leases/{{id}}/resell/", "post"): Api(
         BUYERS,
         path=lambda w: {"id": w.a.lease.pk},
         sees={"buyer_a"},
         body=lambda w, r: {"price_amount": 2_100},
-        ok=201,
+        ok=409,
     ),
     # nothing of side A's lease is up for resale: its buyer hears so (409)
     (f"{V1}/leases/{{id}}/resell/cancel/", "post"): Api(
