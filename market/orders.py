@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 
 from accounts.models import Organisation
 from accounts.services import organisation_check_can_trade
@@ -346,14 +346,24 @@ def order_cancel(*, order: Order, actor: User | None, end_running_leases: bool =
 def orders_expire(*, now: dt.datetime | None = None) -> int:
     """Expire open / partly filled orders whose good-till or start-by
     deadline has passed; the unfilled part is released (leases already made
-    run on). Returns how many expired."""
+    run on). An order re-arming a lost lease (failover, pre-emption) stays
+    until that lease's window is over. Returns how many expired."""
     now = now or clock.now()
+    # a lost lease whose rest waits to be matched again keeps its order on the book
+    rearming = Lease.objects.filter(
+        Q(status=Lease.Status.FAILED, ends_at__gt=now)
+        | Q(status=Lease.Status.COMPLETED, original_ends_at__gt=now),
+        order=OuterRef("pk"),
+        rearm=True,
+        next_lease__isnull=True,
+    )
     expired = 0
     for status in OPEN_STATUSES:
         with transaction.atomic():
             ids = list(
                 Order.objects.select_for_update(skip_locked=True)
                 .filter(Q(start_by__lte=now) | Q(good_till__lte=now), status=status)
+                .exclude(Exists(rearming))
                 .values_list("id", flat=True)
             )
             Order.objects.filter(id__in=ids, status=status).update(status=Order.Status.EXPIRED)

@@ -299,3 +299,24 @@ def test_refills_are_bounded(db):
     assert "max_refills" in response.json()["errors"]
     assert Order.objects.count() == 1
     assert LeaseEvent.objects.count() == 0
+
+
+@time_machine.travel(T0, tick=False)
+def test_a_re_arming_order_stays_on_the_book_past_its_start_by_until_its_window_ends():
+    from market.orders import orders_expire
+
+    # given a spot order (start-by 10:30) pre-empted at 10:00, re-armed at 10:10, nothing free
+    _spot_market()
+    spot_order, spot_lease = _spot_lease(max_refills=1)
+    Order.objects.filter(pk=spot_order.pk).update(start_by=T0 + dt.timedelta(hours=1, minutes=30))
+    with time_machine.travel(T0 + dt.timedelta(hours=1), tick=False):
+        OrderFactory(accepted_models=[gpu(H800)], gpu_count=8, hours=3, max_price_amount=2_500)
+        orders_preempt()
+    with time_machine.travel(T0 + dt.timedelta(hours=1, minutes=10), tick=False):
+        leases_advance()
+
+    # then past its start-by it waits on (its lease's window runs to 13:00), not after
+    assert orders_expire(now=T0 + dt.timedelta(hours=2)) == 0
+    assert Order.objects.get(pk=spot_order.pk).status == "partially_filled"
+    assert orders_expire(now=T0 + dt.timedelta(hours=4)) == 1
+    assert Order.objects.get(pk=spot_order.pk).status == "expired"
