@@ -43,7 +43,11 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 @replica_reads
 def find_compute(request: HttpRequest) -> HttpResponse:
     form = OfferSearchForm(request.GET or None)
-    kwargs = form.search_kwargs() if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        # A filter the exchange cannot read is said, not silently dropped (which
+        # would show every offer as if it matched).
+        return render(request, "market/find_compute.html", {"form": form}, status=400)
+    kwargs = form.search_kwargs() if form.is_bound else {}
     page = Paginator(search.OfferResults(**kwargs), 25).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -177,7 +181,9 @@ def offer_action(request: HttpRequest, provider, pk: int, action: str) -> HttpRe
 def book(request: HttpRequest) -> HttpResponse:
     """The public book: depth by price level per GPU model, anonymised."""
     form = BookForm(request.GET or None)
-    kwargs = form.book_kwargs() if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        return render(request, "market/book.html", {"form": form, "now": clock.now()}, status=400)
+    kwargs = form.book_kwargs() if form.is_bound else {}
     return render(
         request,
         "market/book.html",
@@ -228,8 +234,9 @@ def order_new(request: HttpRequest, buyer) -> HttpResponse:
         return throttled
     if request.method == "POST":
         form = OrderForm(request.POST)
-    else:  # *Order this* from a quote: the same fields, filled in
+    else:  # *Order this* from a quote or the board: the same fields, filled in
         form = OrderForm(initial=_initial_from(request.GET))
+    form.offered_first(search.board_summary(currency=settings.DEFAULT_CURRENCY).models)
     if request.method == "POST" and form.is_valid():
         try:
             order, _created = orders.order_create(
