@@ -588,6 +588,7 @@ PAGES: dict[str, Page] = {
     "invitation_accept": Page(ALL, kwargs=lambda w: {"token": _invitation_token(w)}),
     "market:catalogue": Page(ALL),
     "market:find_compute": Page(ALL),
+    "market:board": Page(ALL),
     "market:book": Page(ALL),
     "market:quote": Page(ALL),
     "market:price_index": Page(ALL),

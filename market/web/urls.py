@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from market.web import index, telemetry, views
+from market.web import board, index, telemetry, views
 
 urlpatterns = [
     path(
@@ -12,6 +12,7 @@ urlpatterns = [
                 [
                     path("gpus/", views.catalogue, name="catalogue"),
                     path("offers/", views.find_compute, name="find_compute"),
+                    path("board/", board.board, name="board"),
                     path("book/", views.book, name="book"),
                     path("quote/", views.quote, name="quote"),
                     path("index/", index.price_index, name="price_index"),
