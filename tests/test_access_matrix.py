@@ -597,6 +597,12 @@ PAGES: dict[str, Page] = {
     "market:capacity": Page(PROVIDERS),
     "market:site_create": Page(PROVIDERS, method="post"),
     "market:node_create": Page(PROVIDERS, method="post"),
+    "market:node_connect": Page(
+        PROVIDERS, kwargs=lambda w: {"pk": w.a.node.pk}, sees={"provider_a"}
+    ),
+    "market:node_status": Page(
+        PROVIDERS, kwargs=lambda w: {"pk": w.a.node.pk}, sees={"provider_a"}
+    ),
     "market:node_token": Page(
         PROVIDERS,
         kwargs=lambda w: {"pk": w.a.node.pk, "action": "rotate"},

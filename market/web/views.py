@@ -105,13 +105,19 @@ def site_create(request: HttpRequest, provider) -> HttpResponse:
 @provider_page
 @require_POST
 def node_create(request: HttpRequest, provider) -> HttpResponse:
+    created = []
+
     def create(data):
         node, token = capacity.node_create(**data)
         # Shown once on the next page, then gone: only its digest is stored.
-        request.session["new_node_token"] = {"node": node.name, "token": token}
+        request.session["new_node_token"] = {"pk": node.pk, "node": node.name, "token": token}
+        created.append(node)
 
     form = NodeForm(request.POST, sites=search.sites_of(provider))
-    return _capacity_form_post(request, form, create)
+    response = _capacity_form_post(request, form, create)
+    if created:  # the agent's command, and a live wait for its first telemetry
+        return redirect("market:node_connect", pk=created[0].pk)
+    return response
 
 
 @provider_page
@@ -122,7 +128,8 @@ def node_token(request: HttpRequest, provider, pk: int, action: str) -> HttpResp
     if action == "rotate":
         token = capacity.node_token_rotate(node=node)
         # Shown once on the next page, then gone: only its digest is stored.
-        request.session["new_node_token"] = {"node": node.name, "token": token}
+        request.session["new_node_token"] = {"pk": node.pk, "node": node.name, "token": token}
+        return redirect("market:node_connect", pk=node.pk)
     elif action == "revoke":
         capacity.node_token_revoke(node=node)
         messages.success(
