@@ -124,10 +124,19 @@ def operator_home(request: HttpRequest) -> HttpResponse:
 # --- charts (pygal in the house style, inlined with the request's nonce) -------------------
 
 
+# Few, whole labels on small charts: pygal's defaults crowd a 190 px high chart.
+SMALL = {
+    "height": 190,
+    "truncate_label": -1,
+    "show_minor_y_labels": False,
+    "y_labels_major_count": 4,
+}
+
+
 def _utilisation_chart(rows: list[tuple[dt.datetime, float]]) -> str:
     if not rows:
         return ""
-    chart = line_chart(height=190, range=(0, 100), y_labels=[0, 50, 100], show_legend=False)
+    chart = line_chart(**{**SMALL, "range": (0, 100), "y_labels": [0, 50, 100]}, show_legend=False)
     labels = [timezone.localtime(hour).strftime("%H:%M") for hour, _util in rows]
     chart.x_labels = labels
     chart.x_labels_major = labels[:: max(1, len(labels) // 6)]
@@ -138,11 +147,15 @@ def _utilisation_chart(rows: list[tuple[dt.datetime, float]]) -> str:
 def _revenue_chart(rows: list[tuple[dt.date, int]]) -> str:
     if not rows:
         return ""
-    chart = column_chart(
-        height=190, show_legend=False, value_formatter=lambda value: f"¥{value:,.2f}"
-    )
-    chart.x_labels = [day.strftime("%d") for day, _amount in rows]
-    chart.add(_("revenue (¥)"), [amount / 100 for _day, amount in rows])
+    chart = column_chart(**SMALL, show_legend=False, value_formatter=lambda value: f"¥{value:,.0f}")
+    # every day of the month so far, a day without revenue at zero
+    by_day = dict(rows)
+    first, last = rows[0][0].replace(day=1), max(rows[-1][0], timezone.localdate(clock.now()))
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    chart.x_labels = [str(day.day) for day in days]
+    chart.x_labels_major = chart.x_labels[:: max(1, len(days) // 8)]
+    chart.show_minor_x_labels = False
+    chart.add(_("revenue (¥)"), [by_day.get(day, 0) / 100 for day in days])
     return chart.render(is_unicode=True)
 
 
@@ -166,7 +179,7 @@ def _burn_down_chart(burn) -> str:
             projected.append(burn.projected_amount * share / 100 if day >= today else None)
         day += dt.timedelta(days=1)
     chart = line_chart(
-        height=190,
+        **SMALL,
         range=(0, max(1, burn.budget.total / 100, burn.projected_amount / 100)),
         value_formatter=lambda value: f"¥{value:,.0f}",
     )
