@@ -155,6 +155,7 @@ class OfferSearchForm(forms.Form):
         required=False,
         choices=[
             ("price", _("price")),
+            ("-price", _("price, highest first")),
             ("price_per_pflops", _("price per PFLOPS-hour")),
             ("green", _("green share")),
             ("reliability", _("reliability")),
