@@ -151,7 +151,7 @@ class BuyerHome:
 
 
 def buyer_home(*, buyer: Organisation, now: dt.datetime, currency: str) -> BuyerHome:
-    from billing.subsidy.selectors import voucher_balances
+    from billing.subsidy import selectors as subsidy_selectors
 
     leases = list(
         Lease.objects.filter(buyer=buyer, status=Lease.Status.ACTIVE)
@@ -187,7 +187,7 @@ def buyer_home(*, buyer: Organisation, now: dt.datetime, currency: str) -> Buyer
         .select_related("programme")
         .order_by("valid_until", "pk")[:6]
     )
-    balances = voucher_balances(vouchers=usable)
+    balances = subsidy_selectors.voucher_balances(vouchers=usable)
     orders = list(
         Order.objects.filter(
             buyer=buyer, status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED]

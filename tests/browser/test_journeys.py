@@ -66,6 +66,7 @@ def test_a_provider_onboards_in_chinese_and_a_buyer_orders_its_offer_in_english(
     assert "82%" in provider.inner_text("main table")
 
     node = provider.locator("form[action$='/capacity/nodes/']")
+    node.locator("[name=site]").select_option(label="中卫一号机房")
     node.locator("[name=name]").fill("zw-01")
     node.locator("[name=gpu_model]").select_option(label="NVIDIA H20 96GB")
     node.locator("[name=gpu_count]").fill("4")
@@ -92,6 +93,7 @@ def test_a_provider_onboards_in_chinese_and_a_buyer_orders_its_offer_in_english(
     until = offer.locator("[name=available_until]").input_value()
     assert ISO_MINUTE.match(until)
     offer.locator("[name=available_until]").fill(until[:8] + "28T18:00")
+    offer.locator("[name=site]").select_option(label="中卫一号机房")
     offer.locator("[name=node]").select_option(label="中卫一号机房 / zw-01")
     offer.locator("[name=gpus_total]").fill("4")
     offer.locator("[name=price]").fill("6.50")
@@ -112,10 +114,12 @@ def test_a_provider_onboards_in_chinese_and_a_buyer_orders_its_offer_in_english(
     assert buyer.input_value("#id_max_price") == "6.50"
     first = buyer.locator("input[name=accepted_models]").first
     assert first.is_checked()
-    assert "H20 96GB — from ¥6.50 per GPU-hour" in buyer.locator("label", has=first).inner_text()
+    assert "H20 96GB — from ¥6.50 per GPU-hour" in buyer.inner_text(
+        "label[for=id_accepted_models_0]"
+    )
     buyer.fill("#id_gpu_count", "4")
     buyer.fill("#id_hours", "10")
-    buyer.locator("#estimate").get_by_text("¥260.00").wait_for()  # 40 GPU-hours at ¥6.50
+    buyer.locator("#estimate .stat", has_text="¥260.00").wait_for()  # 40 GPU-hours at ¥6.50
     buyer.click("#order-form button[type=submit]")
 
     # the lease appears, with its usage chart
