@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from playwright.sync_api import Error as PlaywrightError
 
 from market.models import TelemetrySample
 from tests.browser.conftest import (
@@ -28,12 +29,12 @@ FIRST_QUESTIONS = {
         ("#month", "GPU-hours this month", "本月 GPU 时"),
         ("#month", "Your own share", "自付部分"),
         ("#active-leases", "Active leases", "运行中的租约"),
-        ("#vouchers", "¥10,000.00", "¥10,000.00"),
+        ("#vouchers", "¥9,700.00", "¥9,700.00"),  # ¥10,000 less the ¥300 it paid
         ("#open-orders", "0 of 1 GPUs", "0 / 1 块 GPU"),
         ("#prices", "H800 SXM5 80GB", "H800 SXM5 80GB"),
     ],
     "provider_a": [
-        ("#gpus", "GPUs idle", "闲置 GPU"),
+        ("#gpus", "GPUs idle", "空闲 GPU"),
         ("#next-payout", "Next payout", "下次结算付款"),
         ("#node-health", "online", "在线"),
         ("#utilisation svg", "", ""),
@@ -46,7 +47,7 @@ FIRST_QUESTIONS = {
         ("#burn-down svg", "", ""),
         ("#breakdown", "Subsidy paid by", "补贴支出分布"),
         ("#applications", "Buyer A Co.", "Buyer A Co."),
-        ("#flags", "burst of redemptions near expiry", "临近到期"),
+        ("#flags", "burst of redemptions near expiry", "临近过期集中抵扣"),
     ],
     "staff": [
         ("#to-verify", "Organisations to verify", "待认证的机构"),
@@ -93,7 +94,8 @@ def test_each_home_answers_its_first_questions_above_the_fold(
             assert box is not None, (role, selector)
             assert box["y"] + min(box["height"], 40) <= DESKTOP["height"], (role, selector, box)
             wanted = english if language == "en" else chinese
-            assert wanted.lower() in element.inner_text().lower(), (role, selector)
+            if wanted:  # an svg chart: being there is what counts
+                assert wanted.lower() in element.inner_text().lower(), (role, selector)
         screenshot(page, f"home-{role.split('_')[0]}-{language}")
 
     board = page_in(language)
@@ -119,9 +121,14 @@ def test_no_page_scrolls_sideways_at_phone_width(page_in, live_server, world):
             if name in {"logout", "set_language"}:
                 continue
             url = reverse(name, kwargs=spec.kwargs(world) if spec.kwargs else None)
-            response = page.goto(f"{live_server.url}{url}")
+            try:
+                response = page.goto(f"{live_server.url}{url}")
+            except PlaywrightError as error:
+                if "Download is starting" in str(error):
+                    continue  # a CSV file, not a page
+                raise
             if "text/html" not in response.headers.get("content-type", ""):
-                continue  # CSV, JSON
+                continue  # JSON
             if overflow := page_scrolls_sideways(page):
                 wide.append((role, url, overflow))
     assert wide == []
