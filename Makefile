@@ -29,7 +29,13 @@ $(VENV)/.installed: pyproject.toml
 	$(call venv_install,dev)
 	@touch $@ $(VENV)/.demo-installed
 
-install: $(VENV)/.installed messages
+install: $(VENV)/.installed messages node_modules/.installed
+
+# JavaScript the browser tests inject into pages (axe-core), from the npm registry;
+# without npm the install goes on and the accessibility browser test fails, saying why.
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel error && touch $@; \
+	else echo "npm not found: the accessibility test (tests/browser) needs it for axe-core"; fi
 
 messages: $(VENV)/.demo-installed
 	$(PY) manage.py compilemessages --verbosity 0 --ignore '.venv/*'
@@ -70,4 +76,4 @@ run-beat: install
 	$(VENV)/bin/celery -A config beat --loglevel INFO
 
 clean:
-	rm -rf $(VENV) db.sqlite3 staticfiles
+	rm -rf $(VENV) db.sqlite3 staticfiles node_modules

@@ -1,11 +1,28 @@
 """Reads of billing, always scoped to the caller's organisation."""
 
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Avg, Count, Prefetch, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate, TruncHour
+from django.utils import timezone
 
 from accounts.models import Organisation
 from accounts.selectors import organisation_for_user
-from billing.models import Invoice, InvoiceLine, Payout, PayoutMethod, PayoutRun
-from market.models import UsageRecord
+from billing.models import (
+    Invoice,
+    InvoiceLine,
+    LedgerAccount,
+    Payout,
+    PayoutMethod,
+    PayoutRun,
+    Voucher,
+)
+from core.money import SECONDS_PER_HOUR, amount_for_gpu_seconds, round_minor
+from core.scheduled_tasks import scheduled_tasks
+from market.models import Lease, Node, Order, TelemetrySample, UsageRecord
+from market.telemetry import provider_reliability
 
 
 def invoice_list(*, buyer: Organisation) -> QuerySet[Invoice]:
@@ -83,3 +100,208 @@ def provider_invoice_lines(*, provider: Organisation):
         .select_related("invoice")
         .order_by("-invoice__period_start", "pk")
     )
+
+
+# Home pages ----------------------------------------------------------------------------
+# What each role asks first, read in a bounded number of queries (one per card), for
+# billing/web/home.py. Billing is the layer that may read market and accounts alike.
+
+HOME_UTILISATION_WINDOW = dt.timedelta(minutes=5)  # "live": the mean of the last minutes
+HOME_PAYOUT_TASK = "billing.payout_run_scheduled"
+HOME_RELIABILITY_WINDOW = dt.timedelta(days=30)  # the window market.telemetry scores over
+
+
+def _month_start(now: dt.datetime) -> dt.datetime:
+    local = timezone.localtime(now)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _live_utilisation(node_ids: list[int], *, now: dt.datetime) -> dict[int, float]:
+    """Mean GPU utilisation (%) of each node over the last few minutes."""
+    rows = (
+        TelemetrySample.objects.filter(
+            node_id__in=node_ids, ts__gte=now - HOME_UTILISATION_WINDOW, ts__lte=now
+        )
+        .values("node_id")
+        .annotate(util=Avg("utilisation"))
+        .order_by()
+    )
+    return {row["node_id"]: row["util"] for row in rows}
+
+
+@dataclass(frozen=True)
+class MonthSpend:
+    gpu_seconds: int
+    gross_amount: int  # metered so far at the leases' prices (rounded once per lease)
+    voucher_amount: int  # vouchers on this month's invoices
+    currency: str
+
+    @property
+    def own_amount(self) -> int:
+        return self.gross_amount - self.voucher_amount
+
+
+@dataclass(frozen=True)
+class BuyerHome:
+    leases: list[tuple[Lease, float | None]]  # active leases with live utilisation (%)
+    month: MonthSpend
+    vouchers: list[tuple[Voucher, int]]  # usable vouchers with their balance
+    orders: list[Order]  # open orders (gpus_filled of gpu_count)
+    model_ids: set[int]  # GPU models it ordered or leased: its price board
+
+
+def buyer_home(*, buyer: Organisation, now: dt.datetime, currency: str) -> BuyerHome:
+    from billing.subsidy import selectors as subsidy_selectors
+
+    leases = list(
+        Lease.objects.filter(buyer=buyer, status=Lease.Status.ACTIVE)
+        .select_related("node__gpu_model", "node__site")
+        .order_by("ends_at", "pk")[:8]
+    )
+    live = _live_utilisation([lease.node_id for lease in leases], now=now)
+    since = _month_start(now)
+    per_lease = (
+        UsageRecord.objects.filter(lease__buyer=buyer, window_start__gte=since)
+        .values("lease_id", "lease__price_amount")
+        .annotate(seconds=Sum("gpu_seconds_delivered"))
+        .order_by()
+    )
+    seconds = gross = 0
+    for row in per_lease:
+        seconds += row["seconds"] or 0
+        gross += amount_for_gpu_seconds(
+            gpu_seconds=row["seconds"] or 0, price_amount=row["lease__price_amount"]
+        )
+    vouchers_used = (
+        Invoice.objects.filter(buyer=buyer, period_start__gte=since, currency=currency)
+        .exclude(status=Invoice.Status.VOID)
+        .aggregate(total=Sum("voucher_amount"))["total"]
+        or 0
+    )
+    usable = list(
+        Voucher.objects.filter(
+            holder=buyer,
+            status__in=[Voucher.Status.ISSUED, Voucher.Status.ACTIVE],
+            valid_until__gt=now,
+        )
+        .select_related("programme")
+        .order_by("valid_until", "pk")[:6]
+    )
+    balances = subsidy_selectors.voucher_balances(vouchers=usable)
+    orders = list(
+        Order.objects.filter(
+            buyer=buyer, status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED]
+        ).order_by("-created_at")[:6]
+    )
+    ordered = set(
+        Order.accepted_models.through.objects.filter(order__buyer=buyer).values_list(
+            "gpumodel_id", flat=True
+        )
+    )
+    leased = set(
+        Lease.objects.filter(buyer=buyer).values_list("node__gpu_model_id", flat=True).distinct()
+    )
+    return BuyerHome(
+        leases=[(lease, live.get(lease.node_id)) for lease in leases],
+        month=MonthSpend(
+            gpu_seconds=seconds, gross_amount=gross, voucher_amount=vouchers_used, currency=currency
+        ),
+        vouchers=[(voucher, balances.get(voucher.pk, 0)) for voucher in usable],
+        orders=orders,
+        model_ids=ordered | leased,
+    )
+
+
+@dataclass(frozen=True)
+class ReliabilityLoss:
+    node: str
+    gpu_seconds_lost: int
+    reason: str  # the node's last fault, as health recorded it
+
+
+@dataclass(frozen=True)
+class ProviderHome:
+    nodes: list[Node]  # every node, for the health grid (state)
+    states: dict[str, int]  # nodes per state
+    utilisation_by_hour: list[tuple[dt.datetime, float]]  # last 24 h, all its nodes
+    revenue_by_day: list[tuple[dt.date, int]]  # this month, gross at the leases' prices
+    reliability: Decimal  # delivered / promised GPU-seconds, 30 days
+    losses: list[ReliabilityLoss]  # what lowered it, largest first
+    payable_amount: int  # owed to it now (after fee and credits): the next payout
+    next_payout_at: dt.datetime | None
+    currency: str
+
+
+def provider_home(*, provider: Organisation, now: dt.datetime, currency: str) -> ProviderHome:
+    nodes = list(
+        Node.objects.filter(site__provider=provider)
+        .select_related("site", "gpu_model")
+        .order_by("site__name", "name")
+    )
+    states: dict[str, int] = {}
+    for node in nodes:
+        states[node.state] = states.get(node.state, 0) + 1
+    hours = (
+        TelemetrySample.objects.filter(
+            node__site__provider=provider, ts__gte=now - dt.timedelta(hours=24), ts__lte=now
+        )
+        .annotate(hour=TruncHour("ts"))
+        .values("hour")
+        .annotate(util=Avg("utilisation"))
+        .order_by("hour")
+    )
+    days: dict[dt.date, Decimal] = {}
+    for row in (
+        UsageRecord.objects.filter(lease__provider=provider, window_start__gte=_month_start(now))
+        .annotate(day=TruncDate("window_start", tzinfo=timezone.get_current_timezone()))
+        .values("day", "lease__price_amount")
+        .annotate(seconds=Sum("gpu_seconds_delivered"))
+        .order_by("day")
+    ):
+        exact = Decimal(row["seconds"] or 0) * row["lease__price_amount"] / SECONDS_PER_HOUR
+        days[row["day"]] = days.get(row["day"], Decimal(0)) + exact
+    since = now - HOME_RELIABILITY_WINDOW
+    lost = (
+        UsageRecord.objects.filter(
+            lease__provider=provider, window_end__gt=since, gpu_seconds_lost__gt=0
+        )
+        .values(
+            "lease__node_id", "lease__node__name", "lease__node__health_cursor__last_fault_reason"
+        )
+        .annotate(lost=Sum("gpu_seconds_lost"))
+        .order_by("-lost")[:3]
+    )
+    payable = LedgerAccount.objects.filter(
+        purpose=LedgerAccount.Purpose.PROVIDER_PAYABLE, organisation=provider, currency=currency
+    ).first()
+    return ProviderHome(
+        nodes=nodes,
+        states=states,
+        utilisation_by_hour=[(row["hour"], row["util"]) for row in hours],
+        revenue_by_day=[(day, round_minor(amount)) for day, amount in sorted(days.items())],
+        reliability=provider_reliability([provider.pk], now=now)[provider.pk],
+        losses=[
+            ReliabilityLoss(
+                node=row["lease__node__name"],
+                gpu_seconds_lost=row["lost"],
+                reason=row["lease__node__health_cursor__last_fault_reason"] or "",
+            )
+            for row in lost
+        ],
+        payable_amount=payable.normal_balance if payable else 0,
+        next_payout_at=_next_run(HOME_PAYOUT_TASK, now=now),
+        currency=currency,
+    )
+
+
+def _next_run(name: str, *, now: dt.datetime) -> dt.datetime | None:
+    """When beat runs `name` next: its interval after the last run (or from now)."""
+    task = next((t for t in scheduled_tasks() if t.name == name), None)
+    if task is None:
+        return None
+    interval = dt.timedelta(seconds=task.interval_seconds)
+    last = task.status.last_success_at if task.status else None
+    upcoming = (last or now) + interval
+    while upcoming < now:
+        upcoming += interval
+    return upcoming

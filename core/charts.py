@@ -60,3 +60,11 @@ def bar_chart(**config) -> pygal.HorizontalBar:
     chart = pygal.HorizontalBar(**{**defaults, **config})
     chart.add_xml_filter(_without_script_or_tooltip)
     return chart
+
+
+def column_chart(**config) -> pygal.Bar:
+    """A pygal vertical bar chart in the house style (e.g. an amount per day)."""
+    defaults = {"style": HOUSE_STYLE, "height": 280, "disable_xml_declaration": True, "js": []}
+    chart = pygal.Bar(**{**defaults, **config})
+    chart.add_xml_filter(_without_script_or_tooltip)
+    return chart

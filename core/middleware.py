@@ -1,9 +1,11 @@
 """Request filters that run before any view."""
 
+import zoneinfo
 from collections.abc import Callable
 from urllib.parse import unquote
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 
@@ -28,3 +30,27 @@ def refuse_nul_characters(get_response: Callable[[HttpRequest], HttpResponse]):
         return get_response(request)
 
     return middleware
+
+
+def viewer_time_zone(get_response: Callable[[HttpRequest], HttpResponse]):
+    """Show times in the viewer's time zone: the browser names it in the `tz`
+    cookie (static/js/site.js); an unknown or missing name keeps TIME_ZONE."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        name = request.COOKIES.get("tz", "")
+        zone = _zone(name) if name else None
+        if zone is None:
+            return get_response(request)
+        with timezone.override(zone):
+            return get_response(request)
+
+    return middleware
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo | None:
+    if len(name) > 64:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None

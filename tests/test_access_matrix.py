@@ -603,6 +603,7 @@ PAGES: dict[str, Page] = {
     "invitation_accept": Page(ALL, kwargs=lambda w: {"token": _invitation_token(w)}),
     "market:catalogue": Page(ALL),
     "market:find_compute": Page(ALL),
+    "market:board": Page(ALL),
     "market:book": Page(ALL),
     "market:quote": Page(ALL),
     "market:price_index": Page(ALL),
@@ -611,6 +612,12 @@ PAGES: dict[str, Page] = {
     "market:capacity": Page(PROVIDERS),
     "market:site_create": Page(PROVIDERS, method="post"),
     "market:node_create": Page(PROVIDERS, method="post"),
+    "market:node_connect": Page(
+        PROVIDERS, kwargs=lambda w: {"pk": w.a.node.pk}, sees={"provider_a"}
+    ),
+    "market:node_status": Page(
+        PROVIDERS, kwargs=lambda w: {"pk": w.a.node.pk}, sees={"provider_a"}
+    ),
     "market:node_token": Page(
         PROVIDERS,
         kwargs=lambda w: {"pk": w.a.node.pk, "action": "rotate"},

@@ -2,6 +2,7 @@
 flags, and the aggregates behind the authority's dashboard."""
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db.models import Count, QuerySet, Sum
 
@@ -175,3 +176,50 @@ def spending_by_day(*, programme: SubsidyProgramme) -> list[tuple]:
         .order_by("day")
     )
     return [(row["day"], row["amount"]) for row in rows]
+
+
+# Home pages ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BurnDown:
+    """A programme's budget used day by day (redeemed, net of claw-backs, plus what
+    vouchers still hold when funding is reserved) and where the pace of its days
+    so far leads by the programme's end."""
+
+    programme: SubsidyProgramme
+    budget: Budget
+    spent_by_day: list[tuple]  # (date, cumulative subsidy spent by the end of it)
+    projected_amount: int  # spent by valid_until at the average daily pace so far
+    days_elapsed: int
+    days_total: int
+
+    @property
+    def used_amount(self) -> int:
+        return self.budget.total - self.budget.left
+
+    @property
+    def runs_out(self) -> bool:
+        return self.projected_amount > self.budget.total
+
+
+def programme_burn_down(*, programme: SubsidyProgramme, now) -> BurnDown:
+    from core.money import round_minor
+
+    budget = programme_budget(programme=programme)
+    running, cumulative = 0, []
+    for day, amount in spending_by_day(programme=programme):
+        running += amount or 0
+        cumulative.append((day, running))
+    start, end = programme.valid_from, programme.valid_until
+    days_total = max(1, (end - start).days)
+    days_elapsed = min(days_total, max(1, (now - start).days + 1))
+    pace = Decimal(running) / days_elapsed
+    return BurnDown(
+        programme=programme,
+        budget=budget,
+        spent_by_day=cumulative,
+        projected_amount=round_minor(pace * days_total),
+        days_elapsed=days_elapsed,
+        days_total=days_total,
+    )

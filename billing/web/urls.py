@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from billing.web import claims, invoices, operator, payouts, programmes, subsidy
+from billing.web import claims, home, invoices, operator, payouts, programmes, subsidy
 
 urlpatterns = [
+    path("", home.home, name="home"),
     path("billing/invoices/", invoices.invoice_list, name="billing-invoices"),
     path("billing/invoices/<int:pk>/", invoices.invoice_detail, name="billing-invoice"),
     path("billing/invoices/<int:pk>/print/", invoices.invoice_print, name="billing-invoice-print"),

@@ -5,23 +5,57 @@ import datetime as dt
 from decimal import Decimal
 
 from django import forms
+from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from core import limits
+from core import clock, limits
 from core.forms import YuanField
+from core.money import format_money
 from market.models import GPUModel, Node, Order, Site
 from market.models.capacity import Hub, LatencyClass
-from market.selectors import OFFER_SORTS
+from market.selectors import OFFER_SORTS, BoardModel
+
+# What <input type=datetime-local> takes and sends, whatever the page's language: the
+# localised rendering of DateTimeInput (e.g. "2026/11/29 18:36" in Chinese) is refused by
+# the browser, which then shows the field blank.
+DATETIME_LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+class DateTimeLocalInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs=attrs, format=DATETIME_LOCAL_FORMAT)
+
+
+class DateTimeLocalField(forms.DateTimeField):
+    """A moment typed in the viewer's time zone through datetime-local; parsed
+    back from the same ISO form in every language."""
+
+    widget = DateTimeLocalInput
+    input_formats = [DATETIME_LOCAL_FORMAT, "%Y-%m-%dT%H:%M:%S"]
+
+
+class SharePercentField(forms.DecimalField):
+    """A share typed in percent (0–100, one decimal), cleaned to the model's
+    fraction (82 → 0.820): shares are percent on every page."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", 100)
+        super().__init__(max_digits=4, decimal_places=1, **kwargs)
+
+    def clean(self, value):
+        cleaned = super().clean(value)
+        return None if cleaned is None else (cleaned / 100).quantize(Decimal("0.001"))
 
 
 class SiteForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=120)
     region = forms.CharField(label=_("Province"), max_length=32)
     hub = forms.ChoiceField(label=_("National hub"), choices=Hub.choices, initial=Hub.NONE)
-    green_share = forms.DecimalField(
-        label=_("Green-power share (0-1)"), min_value=0, max_value=1, decimal_places=3
-    )
+    green_share = SharePercentField(label=_("Green-power share (%)"))
     pue = forms.DecimalField(
         label=_("PUE"),
         min_value=1,
@@ -31,7 +65,7 @@ class SiteForm(forms.Form):
         initial="1.20",
     )
     carbon_intensity_g_per_kwh = forms.IntegerField(
-        label=_("Grid carbon intensity (gCO2e/kWh)"),
+        label=_("Grid carbon intensity (g CO₂e/kWh)"),
         min_value=0,
         max_value=limits.MAX_CARBON_INTENSITY,
     )
@@ -68,12 +102,8 @@ class OfferForm(forms.Form):
         label=_("GPUs offered"), min_value=1, max_value=limits.MAX_OFFER_GPUS
     )
     price = YuanField(label=_("Price per GPU-hour (¥)"), max_amount=limits.MAX_PRICE_AMOUNT)
-    available_from = forms.DateTimeField(
-        label=_("Available from"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
-    )
-    available_until = forms.DateTimeField(
-        label=_("Available until"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
-    )
+    available_from = DateTimeLocalField(label=_("Available from"))
+    available_until = DateTimeLocalField(label=_("Available until"))
     min_hours = forms.IntegerField(
         label=_("Minimum lease hours"), min_value=1, max_value=limits.MAX_LEASE_HOURS, initial=1
     )
@@ -86,7 +116,7 @@ class OfferForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["site"].queryset = sites
         self.fields["node"].queryset = nodes
-        now = timezone.localtime().replace(second=0, microsecond=0)
+        now = timezone.localtime(clock.now()).replace(second=0, microsecond=0)
         self.fields["available_from"].initial = now
         self.fields["available_until"].initial = now + dt.timedelta(days=30)
 
@@ -113,9 +143,7 @@ class OfferSearchForm(forms.Form):
     )
     region = forms.CharField(label=_("Province"), required=False)
     hub = forms.ChoiceField(label=_("Hub"), choices=[("", _("any")), *Hub.choices], required=False)
-    min_green_share = forms.DecimalField(
-        label=_("Min green share"), required=False, min_value=0, max_value=1, decimal_places=3
-    )
+    min_green_share = SharePercentField(label=_("Min green share (%)"), required=False)
     max_price = YuanField(
         label=_("Max ¥ per GPU-hour"), required=False, max_amount=limits.MAX_PRICE_AMOUNT
     )
@@ -127,6 +155,7 @@ class OfferSearchForm(forms.Form):
         required=False,
         choices=[
             ("price", _("price")),
+            ("-price", _("price, highest first")),
             ("price_per_pflops", _("price per PFLOPS-hour")),
             ("green", _("green share")),
             ("reliability", _("reliability")),
@@ -178,23 +207,16 @@ class OrderForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
-    min_green_share = forms.DecimalField(
-        label=_("Minimum green-power share"),
-        min_value=0,
-        max_value=1,
-        decimal_places=3,
-        initial=0,
-        required=False,
+    min_green_share = SharePercentField(
+        label=_("Minimum green-power share (%)"), initial=0, required=False
     )
     domestic_only = forms.BooleanField(label=_("Domestic accelerators only"), required=False)
     gang = forms.BooleanField(label=_("Gang: all GPUs at one site"), required=False)
-    start_by = forms.DateTimeField(
-        label=_("Start by"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
-    )
-    start_at = forms.DateTimeField(
+    start_by = DateTimeLocalField(label=_("Start by"))
+    start_at = DateTimeLocalField(
         label=_("Forward block: start at (on the hour; empty: as soon as matched)"),
         required=False,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "3600"}),
+        widget=DateTimeLocalInput(attrs={"step": "3600"}),
     )
     failover_allowed = forms.BooleanField(
         label=_("Failover to another provider allowed"), required=False, initial=True
@@ -222,17 +244,38 @@ class OrderForm(forms.Form):
             "time. Immediate or cancel: matched once now, the unfilled part released."
         ),
     )
-    good_till = forms.DateTimeField(
-        label=_("Good till (empty: the start-by time)"),
-        required=False,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-    )
+    good_till = DateTimeLocalField(label=_("Good till (empty: the start-by time)"), required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["start_by"].initial = timezone.localtime().replace(
+        self.fields["start_by"].initial = timezone.localtime(clock.now()).replace(
             second=0, microsecond=0
         ) + dt.timedelta(hours=6)
+
+    def offered_first(self, offered: list[BoardModel]) -> None:
+        """List the models on offer first, cheapest first, each with its lowest ask."""
+        field = self.fields["accepted_models"]
+        prices = {model.gpu_model_id: model for model in offered}
+        rank = Case(
+            *[When(pk=pk, then=Value(i)) for i, pk in enumerate(prices)],
+            default=Value(len(prices)),
+            output_field=IntegerField(),
+        )
+        field.queryset = GPUModel.objects.annotate(offered_rank=rank).order_by(
+            "offered_rank", "vendor", "name"
+        )
+
+        def label(model: GPUModel) -> str:
+            if model.pk not in prices:
+                return str(model)
+            ask = prices[model.pk]
+            return _("%(model)s — from %(price)s per GPU-hour, %(gpus)s GPUs available") % {
+                "model": model,
+                "price": format_money(ask.lowest_ask_amount),
+                "gpus": ask.gpus_available,
+            }
+
+        field.label_from_instance = label
 
     def order_kwargs(self) -> dict:
         data = dict(self.cleaned_data)

@@ -33,6 +33,10 @@ def _rows(request: HttpRequest) -> list[index.IndexRow]:
 
 
 def price_index(request: HttpRequest) -> HttpResponse:
+    form = IndexFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        context = {"form": form, "rows": [], "chart": "", "chain": index.index_chain_verify()}
+        return render(request, "market/price_index.html", context, status=400)
     rows = _rows(request)
     return render(
         request,

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from market.web import index, telemetry, views
+from market.web import board, index, onboarding, telemetry, views
 
 urlpatterns = [
     path(
@@ -12,6 +12,7 @@ urlpatterns = [
                 [
                     path("gpus/", views.catalogue, name="catalogue"),
                     path("offers/", views.find_compute, name="find_compute"),
+                    path("board/", board.board, name="board"),
                     path("book/", views.book, name="book"),
                     path("quote/", views.quote, name="quote"),
                     path("index/", index.price_index, name="price_index"),
@@ -20,6 +21,16 @@ urlpatterns = [
                     path("capacity/", views.my_capacity, name="capacity"),
                     path("capacity/sites/", views.site_create, name="site_create"),
                     path("capacity/nodes/", views.node_create, name="node_create"),
+                    path(
+                        "capacity/nodes/<int:pk>/connect/",
+                        onboarding.node_connect,
+                        name="node_connect",
+                    ),
+                    path(
+                        "capacity/nodes/<int:pk>/status/",
+                        onboarding.node_status,
+                        name="node_status",
+                    ),
                     path(
                         "capacity/nodes/<int:pk>/token/<str:action>/",
                         views.node_token,

@@ -44,7 +44,11 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 @replica_reads
 def find_compute(request: HttpRequest) -> HttpResponse:
     form = OfferSearchForm(request.GET or None)
-    kwargs = form.search_kwargs() if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        # A filter the exchange cannot read is said, not silently dropped (which
+        # would show every offer as if it matched).
+        return render(request, "market/find_compute.html", {"form": form}, status=400)
+    kwargs = form.search_kwargs() if form.is_bound else {}
     page = Paginator(search.OfferResults(**kwargs), 25).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -102,13 +106,19 @@ def site_create(request: HttpRequest, provider) -> HttpResponse:
 @provider_page
 @require_POST
 def node_create(request: HttpRequest, provider) -> HttpResponse:
+    created = []
+
     def create(data):
         node, token = capacity.node_create(**data)
         # Shown once on the next page, then gone: only its digest is stored.
-        request.session["new_node_token"] = {"node": node.name, "token": token}
+        request.session["new_node_token"] = {"pk": node.pk, "node": node.name, "token": token}
+        created.append(node)
 
     form = NodeForm(request.POST, sites=search.sites_of(provider))
-    return _capacity_form_post(request, form, create)
+    response = _capacity_form_post(request, form, create)
+    if created:  # the agent's command, and a live wait for its first telemetry
+        return redirect("market:node_connect", pk=created[0].pk)
+    return response
 
 
 @provider_page
@@ -119,7 +129,8 @@ def node_token(request: HttpRequest, provider, pk: int, action: str) -> HttpResp
     if action == "rotate":
         token = capacity.node_token_rotate(node=node)
         # Shown once on the next page, then gone: only its digest is stored.
-        request.session["new_node_token"] = {"node": node.name, "token": token}
+        request.session["new_node_token"] = {"pk": node.pk, "node": node.name, "token": token}
+        return redirect("market:node_connect", pk=node.pk)
     elif action == "revoke":
         capacity.node_token_revoke(node=node)
         messages.success(
@@ -178,7 +189,9 @@ def offer_action(request: HttpRequest, provider, pk: int, action: str) -> HttpRe
 def book(request: HttpRequest) -> HttpResponse:
     """The public book: depth by price level per GPU model, anonymised."""
     form = BookForm(request.GET or None)
-    kwargs = form.book_kwargs() if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        return render(request, "market/book.html", {"form": form, "now": clock.now()}, status=400)
+    kwargs = form.book_kwargs() if form.is_bound else {}
     return render(
         request,
         "market/book.html",
@@ -229,8 +242,9 @@ def order_new(request: HttpRequest, buyer) -> HttpResponse:
         return throttled
     if request.method == "POST":
         form = OrderForm(request.POST)
-    else:  # *Order this* from a quote: the same fields, filled in
+    else:  # *Order this* from a quote or the board: the same fields, filled in
         form = OrderForm(initial=_initial_from(request.GET))
+    form.offered_first(search.board_summary(currency=settings.DEFAULT_CURRENCY).models)
     if request.method == "POST" and form.is_valid():
         try:
             order, _created = orders.order_create(

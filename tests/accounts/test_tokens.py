@@ -3,10 +3,12 @@ import datetime as dt
 import pytest
 import time_machine
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 from knox.models import AuthToken
 from rest_framework.test import APIClient
+
+from core.templatetags.units import when
 
 
 @pytest.mark.django_db
@@ -158,9 +160,11 @@ def test_expired_tokens_neither_count_nor_show(buyer):
 def test_the_account_page_shows_when_each_token_expires_and_refuses_one_over_the_cap(client, buyer):
     start = timezone.now()
     client.force_login(buyer)
+    client.cookies["django_language"] = "en"
     with time_machine.travel(start, tick=False):
         client.post(reverse("token_create"))
-    expiry = timezone.localtime(start + dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M")
+    with translation.override("en"):  # the page's one date format in English
+        expiry = when(start + dt.timedelta(days=30))
     for _ in range(9):
         client.post(reverse("token_create"))
 

@@ -4,6 +4,7 @@ here, so we launch the system Chromium by path."""
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,10 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 
 def pytest_collection_modifyitems(config, items):
+    # One worker drives the one browser of the session (xdist --dist loadgroup).
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(pytest.mark.xdist_group("browser"))
     if shutil.which(CHROMIUM) or os.path.exists(CHROMIUM):
         return
     skip = pytest.mark.skip(reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -75,3 +80,88 @@ def logged_in(page, live_server):
         return page
 
     return login
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def page_in(browser, live_server):
+    """A fresh page in a language (`page_in("zh-hans")`), at a viewport size, that
+    fails the test on any Content-Security-Policy refusal, like `page`."""
+    opened = []
+
+    def open_page(language: str, viewport: dict = DESKTOP, *, mobile: bool = False):
+        context = browser.new_context(
+            locale="zh-CN" if language == "zh-hans" else "en-US",
+            viewport=viewport,
+            is_mobile=mobile,
+            has_touch=mobile,
+            device_scale_factor=1,
+        )
+        host = live_server.url.split("//", 1)[1].split(":")[0]
+        context.add_cookies(
+            [{"name": "django_language", "value": language, "domain": host, "path": "/"}]
+        )
+        page = context.new_page()
+        page.set_default_timeout(60_000)  # a loaded CI machine renders slowly
+        refused: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                refused.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
+        opened.append((context, refused))
+        return page
+
+    yield open_page
+    for context, refused in opened:
+        context.close()
+        assert refused == [], refused
+
+
+def log_in(page, live_server, username: str, password: str = "correct-horse-battery"):  # noqa: S107
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("main form button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    return page
+
+
+def screenshot(page, name: str) -> Path:
+    """Saved under var/screenshots/ (git-ignored; CI keeps it as the test output)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def axe_violations(page, impacts=("serious", "critical")) -> list[dict]:
+    """axe-core (from the npm registry, `make install`) run in the page; the
+    violations of the given impacts, each with the nodes it names."""
+    assert AXE.exists(), f"{AXE} is missing: run `make install` (npm ci) first"
+    page.evaluate(AXE.read_text())
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"]][:5],
+        }
+        for v in result["violations"]
+        if v["impact"] in impacts
+    ]
+
+
+def page_scrolls_sideways(page) -> int:
+    """How many CSS pixels the page is wider than the viewport (0: none)."""
+    return page.evaluate(
+        "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        " - window.innerWidth"
+    )

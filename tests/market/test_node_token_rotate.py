@@ -6,10 +6,11 @@ import pytest
 import time_machine
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Organisation
+from core.templatetags.units import day
 from market.capacity import node_create, node_token_digest, node_token_rotate
 from market.models import Node
 from tests.factories import OrganisationFactory, SiteFactory, gpu, member_of
@@ -130,16 +131,21 @@ def test_another_provider_cannot_rotate_or_revoke_a_node_token(provider_org, cli
 def test_my_capacity_rotates_a_token_shows_it_once_and_revokes_it(client, provider, provider_org):
     node, old = _provider_node(provider_org)
     client.force_login(provider)
+    client.cookies["django_language"] = "en"
     rotate_url = reverse("market:node_token", args=[node.pk, "rotate"])
     revoke_url = reverse("market:node_token", args=[node.pk, "revoke"])
 
+    # the new token is shown once, in the agent's command on the node's connect page
     page = client.post(rotate_url, follow=True)
-    new = page.context["new_token"]["token"]
+    assert page.redirect_chain[-1][0] == reverse("market:node_connect", args=[node.pk])
+    new = page.context["command"].split("'")[1]
     again = client.get(reverse("market:capacity")).content.decode()
 
     assert new in page.content.decode() and new not in again
+    assert new not in client.get(page.redirect_chain[-1][0]).content.decode()
     node.refresh_from_db()
-    assert f"expires {timezone.localtime(node.token_expires_at):%Y-%m-%d}" in again
+    with translation.override("en"):
+        assert f"expires {day(node.token_expires_at)}" in again
     assert _post(old, 1) == 401
     assert _post(new, 2) == 200
 
