@@ -30,6 +30,29 @@ def invoice_get(*, buyer: Organisation, pk: int) -> Invoice | None:
     )
 
 
+def buyers_with_uninvoiced_usage(*, limit: int = 50) -> list[dict]:
+    """Buyers with metered usage on no issued invoice (on a draft or on none),
+    most GPU-seconds first: whom staff may settle now (operator page)."""
+    rows = (
+        UsageRecord.objects.exclude(
+            invoice_link__line__invoice__status__in=[Invoice.Status.OPEN, Invoice.Status.PAID]
+        )
+        .values("lease__buyer_id", "lease__buyer__legal_name", "lease__buyer__credit_code")
+        .annotate(records=Count("pk"), gpu_seconds=Sum("gpu_seconds_delivered"))
+        .order_by("-gpu_seconds", "lease__buyer_id")[:limit]
+    )
+    return [
+        {
+            "buyer_id": row["lease__buyer_id"],
+            "legal_name": row["lease__buyer__legal_name"],
+            "credit_code": row["lease__buyer__credit_code"],
+            "records": row["records"],
+            "gpu_hours": round(row["gpu_seconds"] / 3600, 2),
+        }
+        for row in rows
+    ]
+
+
 def invoice_line_usage_records(*, line: InvoiceLine) -> QuerySet[UsageRecord]:
     """The usage records behind a line (its evidence), in window order: what
     a drill-down lists and a CSV of the line exports."""

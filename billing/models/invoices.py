@@ -42,7 +42,11 @@ class Invoice(models.Model):
     rounding_amount = models.BigIntegerField(
         default=0
     )  # total − nets − fees, to the rounding account
+    # Settle now: an interim invoice of what was metered so far in an open
+    # period (billing.interim); the period's later invoice starts at its end.
     on_demand = models.BooleanField(default=False)
+    # The buyer's Idempotency-Key of the settle-now request that issued it.
+    idempotency_key = models.CharField(max_length=80, null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -53,6 +57,9 @@ class Invoice(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["buyer", "period_start", "currency"], name="invoice_one_per_period"
+            ),
+            models.UniqueConstraint(
+                fields=["buyer", "idempotency_key"], name="invoice_idempotency_key_unique"
             ),
             models.CheckConstraint(
                 condition=Q(voucher_amount__gte=0, paid_amount__gte=0), name="invoice_non_negative"

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import page_check_can_change
 from accounts.selectors import organisation_for_user
-from billing import payments, selectors
+from billing import interim, payments, selectors
 from billing.subsidy import invoice_pending_reimbursements, reimbursement_submit
 from core.errors import ApplicationError
 
@@ -90,4 +90,17 @@ def invoice_pay(request: HttpRequest, pk: int) -> HttpResponse:
             _("Payment %(status)s. The invoice is marked paid when Stripe confirms it.")
             % {"status": payment.get_status_display()},
         )
+    return redirect("billing-invoice", pk=invoice.pk)
+
+
+@login_required
+@require_POST
+def invoice_settle_now(request: HttpRequest) -> HttpResponse:
+    """Settle now: the buyer's interim invoice of everything metered so far."""
+    try:
+        invoice, _created = interim.invoice_settle_now(buyer=_buyer(request), actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("billing-invoices")
+    messages.success(request, _("Interim invoice %(number)s issued.") % {"number": invoice.number})
     return redirect("billing-invoice", pk=invoice.pk)

@@ -6,6 +6,11 @@ from billing.web import claims, invoices, operator, payouts, programmes, subsidy
 
 urlpatterns = [
     path("billing/invoices/", invoices.invoice_list, name="billing-invoices"),
+    path(
+        "billing/invoices/settle-now/",
+        invoices.invoice_settle_now,
+        name="billing-invoice-settle-now",
+    ),
     path("billing/invoices/<int:pk>/", invoices.invoice_detail, name="billing-invoice"),
     path("billing/invoices/<int:pk>/print/", invoices.invoice_print, name="billing-invoice-print"),
     path("billing/invoices/<int:pk>/pay/", invoices.invoice_pay, name="billing-invoice-pay"),
@@ -67,4 +72,9 @@ urlpatterns = [
         name="subsidy-claim-decide",
     ),
     path("operator/", operator.overview, name="operator-overview"),
+    path(
+        "operator/buyers/<int:pk>/settle-now/",
+        operator.buyer_settle_now,
+        name="operator-buyer-settle-now",
+    ),
 ]
