@@ -634,6 +634,16 @@ PAGES: dict[str, Page] = {
     "billing-invoices": Page(BUYERS),
     "billing-invoice-settle-now": Page(BUYERS, method="post"),
     "billing-invoice": Page(BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}),
+    "billing-invoice-status": Page(
+        BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}
+    ),
+    "billing-invoice-pdf": Page(BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}),
+    "billing-invoice-line": Page(
+        BUYERS, kwargs=lambda w: {"pk": w.a.invoice.lines.first().pk}, sees={"buyer_a"}
+    ),
+    "billing-invoice-line-csv": Page(
+        BUYERS, kwargs=lambda w: {"pk": w.a.invoice.lines.first().pk}, sees={"buyer_a"}
+    ),
     "billing-invoice-print": Page(
         BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}
     ),

@@ -12,6 +12,16 @@ urlpatterns = [
         name="billing-invoice-settle-now",
     ),
     path("billing/invoices/<int:pk>/", invoices.invoice_detail, name="billing-invoice"),
+    path(
+        "billing/invoices/<int:pk>/status/", invoices.invoice_status, name="billing-invoice-status"
+    ),
+    path("billing/invoices/<int:pk>/invoice.pdf", invoices.invoice_pdf, name="billing-invoice-pdf"),
+    path("billing/invoice-lines/<int:pk>/", invoices.invoice_line, name="billing-invoice-line"),
+    path(
+        "billing/invoice-lines/<int:pk>/usage.csv",
+        invoices.invoice_line_csv,
+        name="billing-invoice-line-csv",
+    ),
     path("billing/invoices/<int:pk>/print/", invoices.invoice_print, name="billing-invoice-print"),
     path("billing/invoices/<int:pk>/pay/", invoices.invoice_pay, name="billing-invoice-pay"),
     path(
