@@ -366,6 +366,8 @@ API: dict[tuple[str, str], Api] = {
         ok=409,
     ),
     (f"{V1}/payouts/", "get"): Api(PROVIDERS, rows=lambda w, r: {getattr(w, _own(r)).payout.pk}),
+    (f"{V1}/payout-runs/", "get"): Api(STAFF),
+    (f"{V1}/payout-runs/", "post"): Api(STAFF, ok=202),
     (f"{V1}/payout-account/", "get"): Api(PROVIDERS),
     (f"{V1}/payout-account/", "put"): Api(
         PROVIDERS,
