@@ -98,12 +98,20 @@ def _gpu_faults(rows: list[dict], cursor: NodeHealthCursor) -> tuple[list[str], 
 _GPU_FIELDS = ("gpu_index", "last_seq", "missing", "xid_max", "xid_min", "ecc_max", "ecc_min")
 
 
-def _per_gpu_since_cursors(node_ids: list[int]) -> dict[int, list[dict]]:
+# Samples stamped longer ago than this are history, not news: a check reads
+# the samples after each node's cursor within this time, so that on PostgreSQL
+# it reads the last day partitions only, not every day kept.
+HEALTH_LOOKBACK = dt.timedelta(days=1)
+
+
+def _per_gpu_since_cursors(node_ids: list[int], *, now: dt.datetime) -> dict[int, list[dict]]:
     """One grouped query for every node: per node and GPU, the samples after
     its cursor (the sample -> node -> cursor join reads each cursor once)."""
     rows = (
         TelemetrySample.objects.filter(
-            node_id__in=node_ids, seq__gt=F("node__health_cursor__last_seq")
+            node_id__in=node_ids,
+            seq__gt=F("node__health_cursor__last_seq"),
+            ts__gte=now - HEALTH_LOOKBACK,
         )
         .values("node_id", "gpu_index")
         .annotate(
@@ -205,7 +213,7 @@ def _check(nodes, *, now: dt.datetime) -> int:
                 node_id__in=ids
             )
         }
-        per_gpu = _per_gpu_since_cursors(list(cursors))
+        per_gpu = _per_gpu_since_cursors(list(cursors), now=now)
         moves: dict[int, tuple[str, str]] = {}
         deverify: dict[int, str] = {}
         for pk, state, changed_at, last_seen in rows:

@@ -217,6 +217,7 @@ WITH w AS MATERIALIZED (
            avg(s.power_w) AS power
     FROM r JOIN market_telemetrysample s
       ON s.node_id = r.node_id AND s.ts >= to_timestamp(r.lo) AND s.ts < to_timestamp(r.hi)
+    WHERE s.ts >= %(lo)s AND s.ts < %(hi)s  -- constants: only the partitions of these days
     GROUP BY s.node_id, s.ts
 ), spans AS (
     SELECT t.node_id, t.t AS a,
@@ -256,6 +257,8 @@ def _measure_postgres(windows: list[Window]) -> dict[Window, Measure]:
         "silent": silent,
         "interval": interval,
         "size": settings.METERING_WINDOW_SECONDS,
+        "lo": dt.datetime.fromtimestamp(min(w.start for w in windows) - silent, tz=dt.UTC),
+        "hi": dt.datetime.fromtimestamp(max(w.end for w in windows) + silent, tz=dt.UTC),
     }
     by_key = {(w.lease_id, w.start): w for w in windows}
     with connection.cursor() as cursor:
