@@ -186,13 +186,14 @@ def raw_droppable_before(*, now: dt.datetime) -> dt.datetime:
 def telemetry_storage_maintain(*, now: dt.datetime) -> dict[str, int]:
     """Create the day partitions from the retention limit to the days ahead,
     drop raw samples past retention once metered and rolled up, and rollups
-    past theirs. Idempotent; returns what it did."""
+    past theirs. Idempotent; returns what it did: partitions created, and raw
+    and rollup days dropped (PostgreSQL) or rows deleted (SQLite)."""
     raw_before = raw_droppable_before(now=now)
     rollups_before = day_start(now) - dt.timedelta(days=settings.TELEMETRY_ROLLUP_RETENTION_DAYS)
-    done = {"created": 0, "dropped_raw": 0, "dropped_rollups": 0}
+    done = {"partitions_created": 0, "raw_dropped": 0, "rollups_dropped": 0}
     if connection.vendor != "postgresql":
-        done["dropped_raw"] = TelemetrySample.objects.filter(ts__lt=raw_before).delete()[0]
-        done["dropped_rollups"] = TelemetryMinute.objects.filter(
+        done["raw_dropped"] = TelemetrySample.objects.filter(ts__lt=raw_before).delete()[0]
+        done["rollups_dropped"] = TelemetryMinute.objects.filter(
             minute__lt=rollups_before
         ).delete()[0]
         return done
@@ -203,9 +204,9 @@ def telemetry_storage_maintain(*, now: dt.datetime) -> dict[str, int]:
         (MINUTES, settings.TELEMETRY_ROLLUP_RETENTION_DAYS),
     ):
         for offset in range(-retention, ahead + 1):
-            done["created"] += partition_create(table=table, day=today + offset * DAY)
-    done["dropped_raw"] = _drop_before(table=SAMPLES, before=raw_before)
-    done["dropped_rollups"] = _drop_before(table=MINUTES, before=rollups_before)
+            done["partitions_created"] += partition_create(table=table, day=today + offset * DAY)
+    done["raw_dropped"] = _drop_before(table=SAMPLES, before=raw_before)
+    done["rollups_dropped"] = _drop_before(table=MINUTES, before=rollups_before)
     logger.info("telemetry storage maintained", extra=done)
     return done
 

@@ -248,27 +248,28 @@ def test_day_partitions_are_created_ahead_and_dropped_once_metered_and_rolled_up
         "market_telemetryminute_p20260501",
         "market_telemetryminute_p20260502",
     ]
-    # and last hour's samples moved from the default partition into 30 April's
+    # and the last hour's samples moved from the default partition into 1 May's
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM market_telemetrysample_p20260430")
+        cursor.execute("SELECT count(*) FROM market_telemetrysample_p20260501")
         assert cursor.fetchone()[0] == 720
         cursor.execute("SELECT count(*) FROM market_telemetrysample_default")
         assert cursor.fetchone()[0] == 720  # 26 April's, unmetered and not rolled up
     # when: metered and rolled up, then maintained two days later
     leases_meter(now=START, lease_ids=[lease.pk])
-    storage.telemetry_rollup(now=START)
+    storage.telemetry_rollup(now=START + dt.timedelta(minutes=2))  # to 08:00 (grace 2 min)
     storage.telemetry_storage_maintain(now=START + dt.timedelta(days=2))
     # then: 26 April's samples are gone, and so are the partitions of 29 and 30 April
-    # (past retention, rolled up, no lease to meter); days to 4 May are ready
+    # (past retention, rolled up, no lease to meter); 1 May's is kept, days to 4 May ready
     assert sorted(storage.partitions(table=storage.SAMPLES)) == [
         "market_telemetrysample_p20260501",
         "market_telemetrysample_p20260502",
         "market_telemetrysample_p20260503",
         "market_telemetrysample_p20260504",
     ]
-    assert TelemetrySample.objects.count() == 0
-    # the rollups of 30 April stay; 26 April's are past the 4 days rollups are kept
+    assert TelemetrySample.objects.count() == 720
+    # the rollups of 1 May stay; 26 April's are past the 4 days rollups are kept
     assert TelemetryMinute.objects.filter(minute__lt=START).count() == 60
+    assert TelemetryMinute.objects.earliest("minute").minute == START - HOUR
 
 
 @pytest.mark.postgres
