@@ -41,6 +41,23 @@ def invitations_of(organisation: Organisation):
     return Invitation.objects.filter(organisation=organisation).order_by("-created_at")
 
 
+def authorities_with_invitations():
+    """Subsidy authorities, newest first, with their members and invitations (for
+    the staff page that registers them)."""
+    from django.db.models import Prefetch
+
+    from accounts.models import Invitation
+
+    return (
+        Organisation.objects.filter(kind=Organisation.Kind.AUTHORITY)
+        .prefetch_related(
+            Prefetch("invitations", queryset=Invitation.objects.order_by("-created_at")),
+            Prefetch("memberships", queryset=Membership.objects.select_related("user")),
+        )
+        .order_by("-pk")[:100]
+    )
+
+
 def user_tokens(*, user: User):
     """The user's API tokens that still work, newest first."""
     from knox.models import AuthToken

@@ -328,6 +328,15 @@ def cmd_leases(api: Exchange, args, out: TextIO) -> Any:
     return rows
 
 
+def cmd_lease_end(api: Exchange, args, out: TextIO) -> Any:
+    lease = api.request("POST", f"/leases/{args.id}/end/", body={"reason": args.reason})
+    if not args.json:
+        _show_leases([lease], out)
+        if lease.get("ended_reason"):
+            print(lease["ended_reason"], file=out)
+    return lease
+
+
 def cmd_usage(api: Exchange, args, out: TextIO) -> Any:
     rows = api.pages("/usage-records/", params={"lease": args.lease}, limit=args.limit)
     if not args.json:
@@ -506,6 +515,16 @@ def parser_build() -> argparse.ArgumentParser:
 
     leases = command("leases", cmd_leases, "your leases, with usage so far")
     leases.add_argument("--limit", type=int, default=50)
+    lease = command("lease", None, "act on one lease")
+    lease_actions = lease.add_subparsers(dest="action", required=True, metavar="action")
+    end = command(
+        "end",
+        cmd_lease_end,
+        "end a running lease now: billed to this second, its GPUs go back on offer",
+        parent=lease_actions,
+    )
+    end.add_argument("id", type=int)
+    end.add_argument("--reason", default="", help="shown to the provider (at most 150 characters)")
     usage = command("usage", cmd_usage, "metered usage records")
     usage.add_argument("--lease", type=int)
     usage.add_argument("--limit", type=int, default=100)

@@ -585,6 +585,7 @@ PAGES: dict[str, Page] = {
         method="post",
         data=lambda w: {"role": "member"},
     ),
+    "authority_invite": Page(STAFF),
     "invitation_accept": Page(ALL, kwargs=lambda w: {"token": _invitation_token(w)}),
     "market:catalogue": Page(ALL),
     "market:find_compute": Page(ALL),

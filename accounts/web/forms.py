@@ -49,6 +49,15 @@ class InvitationForm(forms.Form):
     role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES)
 
 
+class AuthorityInviteForm(forms.Form):
+    legal_name = forms.CharField(label=_("Authority's legal name"), max_length=200)
+    credit_code = forms.CharField(
+        label=_("Unified social credit code"), max_length=24, help_text=_("18 characters")
+    )
+    region = forms.CharField(label=_("Region"), max_length=32, required=False)
+    email = forms.EmailField(label=_("E-mail of its first administrator"), max_length=254)
+
+
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES)
 

@@ -9,18 +9,20 @@ from django.views.decorators.http import require_POST
 from knox.settings import knox_settings
 
 from accounts.invitations import (
+    authority_invite,
+    invitation_for_token,
+    membership_role_set,
+)
+from accounts.invitations import (
     invitation_accept as accept,
 )
 from accounts.invitations import (
     invitation_create as invite,
 )
-from accounts.invitations import (
-    invitation_for_token,
-    membership_role_set,
-)
 from accounts.models import Membership, Organisation
 from accounts.permissions import page_check_can_change
 from accounts.selectors import (
+    authorities_with_invitations,
     invitations_of,
     memberships_of,
     organisation_for_user,
@@ -34,7 +36,13 @@ from accounts.services import (
     user_sign_up,
 )
 from accounts.throttles import SignUpThrottle, TokenCreateThrottle
-from accounts.web.forms import InvitationAcceptForm, InvitationForm, MemberRoleForm, SignUpForm
+from accounts.web.forms import (
+    AuthorityInviteForm,
+    InvitationAcceptForm,
+    InvitationForm,
+    MemberRoleForm,
+    SignUpForm,
+)
 from core.errors import ApplicationError, NotFound
 from core.pages import form_errors_apply
 from core.throttles import page_throttled
@@ -120,6 +128,41 @@ def invitation_create(request: HttpRequest) -> HttpResponse:
             reverse("invitation_accept", args=[token])
         )
     return redirect("account")
+
+
+@login_required
+def authority_invite_page(request: HttpRequest) -> HttpResponse:
+    """Staff register a subsidy authority and invite its first administrator; the
+    signed link is shown once, to hand to the invitee (who sets a password and
+    lands in the authority's home)."""
+    if not request.user.is_staff:
+        raise Http404
+    form = AuthorityInviteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            _invitation, token = authority_invite(invited_by=request.user, **form.cleaned_data)
+        except ApplicationError as error:
+            form_errors_apply(form, error)
+        else:
+            request.session["new_authority_link"] = request.build_absolute_uri(
+                reverse("invitation_accept", args=[token])
+            )
+            messages.success(
+                request,
+                _("%(name)s is registered as a subsidy authority.")
+                % {"name": form.cleaned_data["legal_name"]},
+            )
+            return redirect("authority_invite")
+    return render(
+        request,
+        "accounts/authority_invite.html",
+        {
+            "form": form,
+            "new_link": request.session.pop("new_authority_link", None),
+            "authorities": authorities_with_invitations(),
+        },
+        status=400 if form.errors else 200,
+    )
 
 
 @login_required

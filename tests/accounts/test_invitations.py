@@ -200,3 +200,64 @@ def test_the_account_page_invites_and_shows_the_link_once(client):
     assert invitation.role == "member"
     link = "/invitations/ey"  # the signed token's start
     assert link in first and link not in second
+
+
+@time_machine.travel(T0, tick=False)
+def test_staff_register_an_authority_on_a_page_and_its_admin_follows_the_link_home(client):
+    staff = UserFactory(is_staff=True)
+    client.force_login(staff)
+    code = make_credit_code()
+
+    # a bad credit code is a 400 with the error on its field, and nothing is stored
+    refused = client.post(
+        "/staff/authorities/invite/",
+        {"legal_name": "Guizhou Big Data Bureau", "credit_code": "123", "email": "a@gz.gov.cn"},
+    )
+    assert refused.status_code == 400
+    field = refused.content.decode().split('<label for="id_credit_code">')[0].rsplit("<div", 1)[1]
+    assert "has-error" in field  # the credit code's own field carries the error
+    assert not Organisation.objects.filter(kind=Organisation.Kind.AUTHORITY).exists()
+
+    done = client.post(
+        "/staff/authorities/invite/",
+        {
+            "legal_name": "Guizhou Big Data Bureau",
+            "credit_code": code,
+            "region": "贵州",
+            "email": "wang.fang@gz.gov.cn",
+        },
+        follow=True,
+    )
+    page = done.content.decode()
+    authority = Organisation.objects.get(kind=Organisation.Kind.AUTHORITY)
+    assert (authority.legal_name, authority.verified) == ("Guizhou Big Data Bureau", True)
+    invitation = Invitation.objects.get(organisation=authority)
+    assert (invitation.email, invitation.role) == ("wang.fang@gz.gov.cn", "admin")
+    # the link is shown once; the list shows the invitation open until it expires
+    link = page.split('id="authority-invitation-link">')[1].split("<")[0]
+    assert "/invitations/" in link
+    assert "wang.fang@gz.gov.cn: open until" in page
+    assert link not in client.get("/staff/authorities/invite/").content.decode()
+
+    # the invitee follows it, sets a password and lands in the authority's home
+    client.logout()
+    path = link.split("testserver", 1)[1]
+    joined = client.post(
+        path, {"username": "wang.fang", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert (joined.status_code, joined["Location"]) == (302, "/subsidy/")
+    assert Membership.objects.get(user__username="wang.fang").organisation == authority
+
+
+def test_only_staff_see_the_authority_registration_page(client):
+    buyer = OrganisationFactory(kind=Organisation.Kind.BUYER)
+    client.force_login(member_of(buyer))
+    assert client.get("/staff/authorities/invite/").status_code == 404
+    assert (
+        client.post(
+            "/staff/authorities/invite/",
+            {"legal_name": "X", "credit_code": make_credit_code(), "email": "x@example.com"},
+        ).status_code
+        == 404
+    )
+    assert not Organisation.objects.filter(kind=Organisation.Kind.AUTHORITY).exists()

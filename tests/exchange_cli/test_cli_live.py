@@ -133,6 +133,22 @@ def test_the_cli_trades_against_a_live_exchange(live_url, tmp_path, capsys):
     assert json.loads(run("invoices", "--json", *common)) == []
     assert "(none)" in run("offers", "--gpu-model", "nvidia-h800-sxm", *common)
 
+    # the buyer ends the 2-GPU lease now (a lease not yet started is cancelled, a
+    # running one completes at this second); the 8-GPU lease is left as it was
+    ended = Lease.objects.get(order_id=ioc["id"], gpu_count=2)
+    other = Lease.objects.get(order_id=ioc["id"], gpu_count=8)
+    expected = (
+        Lease.Status.CANCELLED if ended.status == Lease.Status.PENDING else Lease.Status.COMPLETED
+    )
+    text = run("lease", "end", str(ended.pk), "--reason", "job finished early", *common)
+    ended.refresh_from_db()
+    assert ended.status == expected and ended.ended_at is not None
+    assert f" {expected.value} " in text and "ended early by the buyer: job finished early" in text
+    assert Lease.objects.get(pk=other.pk).status == other.status
+    # ending it again is the exchange's 409, and a non-zero exit
+    assert main(["lease", "end", str(ended.pk), *common], out=io.StringIO()) == 1
+    assert "HTTP 409" in capsys.readouterr().err
+
     # an error is the exchange's own message and a non-zero exit
     out = io.StringIO()
     assert main(["order", "cancel", str(standing["id"]), *common], out=out) == 1
