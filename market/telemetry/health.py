@@ -155,7 +155,7 @@ ORDER BY c.node_id, g.gpu_index
 
 
 def _per_gpu_postgres(cursors: dict[int, NodeHealthCursor], *, since: dt.datetime) -> list:
-    params = {
+    params: dict[str, str | dt.datetime] = {
         "nodes": pg_array(cursors),
         "seqs": pg_array(c.last_seq for c in cursors.values()),
         "since": since,

@@ -50,7 +50,7 @@ def node_series(*, node: Node, since: dt.datetime, until: dt.datetime) -> list[d
     rolled up yet (the last few, on a live chart). Sums and counts, so each
     minute's means are those of its raw samples exactly."""
     rolled = storage.rolled_until() or since
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[dt.datetime, int, float, float]] = []
     if rolled > since:
         rows += (
             TelemetryMinute.objects.filter(
@@ -58,6 +58,7 @@ def node_series(*, node: Node, since: dt.datetime, until: dt.datetime) -> list[d
             )
             .values("minute")
             .annotate(n=Sum("samples"), util=Sum("utilisation_sum"), power=Sum("power_w_sum"))
+            .values_list("minute", "n", "util", "power")
             .order_by("minute")
         )
     if rolled < until:
@@ -66,15 +67,12 @@ def node_series(*, node: Node, since: dt.datetime, until: dt.datetime) -> list[d
             .annotate(minute=TruncMinute("ts"))
             .values("minute")
             .annotate(n=Count("*"), util=Sum("utilisation"), power=Sum("power_w"))
+            .values_list("minute", "n", "util", "power")
             .order_by("minute")
         )
     return [
-        {
-            "minute": r["minute"],
-            "util": r["util"] / r["n"],
-            "power": r["power"] / r["n"] * node.gpu_count,
-        }
-        for r in rows
+        {"minute": minute, "util": util / n, "power": power / n * node.gpu_count}
+        for minute, n, util, power in rows
     ]
 
 
