@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--hours", type=float, default=24)
+    parser.add_argument(
+        "--explain", action="store_true", help="print EXPLAIN ANALYZE of the metering statement"
+    )
     args = parser.parse_args()
     os.environ["TELEMETRY_INTERVAL_SECONDS"] = str(INTERVAL)  # the agents sample every 10 s
     django_setup()
@@ -107,9 +110,21 @@ def main() -> None:
             )
         )
     lease_ids = [lease.pk for lease in leases]
+    statements = []
+
+    def capture(execute, sql, params, many, context):
+        if "WITH w AS MATERIALIZED" in sql:
+            statements.append((sql, params))
+        return execute(sql, params, many, context)
+
     t = time.perf_counter()
-    written = leases_meter(now=end + dt.timedelta(hours=1), lease_ids=lease_ids).written
+    with connection.execute_wrapper(capture):
+        written = leases_meter(now=end + dt.timedelta(hours=1), lease_ids=lease_ids).written
     meter_seconds = time.perf_counter() - t
+    if args.explain and statements:
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statements[0][0], statements[0][1])
+            print("\n".join(row[0] for row in cursor.fetchall()))
     records = UsageRecord.objects.filter(lease_id__in=lease_ids)
     delivered = sum(records.values_list("gpu_seconds_delivered", flat=True))
     lost = sum(records.values_list("gpu_seconds_lost", flat=True))

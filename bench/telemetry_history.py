@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import secrets
 import statistics
 import time
 
@@ -72,37 +73,14 @@ def day_load(cursor, *, table: str, day: dt.datetime, nodes: list[int], gpus: in
     return rows
 
 
-def timed(fn, repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return times
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=100)
-    parser.add_argument("--gpus", type=int, default=8)
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--requests", type=int, default=30)
-    parser.add_argument("--keep", action="store_true", help="leave the history in place")
-    args = parser.parse_args()
-    os.environ["TELEMETRY_INTERVAL_SECONDS"] = str(INTERVAL)
-    django_setup()
+def history_load(args, *, start: dt.datetime):
+    """Empty the telemetry tables and load the history; the quiet node (no
+    telemetry), the nodes with it, the samples written and the seconds taken."""
     from django.db import connection
-    from django.test import Client
 
-    from accounts.models import Organisation
-    from core import clock
-    from market.models import Lease, TelemetryRollupCursor
-    from market.telemetry import selectors, storage
-    from tests.factories import LeaseFactory, OfferFactory, OrderFactory, member_of
+    from market.models import TelemetryRollupCursor
+    from market.telemetry import storage
 
-    now = clock.now()
-    end = storage.day_start(now)
-    start = end - dt.timedelta(days=args.days)
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {storage.SAMPLES}, {storage.MINUTES}")
     TelemetryRollupCursor.objects.all().delete()
@@ -128,30 +106,72 @@ def main() -> None:
                 first_k=d * 86400 // INTERVAL,
             )
             print(f"  {day:%Y-%m-%d}: {samples:,} samples, {time.perf_counter() - t:.0f} s")
-    load_seconds = time.perf_counter() - t
-    print("maintaining partitions (days ahead) ...")
-    storage.telemetry_storage_maintain(now=now)
-    t = time.perf_counter()
-    minutes = storage.telemetry_rollup(now=now)
-    rollup_seconds = time.perf_counter() - t
+    return quiet, nodes, samples, time.perf_counter() - t
+
+
+def timed(fn, repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="leave the history in place")
+    parser.add_argument(
+        "--reuse", action="store_true", help="time the chart over the history a --keep run left"
+    )
+    args = parser.parse_args()
+    os.environ["TELEMETRY_INTERVAL_SECONDS"] = str(INTERVAL)
+    django_setup()
+    from django.db import connection
+    from django.test import Client
+
+    from accounts.models import Organisation
+    from core import clock
+    from market.models import Lease, Node, TelemetryRollupCursor
+    from market.telemetry import selectors, storage
+    from tests.factories import LeaseFactory, OfferFactory, OrderFactory, member_of
+
+    now = clock.now()
+    end = storage.day_start(now)
+    start = end - dt.timedelta(days=args.days)
+    if args.reuse:
+        history = list(Node.objects.filter(name__startswith="history-").order_by("-pk"))
+        quiet, nodes = history[args.nodes], [(n, None) for n in reversed(history[: args.nodes])]
+        samples, load_seconds, minutes, rollup_seconds = 0, 0.0, 0, 0.0
+    else:
+        quiet, nodes, samples, load_seconds = history_load(args, start=start)
+        print("maintaining partitions (days ahead) ...")
+        storage.telemetry_storage_maintain(now=now)
+        t = time.perf_counter()
+        minutes = storage.telemetry_rollup(now=now)
+        rollup_seconds = time.perf_counter() - t
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {storage.MINUTES}")
-        cursor.execute(
-            "SELECT pg_total_relation_size(i.inhrelid) FROM pg_inherits i "
-            "WHERE i.inhparent = %s::regclass",
-            [storage.SAMPLES],
-        )
-        raw_bytes = sum(row[0] for row in cursor.fetchall())
-        cursor.execute(
-            "SELECT pg_total_relation_size(i.inhrelid) FROM pg_inherits i "
-            "WHERE i.inhparent = %s::regclass",
-            [storage.MINUTES],
-        )
-        rollup_bytes = sum(row[0] for row in cursor.fetchall())
+        sizes = {}
+        for table in (storage.SAMPLES, storage.MINUTES):
+            cursor.execute(
+                "SELECT sum(pg_total_relation_size(c.oid)), sum(c.reltuples) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+                [table],
+            )
+            sizes[table] = cursor.fetchone()
+    raw_bytes, rollup_bytes = int(sizes[storage.SAMPLES][0]), int(sizes[storage.MINUTES][0])
+    if args.reuse:
+        samples, minutes = int(sizes[storage.SAMPLES][1]), int(sizes[storage.MINUTES][1])
     print(
         f"{samples:,} samples ({raw_bytes / 2**30:.1f} GiB with indexes) loaded in "
         f"{load_seconds:.0f} s; rolled up into {minutes:,} minute rows "
         f"({rollup_bytes / 2**30:.2f} GiB) in {rollup_seconds:.1f} s"
+        + (" (row counts from the planner's statistics)" if args.reuse else "")
     )
 
     buyer_org, _ = Organisation.objects.get_or_create(
@@ -176,7 +196,7 @@ def main() -> None:
 
     lease, floor_lease = lease_on(node), lease_on(quiet)
     client = Client()
-    client.force_login(member_of(buyer_org))
+    client.force_login(member_of(buyer_org, f"history-{secrets.token_hex(4)}"))
 
     def page(target):
         response = client.get(f"/leases/{target.pk}/usage/")

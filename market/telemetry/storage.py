@@ -18,8 +18,8 @@ metering stands, less the silence a tick carries over a window's start.
 
 `telemetry_rollup` (beat, every minute) rolls the closed minutes (closed for
 METERING_GRACE_SECONDS, as metering waits for late samples) into one row per
-node, GPU and minute with one INSERT ... SELECT ... GROUP BY per day of
-backlog; a cursor row records how far it went. Rollups are kept for
+node, GPU and minute with one INSERT ... SELECT ... GROUP BY per
+backlog hour; a cursor row records how far it went. Rollups are kept for
 TELEMETRY_ROLLUP_RETENTION_DAYS; charts read them (selectors.node_series).
 """
 
@@ -46,7 +46,7 @@ from market.telemetry.metering import METERED_STATUSES
 logger = logging.getLogger(__name__)
 
 DAY = dt.timedelta(days=1)
-MINUTE = dt.timedelta(minutes=1)
+HOUR = dt.timedelta(hours=1)
 ROLLUP_CURSOR = "minute"
 SAMPLES = TelemetrySample._meta.db_table
 MINUTES = TelemetryMinute._meta.db_table
@@ -276,9 +276,10 @@ def _first_sample_minute() -> dt.datetime | None:
 
 
 def telemetry_rollup(*, now: dt.datetime) -> int:
-    """Roll every closed minute not yet rolled up into per-minute rows, a day
-    at a time (each day commits with the cursor, so a long backlog resumes
-    where it stopped); returns how many rows were written."""
+    """Roll every closed minute not yet rolled up into per-minute rows, an hour
+    at a time (each hour's groups fit in memory, and commits with the cursor,
+    so a long backlog resumes where it stopped); returns how many rows were
+    written."""
     closed = now - dt.timedelta(seconds=settings.METERING_GRACE_SECONDS)
     horizon = closed.astimezone(dt.UTC).replace(second=0, microsecond=0)
     written = 0
@@ -297,7 +298,7 @@ def telemetry_rollup(*, now: dt.datetime) -> int:
             lo = cursor.rolled_until
             if lo >= horizon:
                 return written
-            hi = min(horizon, day_start(lo) + DAY)
+            hi = min(horizon, lo.replace(minute=0) + HOUR)
             if connection.vendor == "postgresql":
                 written += _rollup_postgres(lo, hi)
             else:
