@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["TELEMETRY_INTERVAL_SECONDS"] = str(INTERVAL)  # the agents sample every 10 s
     django_setup()
-    from django.db import connection
+    from django.db import connection, transaction
 
     from accounts.models import Organisation
     from market.models import Lease, UsageRecord
@@ -138,7 +138,9 @@ def main() -> None:
         written = leases_meter(now=end + dt.timedelta(hours=1), lease_ids=lease_ids).written
     meter_seconds = time.perf_counter() - t
     if args.explain and statements:
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")  # as metering runs it
+            cursor.execute("SET LOCAL work_mem = '256MB'")
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statements[0][0], statements[0][1])
             print("\n".join(row[0] for row in cursor.fetchall()))
     records = UsageRecord.objects.filter(lease_id__in=lease_ids)

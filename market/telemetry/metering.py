@@ -32,7 +32,8 @@ again: records are only ever inserted, and (lease, window_start) is unique.
 On PostgreSQL one SQL statement computes every due window of every lease
 (ticks by GROUP BY, spans by window functions, windows by GROUP BY); a tick's
 distinct GPUs are the bits set in an OR of 1 << gpu (a GPU index is below 64,
-core/limits.py), not a COUNT(DISTINCT), which sorted every tick's rows; the
+core/limits.py), not a COUNT(DISTINCT), which sorted every tick's rows, and
+means are sums over counts (avg(float8) keeps three accumulators a row); the
 portable path (SQLite, embedded mode) does the same arithmetic in Python.
 Should a run over all leases fail, each lease is metered on its own, so one
 lease that cannot be metered is logged and never stops the others.
@@ -213,8 +214,8 @@ WITH w AS MATERIALIZED (
     SELECT s.node_id, date_part('epoch', s.ts) AS t,
            coalesce(bit_count((bit_or(1::bigint << s.gpu_index)
                                FILTER (WHERE NOT s.missing))::bit(64)), 0) AS n,
-           sum(s.xid_errors + s.ecc_errors) AS errs, avg(s.utilisation) AS util,
-           avg(s.power_w) AS power
+           sum(s.xid_errors + s.ecc_errors) AS errs, sum(s.utilisation) / count(*) AS util,
+           sum(s.power_w) / count(*) AS power
     FROM r JOIN market_telemetrysample s
       ON s.node_id = r.node_id AND s.ts >= to_timestamp(r.lo) AND s.ts < to_timestamp(r.hi)
     WHERE s.ts >= %(lo)s AND s.ts < %(hi)s  -- constants: only the partitions of these days
