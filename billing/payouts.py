@@ -123,6 +123,18 @@ def payout_run_execute(*, key: str, currency: str | None = None) -> PayoutRun:
     return run
 
 
+def payout_run_request(*, requested_by) -> str:
+    """Staff start a payout run now, besides the daily one: queued through the
+    outbox for a worker (`payout_run_execute`); the answer is the run's key.
+    Shares already claimed by an earlier run are not paid again."""
+    from core.outbox import outbox_enqueue
+
+    key = f"payouts-now-{clock.now():%Y%m%dT%H%M%S}-{requested_by.pk}"
+    with transaction.atomic():
+        outbox_enqueue(task_name="billing.payout_run_execute", args=[key], key=f"payout-run:{key}")
+    return key
+
+
 def payout_mark_paid(*, payout: Payout) -> bool:
     """Finance confirms the bank paid a batch-file payout: sent → paid."""
     return bool(

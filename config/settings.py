@@ -477,6 +477,10 @@ NODE_SELF_TEST_ACCEPT_SIMULATED = env.bool(
 )
 # Leases on a node faulty for this long move to another offer (if the order allows).
 FAILOVER_AFTER_SECONDS = env.int("FAILOVER_AFTER_SECONDS", default=60)
+# A lease on interruptible capacity is pre-empted by a higher bid only after this notice.
+PREEMPTION_NOTICE_MINUTES = env.int("PREEMPTION_NOTICE_MINUTES", default=10)
+if not 0 <= PREEMPTION_NOTICE_MINUTES <= 24 * 60:
+    raise environ.ImproperlyConfigured("PREEMPTION_NOTICE_MINUTES must be 0 to 1440")
 # Usage records cover windows of this length, aligned to the epoch; a window is
 # metered once it has been closed for METERING_GRACE_SECONDS (late, buffered samples).
 METERING_WINDOW_SECONDS = env.int("METERING_WINDOW_SECONDS", default=300)

@@ -43,6 +43,7 @@ MAX_OFFER_AHEAD = dt.timedelta(days=2 * 366)  # how far ahead an offer's window 
 MAX_PROGRAMME_LENGTH = dt.timedelta(days=10 * 366)  # a subsidy programme's validity
 MAX_CONTRACT_DAYS = 10 * 366  # a programme's maximum contract term
 MAX_DRAIN_NOTICE_MINUTES = 60 * 24 * 30  # notice of a node's maintenance
+MAX_ORDER_REFILLS = 100  # times a standing order re-arms after losing a lease
 
 # --- subsidy ----------------------------------------------------------------------
 MAX_GPU_HOURS = 100_000_000  # GPU-hours a voucher application expects

@@ -199,6 +199,12 @@ def _order_body(args) -> dict[str, Any]:
         body["min_memory_gb"] = args.min_memory_gb
     if args.min_green_share is not None:
         body["min_green_share"] = str(args.min_green_share)
+    if args.interruptible:
+        body["interruptible"] = True
+    if args.start_at is not None:
+        body["start_at"] = args.start_at
+    if getattr(args, "max_refills", None) is not None:
+        body["max_refills"] = args.max_refills
     return body
 
 
@@ -328,6 +334,22 @@ def cmd_leases(api: Exchange, args, out: TextIO) -> Any:
     return rows
 
 
+def cmd_lease_resell(api: Exchange, args, out: TextIO) -> Any:
+    if args.cancel:
+        offer = api.request("POST", f"/leases/{args.id}/resell/cancel/")
+    else:
+        body = {"price_amount": args.price}
+        offer = api.request("POST", f"/leases/{args.id}/resell/", body=body)
+    if not args.json:
+        print(
+            f"resale offer {offer['id']} ({offer['status']}): {offer['gpus_available']} of "
+            f"{offer['gpus_total']} GPUs at {yuan(offer['price_amount'], offer['currency'])}"
+            f"/GPU-h, {offer['available_from']} → {offer['available_until']}",
+            file=out,
+        )
+    return offer
+
+
 def cmd_lease_end(api: Exchange, args, out: TextIO) -> Any:
     lease = api.request("POST", f"/leases/{args.id}/end/", body={"reason": args.reason})
     if not args.json:
@@ -432,6 +454,14 @@ def _order_arguments(parser: argparse.ArgumentParser, *, price_required: bool) -
     parser.add_argument("--hub", action="append", choices=HUBS, help="an accepted hub (repeat)")
     parser.add_argument("--domestic-only", action="store_true")
     parser.add_argument("--gang", action="store_true", help="all GPUs at one site")
+    parser.add_argument(
+        "--interruptible",
+        action="store_true",
+        help="accept interruptible capacity (cheaper; pre-empted by higher bids after a notice)",
+    )
+    parser.add_argument(
+        "--start-at", type=when, help="a forward block: start at this hour (ISO 8601 or +2d)"
+    )
 
 
 def _common(*, top: bool) -> argparse.ArgumentParser:
@@ -505,6 +535,11 @@ def parser_build() -> argparse.ArgumentParser:
     )
     place.add_argument("--good-till", type=when, help="leave the book then (default: start-by)")
     place.add_argument("--no-failover", action="store_true")
+    place.add_argument(
+        "--max-refills",
+        type=int,
+        help="re-arm at most this often after pre-emption or node failure (default: no limit)",
+    )
     place.add_argument("--idempotency-key", help="repeat safely: the same key places once")
     listing = command("list", cmd_order_list, "your orders", parent=actions)
     listing.add_argument("--limit", type=int, default=50)
@@ -525,6 +560,16 @@ def parser_build() -> argparse.ArgumentParser:
     )
     end.add_argument("id", type=int)
     end.add_argument("--reason", default="", help="shown to the provider (at most 150 characters)")
+    resell = command(
+        "resell",
+        cmd_lease_resell,
+        "put the rest of a lease up for resale at your ask (or --cancel the resale)",
+        parent=lease_actions,
+    )
+    resell.add_argument("id", type=int)
+    group = resell.add_mutually_exclusive_group(required=True)
+    group.add_argument("--price", type=fen, help="your ask, yuan per GPU-hour")
+    group.add_argument("--cancel", action="store_true", help="take the unsold rest off the book")
     usage = command("usage", cmd_usage, "metered usage records")
     usage.add_argument("--lease", type=int)
     usage.add_argument("--limit", type=int, default=100)

@@ -27,6 +27,7 @@ from core.transitions import transition
 from market.matching import order_match
 from market.models import Lease, LeaseEvent, Node, Offer, Order, OrderEvent
 from market.models.capacity import BOARD_CACHE
+from market.resale import resales_close
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +80,11 @@ def leases_advance(*, now: dt.datetime | None = None) -> tuple[int, int]:
         activated = _leases_move(
             starting, to=Lease.Status.ACTIVE, reason="start time reached", actor=None, now=now
         )
+    leases_preempt_due(now=now)
     with transaction.atomic():
         ending = list(
             Lease.objects.select_for_update(skip_locked=True)
-            .filter(status=Lease.Status.ACTIVE, ends_at__lte=now)
+            .filter(status=Lease.Status.ACTIVE, ends_at__lte=now, preempt_at__isnull=True)
             .order_by("id")
         )
         completed = _leases_move(
@@ -156,6 +158,7 @@ def lease_end_now(*, lease: Lease, actor: User | None, reason: str = "") -> Leas
                 f"The lease is {locked.get_status_display()}; it has already ended.",
                 errors={"status": [f"The lease is {locked.status}."]},
             )
+        resales_close(leases=[locked], actor=actor)
         if not leases_stop(leases=[locked], at=at, actor=actor, reason=why):
             raise Conflict("The lease ended meanwhile.")
     locked.refresh_from_db()
@@ -179,9 +182,77 @@ def leases_cancel(*, leases: list[Lease], actor: User | None, reason: str) -> li
     return cancelled
 
 
+def _may_rearm(order: Order) -> bool:
+    return order.failover_allowed and (
+        order.max_refills is None or order.refills_used < order.max_refills
+    )
+
+
+def _order_rearm(*, order: Order, lease: Lease, reason: str) -> None:
+    """The order (locked by the caller) takes the lost lease's GPUs back into
+    its unfilled part, spending one refill, and the lease is marked for its
+    window's rest to be matched again (`leases_failover`)."""
+    Order.objects.filter(pk=order.pk).update(
+        gpus_filled=F("gpus_filled") - lease.gpu_count, refills_used=F("refills_used") + 1
+    )
+    Lease.objects.filter(pk=lease.pk).update(rearm=True)
+    lease.rearm = True
+    if order.status == Order.Status.FILLED:
+        Order.objects.filter(pk=order.pk).update(status=Order.Status.PARTIALLY_FILLED)
+        OrderEvent.objects.create(
+            order=order,
+            from_status=Order.Status.FILLED,
+            to_status=Order.Status.PARTIALLY_FILLED,
+            reason=reason,
+        )
+
+
+def leases_preempt_due(*, now: dt.datetime) -> int:
+    """End every lease whose pre-emption notice has run out
+    (market/matching/preempt.py); returns how many ended. Each ends at its
+    `preempt_at`, billed to that second; its order re-arms within its refills
+    and the rest of its window is matched again at once (later by
+    `leases_failover` if nothing is free now)."""
+    due = Lease.objects.filter(status__in=LIVE_STATUSES, preempt_at__lte=now).order_by("pk")
+    ended = 0
+    for lease_id in list(due.values_list("pk", flat=True)):
+        lease = lease_preempt_end(lease_id=lease_id)
+        if lease is None:
+            continue
+        ended += 1
+        if lease.rearm:
+            lease_migrate(lease=lease, now=now)
+    return ended
+
+
+def lease_preempt_end(*, lease_id: int) -> Lease | None:
+    """A pre-empted lease's notice ran out: it completes at `preempt_at` (a
+    lease that never started is cancelled) and its order re-arms if it may.
+    None if it had ended already."""
+    with transaction.atomic():
+        lease = Lease.objects.get(pk=lease_id)
+        order = Order.objects.select_for_update().get(pk=lease.order_id)
+        lease.refresh_from_db()
+        if lease.status not in LIVE_STATUSES or lease.preempt_at is None:
+            return None
+        at = lease.preempt_at
+        why = "pre-empted by a higher bid; the notice ran out"
+        if not leases_stop(leases=[lease], at=at, actor=None, reason=why):
+            return None
+        rest = (lease.original_ends_at or at) > at
+        if lease.status == Lease.Status.COMPLETED and rest and _may_rearm(order):
+            _order_rearm(
+                order=order,
+                lease=lease,
+                reason=f"lease {lease.pk} pre-empted; re-arming its remaining hours",
+            )
+    return lease
+
+
 def lease_fail(*, lease_id: int, reason: str, now: dt.datetime) -> Lease | None:
-    """active → failed. With failover allowed, the lease's GPUs go back to the
-    order's unfilled part (a filled order becomes partially filled again).
+    """active → failed. With failover allowed and a refill left, the lease's
+    GPUs go back to the order's unfilled part (a filled order becomes
+    partially filled again) and its window's rest waits for failover.
     Returns the failed lease, or None if it was no longer active."""
     with transaction.atomic():
         lease = Lease.objects.select_related("order").get(pk=lease_id)
@@ -197,24 +268,21 @@ def lease_fail(*, lease_id: int, reason: str, now: dt.datetime) -> Lease | None:
             to_status=Lease.Status.FAILED,
             reason=reason[:200],
         )
-        if order.failover_allowed:
-            Order.objects.filter(pk=order.pk).update(gpus_filled=F("gpus_filled") - lease.gpu_count)
-            if order.status == Order.Status.FILLED:
-                Order.objects.filter(pk=order.pk).update(status=Order.Status.PARTIALLY_FILLED)
-                OrderEvent.objects.create(
-                    order=order,
-                    from_status=Order.Status.FILLED,
-                    to_status=Order.Status.PARTIALLY_FILLED,
-                    reason=f"lease {lease.pk} failed; re-matching its remaining hours",
-                )
+        if _may_rearm(order):
+            _order_rearm(
+                order=order,
+                lease=lease,
+                reason=f"lease {lease.pk} failed; re-matching its remaining hours",
+            )
         _offers_give_back({lease.offer_id: lease.gpu_count})
     lease.refresh_from_db()
     return lease
 
 
 def lease_migrate(*, lease: Lease, now: dt.datetime) -> Lease | None:
-    """Re-match a failed lease's remaining hours elsewhere; failed → migrated
-    if a replacement was found. Returns the replacement lease or None."""
+    """Re-match a lost lease's remaining hours elsewhere (a failed one, or a
+    pre-empted one); failed → migrated if a replacement was found (a
+    pre-empted lease stays completed). Returns the replacement lease or None."""
     replacements = order_match(
         order_id=lease.order_id,
         exclude_node_ids={lease.node_id},
@@ -235,14 +303,14 @@ def lease_migrate(*, lease: Lease, now: dt.datetime) -> Lease | None:
                 to_status=Lease.Status.MIGRATED,
                 reason=f"remaining hours moved to lease {first.pk}",
             )
-    lease.status = Lease.Status.MIGRATED
+            lease.status = Lease.Status.MIGRATED
     return first
 
 
 def leases_failover(*, now: dt.datetime) -> int:
     """Fail the leases of nodes faulty for long enough (where the order allows
-    failover) and re-match every failed lease still waiting; returns how many
-    replacements were made."""
+    failover) and re-match every lost lease still waiting (failed, or
+    pre-empted, and re-armed); returns how many replacements were made."""
     faulty_since = now - dt.timedelta(seconds=settings.FAILOVER_AFTER_SECONDS)
     # A node offline for silence whose agent has reported again is recovering
     # (often the exchange itself was restarted): let health bring it back
@@ -260,10 +328,12 @@ def leases_failover(*, now: dt.datetime) -> int:
     for lease in list(doomed):
         reason = f"node {lease.node.state}: {lease.node.state_reason}"
         lease_fail(lease_id=lease.pk, reason=reason, now=now)
-    waiting = Lease.objects.filter(
-        status=Lease.Status.FAILED,
-        order__failover_allowed=True,
-        next_lease__isnull=True,
-        ends_at__gt=now,
-    ).order_by("ended_at", "pk")
+    waiting = (
+        Lease.objects.filter(rearm=True, next_lease__isnull=True)
+        .filter(
+            Q(status=Lease.Status.FAILED, ends_at__gt=now)
+            | Q(status=Lease.Status.COMPLETED, original_ends_at__gt=now)
+        )
+        .order_by("ended_at", "pk")
+    )
     return sum(lease_migrate(lease=lease, now=now) is not None for lease in list(waiting))

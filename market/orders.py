@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 
 from accounts.models import Organisation
 from accounts.services import organisation_check_can_trade
@@ -69,8 +69,19 @@ def _validate(
     min_green_share: Decimal,
     time_in_force: str = GOOD_TILL,
     good_till: dt.datetime | None = None,
+    max_refills: int | None = None,
+    start_at: dt.datetime | None = None,
 ) -> None:
     errors: dict[str, list[str]] = {}
+    if start_at is not None:
+        if start_at.minute or start_at.second or start_at.microsecond:
+            errors["start_at"] = ["A forward block starts on the hour."]
+        elif start_at <= clock.now():
+            errors["start_at"] = ["A forward block starts in the future."]
+        elif start_at > start_by:
+            errors["start_at"] = ["A forward block starts by the start-by deadline."]
+    if max_refills is not None and not 0 <= max_refills <= limits.MAX_ORDER_REFILLS:
+        errors["max_refills"] = [f"Allow 0 to {limits.MAX_ORDER_REFILLS} refills."]
     if not 1 <= gpu_count <= limits.MAX_ORDER_GPUS:
         errors["gpu_count"] = [f"Ask for 1 to {limits.MAX_ORDER_GPUS} GPUs."]
     if not 1 <= hours <= limits.MAX_ORDER_HOURS:
@@ -137,6 +148,9 @@ def order_create(
     gang: bool = False,
     failover_allowed: bool = True,
     verified_only: bool = False,
+    interruptible: bool = False,
+    max_refills: int | None = None,
+    start_at: dt.datetime | None = None,
     time_in_force: str = GOOD_TILL,
     good_till: dt.datetime | None = None,
     currency: str | None = None,
@@ -149,7 +163,15 @@ def order_create(
 
     Good-till (the default) stands on the book until filled, cancelled or
     `good_till` (none: the start-by deadline). Immediate-or-cancel is matched
-    here, before returning, and its unfilled part released at once."""
+    here, before returning, and its unfilled part released at once.
+
+    `interruptible`: the order accepts interruptible offers (cheaper, may be
+    pre-empted with notice); an order that does not never lands on one, and
+    may pre-empt the leases of lower bids there. `max_refills`: how often the
+    order re-arms after losing a lease to pre-emption or node failure (none:
+    no limit; re-arming needs `failover_allowed`). `start_at` (on the hour): a
+    forward block, its leases start then and not before; once matched it is a
+    contract its buyer may resell (market/resale.py)."""
     organisation_check_can_trade(organisation=buyer)
     payload = {
         "accepted_models": sorted(m.slug for m in accepted_models),
@@ -170,6 +192,13 @@ def order_create(
         "verified_only": verified_only,
         "good_till": good_till.isoformat() if good_till else None,
     }
+    # only when set: a repeated request of an order placed before these existed keeps its digest
+    if interruptible:
+        payload["interruptible"] = True
+    if max_refills is not None:
+        payload["max_refills"] = max_refills
+    if start_at is not None:
+        payload["start_at"] = start_at.isoformat()
     digest = _digest(payload)
     if idempotency_key:
         existing = _order_for_key(buyer=buyer, key=idempotency_key, digest=digest)
@@ -189,6 +218,8 @@ def order_create(
         min_green_share=min_green_share,
         time_in_force=time_in_force,
         good_till=good_till,
+        max_refills=max_refills,
+        start_at=start_at,
     )
     if time_in_force == IOC:
         good_till = min(clock.now() + IOC_GRACE, start_by)
@@ -213,6 +244,9 @@ def order_create(
                 time_in_force=time_in_force,
                 good_till=good_till,
                 verified_only=verified_only,
+                interruptible=interruptible,
+                max_refills=max_refills,
+                start_at=start_at,
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
             )
@@ -273,6 +307,7 @@ def order_cancel(*, order: Order, actor: User | None, end_running_leases: bool =
     unless `end_running_leases`: then they end now too (billed to the second),
     and a filled order can be cancelled as well."""
     from market.leases import leases_cancel, leases_stop
+    from market.resale import resales_close
 
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
@@ -290,6 +325,11 @@ def order_cancel(*, order: Order, actor: User | None, end_running_leases: bool =
             reason="cancelled by the buyer",
         )
         pending = list(locked.leases.filter(status=Lease.Status.PENDING))
+        ending = pending + (
+            list(locked.leases.filter(status=Lease.Status.ACTIVE)) if end_running_leases else []
+        )
+        # a resold lease runs on for its new holder: then nothing is cancelled (409)
+        resales_close(leases=ending, actor=actor)
         leases_cancel(leases=pending, actor=actor, reason="order cancelled")
         if end_running_leases:
             running = list(locked.leases.filter(status=Lease.Status.ACTIVE).order_by("pk"))
@@ -306,14 +346,24 @@ def order_cancel(*, order: Order, actor: User | None, end_running_leases: bool =
 def orders_expire(*, now: dt.datetime | None = None) -> int:
     """Expire open / partly filled orders whose good-till or start-by
     deadline has passed; the unfilled part is released (leases already made
-    run on). Returns how many expired."""
+    run on). An order re-arming a lost lease (failover, pre-emption) stays
+    until that lease's window is over. Returns how many expired."""
     now = now or clock.now()
+    # a lost lease whose rest waits to be matched again keeps its order on the book
+    rearming = Lease.objects.filter(
+        Q(status=Lease.Status.FAILED, ends_at__gt=now)
+        | Q(status=Lease.Status.COMPLETED, original_ends_at__gt=now),
+        order=OuterRef("pk"),
+        rearm=True,
+        next_lease__isnull=True,
+    )
     expired = 0
     for status in OPEN_STATUSES:
         with transaction.atomic():
             ids = list(
                 Order.objects.select_for_update(skip_locked=True)
                 .filter(Q(start_by__lte=now) | Q(good_till__lte=now), status=status)
+                .exclude(Exists(rearming))
                 .values_list("id", flat=True)
             )
             Order.objects.filter(id__in=ids, status=status).update(status=Order.Status.EXPIRED)

@@ -303,8 +303,22 @@ def leases_of(organisation: Organisation) -> QuerySet[Lease]:
                 .order_by("-pk")
                 .values("reason")[:1]
             ),
+            next_lease_id=Subquery(
+                Lease.objects.filter(previous_lease=OuterRef("pk")).values("pk")[:1]
+            ),
         )
     )
+
+
+def open_resales(*, lease_ids: list[int]) -> dict[int, Offer]:
+    """The resale still on the book of each of these leases (market/resale.py),
+    with `gpus_sold`."""
+    offers = (
+        Offer.objects.filter(resale_of_id__in=lease_ids)
+        .exclude(status=Offer.Status.WITHDRAWN)
+        .annotate(gpus_sold=F("gpus_total") - F("gpus_available"))
+    )
+    return {offer.resale_of_id: offer for offer in offers if offer.resale_of_id is not None}
 
 
 ENDED_STATUSES = (
@@ -355,6 +369,9 @@ def order_estimate(
     hubs=(),
     min_green_share: Decimal = Decimal(0),
     gang: bool = False,
+    verified_only: bool = False,
+    interruptible: bool = False,
+    start_at: dt.datetime | None = None,
 ) -> Estimate:
     """Live estimate for the order form: what the book would give now (GPU-
     hours, normalised PFLOPS-hours, cost at the asks) and the most the order
@@ -370,6 +387,9 @@ def order_estimate(
         hubs=hubs,
         min_green_share=min_green_share,
         gang=gang,
+        verified_only=verified_only,
+        interruptible=interruptible,
+        start_at=start_at,
     )
     tflops = {m.pk: m.dense_tflops for m in GPUModel.objects.filter(pk__in=model_ids)}
     gpus = sum(line.gpus for line in lines)
@@ -646,6 +666,8 @@ def order_quote_view(*, order: Mapping[str, Any], currency: str, now: dt.datetim
         min_green_share=order["min_green_share"],
         gang=order["gang"],
         verified_only=order["verified_only"],
+        interruptible=order.get("interruptible", False),
+        start_at=order.get("start_at"),
     )
     return quote_view(quote=quote, hours=order["hours"], currency=currency)
 

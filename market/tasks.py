@@ -24,13 +24,17 @@ def match_order(order_id: int) -> int:
         order_ids = {order_id} | {int(m.args[0]) for m in waiting if m.args}
         leases = matching.orders_match(order_ids=order_ids)
         outbox_complete(message_ids=[m.pk for m in waiting])
+    # what is still short may pre-empt interruptible capacity, with notice
+    leases += matching.orders_preempt(order_ids=order_ids)
     return len(leases)
 
 
 @shared_task(name="market.match_round", acks_late=True, reject_on_worker_lost=True)
 def match_round() -> int:
-    """The beat's periodic round over every open order."""
-    return matching.match_round().leases_created
+    """The beat's periodic round over every open order; then the orders still
+    short may pre-empt interruptible capacity, with notice."""
+    created = matching.match_round().leases_created
+    return created + len(matching.orders_preempt())
 
 
 @shared_task(name="market.leases_advance", acks_late=True, reject_on_worker_lost=True)

@@ -337,6 +337,18 @@ API: dict[tuple[str, str], Api] = {
         sees={"buyer_a"},
         body=lambda w, r: {"reason": "done"},
     ),
+    # side A's lease has less than a whole hour left to resell: its buyer hears so (409)
+    (f"{V1}/leases/{{id}}/resell/", "post"): Api(
+        BUYERS,
+        path=lambda w: {"id": w.a.lease.pk},
+        sees={"buyer_a"},
+        body=lambda w, r: {"price_amount": 2_100},
+        ok=409,
+    ),
+    # nothing of side A's lease is up for resale: its buyer hears so (409)
+    (f"{V1}/leases/{{id}}/resell/cancel/", "post"): Api(
+        BUYERS, path=lambda w: {"id": w.a.lease.pk}, sees={"buyer_a"}, ok=409
+    ),
     (f"{V1}/usage-records/", "get"): Api(
         MEMBERS,
         rows=lambda w, r: _ids(
@@ -364,6 +376,8 @@ API: dict[tuple[str, str], Api] = {
         ok=409,
     ),
     (f"{V1}/payouts/", "get"): Api(PROVIDERS, rows=lambda w, r: {getattr(w, _own(r)).payout.pk}),
+    (f"{V1}/payout-runs/", "get"): Api(STAFF),
+    (f"{V1}/payout-runs/", "post"): Api(STAFF, ok=202),
     (f"{V1}/payout-account/", "get"): Api(PROVIDERS),
     (f"{V1}/payout-account/", "put"): Api(
         PROVIDERS,
@@ -618,6 +632,13 @@ PAGES: dict[str, Page] = {
     ),
     "market:lease_end": Page(
         BUYERS, kwargs=lambda w: {"pk": w.a.lease.pk}, sees={"buyer_a"}, method="post"
+    ),
+    "market:lease_resell": Page(
+        BUYERS,
+        kwargs=lambda w: {"pk": w.a.lease.pk, "action": "offer"},
+        sees={"buyer_a"},
+        method="post",
+        data=lambda w: {"price": "21.00"},
     ),
     "market:node_drain": Page(
         PROVIDERS,

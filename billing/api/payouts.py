@@ -4,6 +4,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
+from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,6 +17,7 @@ from billing.payout_accounts import (
     payout_account_set_bank,
     payouts_waiting_for_an_account,
 )
+from billing.payouts import payout_run_request
 
 
 class PayoutLineOutput(serializers.ModelSerializer):
@@ -55,6 +57,37 @@ class PayoutListView(ListAPIView):
 
     def get_queryset(self):
         return selectors.payout_list(provider=organisation_for_user(self.request.user))
+
+
+class PayoutRunOutput(serializers.Serializer):
+    key = serializers.CharField()
+    status = serializers.CharField(help_text="created (queued or running) or completed")
+    created_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    payout_count = serializers.IntegerField()
+    total_amount = serializers.IntegerField(allow_null=True, help_text="minor units")
+
+
+class PayoutRunQueuedOutput(serializers.Serializer):
+    key = serializers.CharField(
+        help_text="the run's key; it shows in the list once a worker runs it"
+    )
+
+
+class PayoutRunListCreateView(ListAPIView):
+    """Staff: the payout runs (newest first), and `POST` to start one now besides
+    the daily run (queued for a worker; 202 with its key)."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = PayoutRunOutput
+
+    def get_queryset(self):
+        return selectors.payout_run_list()
+
+    @extend_schema(request=None, responses={202: PayoutRunQueuedOutput})
+    def post(self, request):
+        key = payout_run_request(requested_by=request.user)
+        return Response({"key": key}, status=202)
 
 
 class PayoutAccountOutput(serializers.Serializer):

@@ -9,6 +9,7 @@ urlpatterns = [
     path("invoices/<int:pk>/", invoices.InvoiceDetailView.as_view(), name="api-invoice"),
     path("invoices/<int:pk>/pay/", invoices.InvoicePayView.as_view(), name="api-invoice-pay"),
     path("payouts/", payouts.PayoutListView.as_view(), name="api-payouts"),
+    path("payout-runs/", payouts.PayoutRunListCreateView.as_view(), name="api-payout-runs"),
     path("payout-account/", payouts.PayoutAccountView.as_view(), name="api-payout-account"),
     path("stripe/webhook/", webhooks.stripe_webhook, name="api-stripe-webhook"),
     path("programmes/", subsidy.ProgrammeListCreateView.as_view(), name="api-programmes"),

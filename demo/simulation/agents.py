@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 from django.db.models import Sum
@@ -75,6 +77,7 @@ class AgentModel:
             for n in nodes
         ]
         self.ticks: dict[int, set[float]] = defaultdict(set)  # node id → tick ts stored
+        self.real: set[int] = set()  # nodes whose real agent process reports (RealAgents)
         self.faults = Counter[str]()
         self._plan(start=start.timestamp(), hours=hours, rate=fault_rate, never=never_reporting)
 
@@ -115,7 +118,7 @@ class AgentModel:
         )
         stored = 0
         for model in self.models:
-            if model.never:
+            if model.never or model.node.pk in self.real:
                 continue
             fault = model.active(t)
             kind = fault.kind if fault else ""
@@ -181,3 +184,97 @@ def poisson(rng: random.Random, mean: float) -> int:
         count += 1
         product *= rng.random()
     return max(count, 0)
+
+
+class RealAgents:
+    """The real node agent (`python -m agent --simulate --once`), one process per
+    chosen node per step, posting over HTTP to the exchange this process serves
+    on a loopback port (`TelemetryServer`): the agent's own code (its simulated
+    GPUs, its buffer and sequence numbers, its HTTP client) and the telemetry
+    API's (token, throttle, ingestion) run in the simulation beside the fast
+    model. Each agent stamps its samples with the step's instant (the
+    accelerated clock spec at speed 0: time stands still, as on the step clock).
+    The nodes are taken from the model: the first ones with no fault planned,
+    so the faults the seed draws are the same with or without real agents."""
+
+    def __init__(self, *, model: AgentModel, count: int, url: str, seed: int) -> None:
+        import tempfile
+
+        from market.capacity import node_token_rotate
+
+        self.model, self.url, self.seed = model, url, seed
+        chosen = [m for m in model.models if not m.never and not m.faults][:count]
+        self.nodes = [(m.node, node_token_rotate(node=m.node)) for m in chosen]
+        model.real = {m.node.pk for m in chosen}
+        self.state = Path(tempfile.mkdtemp(prefix="simulate-agents-"))
+        self.runs = 0
+
+    def report(self, *, now: dt.datetime) -> int:
+        import os
+        import subprocess
+        import sys
+
+        spec = f"sim:{now.isoformat()}@{time.time():.3f}x0"
+        running = []
+        for node, token in self.nodes:
+            argv = [sys.executable, "-m", "agent", "--url", self.url, "--simulate", "--once"]
+            argv += ["--gpus", str(node.gpu_count), "--seed", str(self.seed * 1_000 + node.pk)]
+            argv += ["--state-dir", str(self.state / str(node.pk))]
+            env = {**os.environ, "EXCHANGE_NODE_TOKEN": token, "EXCHANGE_CLOCK": spec}
+            running.append(
+                (
+                    node,
+                    subprocess.Popen(
+                        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                    ),
+                )
+            )
+        stored = 0
+        for node, process in running:
+            output, _ = process.communicate(timeout=120)
+            if process.returncode != 0:
+                raise RuntimeError(
+                    f"the agent of node {node.pk} exited {process.returncode}: "
+                    + output.decode(errors="replace")[-2000:]
+                )
+            self.model.ticks[node.pk].add(now.timestamp())
+            stored += node.gpu_count
+        self.runs += len(running)
+        return stored
+
+    def stop(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+class TelemetryServer:
+    """The exchange's WSGI application on a loopback port, in a thread of the
+    simulating process (so it shares the step clock), for the real agents."""
+
+    def __init__(self) -> None:
+        import threading
+        from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+        from django.core.wsgi import get_wsgi_application
+
+        class Quiet(WSGIRequestHandler):
+            def handle(self) -> None:
+                from django.db import connections
+
+                try:
+                    super().handle()
+                finally:
+                    connections.close_all()  # this thread's; none left open at the end
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = make_server("127.0.0.1", 0, get_wsgi_application(), handler_class=Quiet)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

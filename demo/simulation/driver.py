@@ -76,6 +76,7 @@ class Options:
     speed: float = 0.0  # at most this many simulated seconds per real second; 0 = flat out
     start: dt.datetime = DEFAULT_START
     step: int = DEFAULT_STEP  # simulated seconds between the agents' reports (whole minutes)
+    real_agents: int = 0  # nodes reported by real agent processes over HTTP
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Observations:
     samples: int = 0
     steps: int = 0
     end: float = 0.0  # the last step's instant
+    real_agent_runs: int = 0  # real agent processes run (one per chosen node per step)
 
 
 class EagerTasks:
@@ -247,7 +249,19 @@ def simulate(
             fault_rate=options.fault_rate,
             never_reporting=options.never_reporting,
         )
-        _loop(options, rng, cast, model, observations, tasks, source, publish, progress)
+        real = None
+        if options.real_agents:
+            server = agents.TelemetryServer()
+            real = agents.RealAgents(
+                model=model, count=options.real_agents, url=server.url, seed=options.seed
+            )
+        try:
+            _loop(options, rng, cast, model, observations, tasks, source, publish, progress, real)
+        finally:
+            if real:
+                real.stop()
+                server.stop()
+        observations.real_agent_runs = real.runs if real else 0
         behaviour.claims_settle(cast=cast, now=clock.now())
         tasks.settle()
     finally:
@@ -265,7 +279,7 @@ def _publisher() -> Callable[[dt.datetime], None]:
     return lambda at: client.set(clock.STEP_KEY, repr(at.timestamp()))
 
 
-def _loop(options, rng, cast, model, observations, tasks, source, publish, progress) -> None:
+def _loop(options, rng, cast, model, observations, tasks, source, publish, progress, real) -> None:
     steps = int(options.hours * 3600 // options.step)
     per_step = options.orders / max(steps, 1)
     beat = Beat(start=options.start)
@@ -276,6 +290,8 @@ def _loop(options, rng, cast, model, observations, tasks, source, publish, progr
         source.set(now)
         publish(now)
         observations.samples += model.report(now=now)
+        if real:
+            observations.samples += real.report(now=now)
         if i < steps:
             for order_id, kind in behaviour.orders_place(
                 rng=rng, cast=cast, now=now, per_step=per_step, serial=serial

@@ -137,6 +137,7 @@ def report_build(
             .order_by("to_state")
         ),
         "telemetry samples": observations.samples,
+        "real agent runs (HTTP)": observations.real_agent_runs,
         "re-pricings": observations.reprices,
         "mean utilisation": f"{statistics.fmean(u for _t, u in observations.utilisation):.1%}"
         if observations.utilisation
@@ -176,7 +177,7 @@ def _options(options: Options) -> dict:
         "hours": options.hours, "seed": options.seed, "providers": options.providers,
         "nodes": options.nodes, "buyers": options.buyers, "orders": options.orders,
         "fault rate": options.fault_rate, "never reporting": options.never_reporting,
-        "start": options.start.isoformat(),
+        "real agents": options.real_agents, "start": options.start.isoformat(),
     }  # fmt: skip
 
 

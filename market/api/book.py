@@ -79,6 +79,7 @@ class QuoteInput(OrderCreateInput):
         help_text="Leave out to see every ask; with it, dearer offers are excluded (price).",
     )
     failover_allowed = None
+    max_refills = None
     time_in_force = None
     good_till = None
 

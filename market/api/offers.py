@@ -58,6 +58,7 @@ class OfferOutput(serializers.ModelSerializer):
             "min_hours",
             "max_hours",
             "interruptible",
+            "resale_of",
             "status",
             "created_at",
         ]

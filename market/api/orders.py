@@ -11,8 +11,9 @@ from accounts.selectors import organisation_for_user
 from core import limits
 from core.api import PaginatedAPIView
 from core.openapi import errors
-from market import orders
+from market import orders, resale
 from market import selectors as search
+from market.api.offers import OfferOutput
 from market.leases import lease_end_now
 from market.models import GPUModel, Lease, Order
 from market.throttles import OrderPlacementThrottle
@@ -32,6 +33,30 @@ class LeaseOutput(serializers.ModelSerializer):
     ended_reason = serializers.CharField(read_only=True, allow_null=True, default=None)
     node_drain_at = serializers.DateTimeField(
         source="node.drain_at", read_only=True, allow_null=True
+    )
+    interruptible = serializers.BooleanField(source="offer.interruptible", read_only=True)
+    preempt_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Set when the lease (on interruptible capacity) is pre-empted by a higher "
+        "bid: it ends then, after the notice, billed to that second.",
+    )
+    original_ends_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="The end the lease was matched with, before a pre-emption brought it forward.",
+    )
+    rearm = serializers.BooleanField(
+        read_only=True,
+        help_text="The lease was lost (pre-empted or failed) and its order re-arms: the rest "
+        "of its window is matched again (see next_lease).",
+    )
+    next_lease = serializers.IntegerField(
+        source="next_lease_id",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="The lease that took over this one's remaining hours (failover or re-arm).",
     )
 
     class Meta:
@@ -56,6 +81,12 @@ class LeaseOutput(serializers.ModelSerializer):
             "ended_at",
             "ended_reason",
             "node_drain_at",
+            "interruptible",
+            "preempt_at",
+            "original_ends_at",
+            "rearm",
+            "next_lease",
+            "resold_from",
             "gpu_seconds_delivered",
             "gpu_seconds_lost",
         ]
@@ -85,10 +116,14 @@ class OrderOutput(serializers.ModelSerializer):
             "domestic_only",
             "gang",
             "start_by",
+            "start_at",
             "time_in_force",
             "good_till",
             "failover_allowed",
             "verified_only",
+            "interruptible",
+            "max_refills",
+            "refills_used",
             "status",
             "created_at",
         ]
@@ -141,9 +176,32 @@ class OrderCreateInput(serializers.Serializer):
     domestic_only = serializers.BooleanField(default=False)
     gang = serializers.BooleanField(default=False)
     start_by = serializers.DateTimeField()
+    start_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="A forward block: its leases start at this hour (on the hour, in the future, "
+        "by start_by), not before. Once matched it is a contract its buyer may resell.",
+    )
     failover_allowed = serializers.BooleanField(default=True)
     verified_only = serializers.BooleanField(
         default=False, help_text="Only GPUs on nodes whose self-test verified them."
+    )
+    interruptible = serializers.BooleanField(
+        default=False,
+        help_text="Accept interruptible capacity (cheaper; pre-empted by higher bids after "
+        "a notice). Without it the order never lands on interruptible offers, and may "
+        "pre-empt lower bids' leases there.",
+    )
+    max_refills = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=limits.MAX_ORDER_REFILLS,
+        help_text="How often the order re-arms after losing a lease to pre-emption or node "
+        "failure, matching the lease's remaining hours from the best offer then (null: no "
+        "limit; needs failover_allowed).",
     )
     time_in_force = serializers.ChoiceField(
         choices=Order.TimeInForce.choices,
@@ -271,3 +329,46 @@ class LeaseEndView(APIView):
         data.is_valid(raise_exception=True)
         lease_end_now(lease=lease, actor=request.user, reason=data.validated_data["reason"])
         return Response(LeaseOutput(search.leases_of(buyer).get(pk=pk)).data)
+
+
+class LeaseResellInput(serializers.Serializer):
+    price_amount = serializers.IntegerField(
+        min_value=1,
+        max_value=limits.MAX_PRICE_AMOUNT,
+        help_text="The seller's ask per GPU-hour (minor units).",
+    )
+
+
+class LeaseResellView(APIView):
+    """Put the unused rest of a lease (its buyer's) up for resale on the book at
+    this ask: from the next whole hour (or its start) for the whole hours left.
+    A buyer whose order fills it leases the GPUs, billed at the ask for the time
+    delivered; the seller is credited the fill minus the platform fee, through
+    billing's ledger, and its own lease runs and is billed on as matched. A
+    lease already ended, on interruptible capacity, bought from a resale or
+    already up for resale is a 409."""
+
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=LeaseResellInput, responses={201: OfferOutput, **errors(409)})
+    def post(self, request, pk: int):
+        buyer = organisation_for_user(request.user)
+        lease = get_object_or_404(search.leases_of(buyer).filter(buyer=buyer), pk=pk)
+        data = LeaseResellInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        offer = resale.lease_resell(lease=lease, actor=request.user, **data.validated_data)
+        return Response(OfferOutput(offer).data, status=status.HTTP_201_CREATED)
+
+
+class LeaseResaleCancelView(APIView):
+    """Take the unsold rest of the lease's resale off the book (GPUs already
+    resold stay with their new holder). A lease not up for resale is a 409."""
+
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=None, responses={200: OfferOutput, **errors(409)})
+    def post(self, request, pk: int):
+        buyer = organisation_for_user(request.user)
+        lease = get_object_or_404(search.leases_of(buyer).filter(buyer=buyer), pk=pk)
+        offer = resale.lease_resale_cancel(lease=lease, actor=request.user)
+        return Response(OfferOutput(offer).data)

@@ -47,6 +47,12 @@ urlpatterns = [
     path("leases/", orders.LeaseListView.as_view(), name="api-leases"),
     path("leases/<int:pk>/", orders.LeaseDetailView.as_view(), name="api-lease"),
     path("leases/<int:pk>/end/", orders.LeaseEndView.as_view(), name="api-lease-end"),
+    path("leases/<int:pk>/resell/", orders.LeaseResellView.as_view(), name="api-lease-resell"),
+    path(
+        "leases/<int:pk>/resell/cancel/",
+        orders.LeaseResaleCancelView.as_view(),
+        name="api-lease-resale-cancel",
+    ),
     path("telemetry/", telemetry.TelemetryIngestView.as_view(), name="api-telemetry"),
     path("telemetry/self-test/", telemetry.SelfTestView.as_view(), name="api-telemetry-self-test"),
     path("usage-records/", telemetry.UsageRecordListView.as_view(), name="api-usage-records"),

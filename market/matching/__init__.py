@@ -2,7 +2,8 @@
 `orders_match` (the orders placed since the last run, in one go),
 `match_round` (every waiting order, the beat's round), `order_quote` (what an
 order would get, nothing written) and `order_quote_explain` (the same, with
-each offer left out and why: quote.py). The rules are in engine.py's docstring;
+each offer left out and why: quote.py), and `orders_preempt` (a higher bid takes interruptible
+capacity back with notice: preempt.py). The rules are in engine.py's docstring;
 book.py loads the book, plan.py plans one order, rebalance.py trades more GPUs
 in a round, store.py locks, re-checks and writes."""
 
@@ -13,6 +14,7 @@ from market.matching.book import (
     acceptable_model_ids,
 )
 from market.matching.engine import match_round, on_book, order_match, order_quote, orders_match
+from market.matching.preempt import orders_preempt
 from market.matching.quote import REASONS, Quote, QuoteExclusion, QuoteFill, order_quote_explain
 
 __all__ = [
@@ -29,5 +31,6 @@ __all__ = [
     "order_match",
     "order_quote",
     "orders_match",
+    "orders_preempt",
     "order_quote_explain",
 ]

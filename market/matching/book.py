@@ -15,6 +15,7 @@ from operator import attrgetter
 from django.db import connection
 from django.db.models import Sum
 
+from core import clock
 from core.postgres import pg_array, pg_json, pg_values
 from market.models import GPUModel, Lease, Node, Offer, Order
 from market.telemetry import provider_reliability
@@ -75,6 +76,8 @@ class BookOffer:
     key: tuple = ()
     rank: int = 0  # place in the book, best first
     verified: bool = False  # every node it can use passed its self-test (market.verification)
+    interruptible: bool = False  # pre-empted with notice (market/matching/preempt.py)
+    resale_of: int | None = None  # a buyer's resale of this lease's rest (market/resale.py)
 
     def free(self) -> int:
         return min(self.available, sum(node.free for node in self.nodes))
@@ -98,6 +101,8 @@ class BookOrder:
     previous_lease_id: int | None = None
     duration: dt.timedelta = dt.timedelta(0)
     verified_only: bool = False
+    interruptible: bool = False  # accepts interruptible offers
+    start_at: dt.datetime | None = None  # a forward block: its leases start then, not before
 
     def __post_init__(self) -> None:
         self.duration = dt.timedelta(hours=self.hours)
@@ -212,6 +217,8 @@ def book_load(
         "site__region",
         "site__hub",
         "created_at",
+        "interruptible",
+        "resale_of_id",
     )
     site_ids = {row[2] for row in rows}
     node_rows = pg_values(
@@ -236,7 +243,11 @@ def book_load(
     book_offers = []
     for row in rows:
         (oid, provider, site, node_id, model, price, currency, available, start, until) = row[:10]
-        if node_id is None:
+        if row[17] is not None:
+            # a resale sells GPUs its seller's lease holds: the node's own
+            # capacity is not what limits it, the offer's GPUs are
+            offer_nodes = [BookNode(id=node_id, free=available)]
+        elif node_id is None:
             offer_nodes = pools.get((site, model), [])
         else:
             offer_nodes = [nodes[node_id]] if node_id in nodes else []
@@ -262,6 +273,8 @@ def book_load(
                 nodes=offer_nodes,
                 key=(price, -green, -reliability[provider], row[15], oid),
                 verified=all(node.id in verified for node in offer_nodes),
+                interruptible=row[16],
+                resale_of=row[17],
             )
         )
     return Book(book_offers)
@@ -286,6 +299,8 @@ def orders_load(queryset, *, models: list[GPUModel]) -> list[BookOrder]:
         "gang",
         "start_by",
         "verified_only",
+        "interruptible",
+        "start_at",
     )
     accepted: dict[int, set[int]] = defaultdict(set)
     through = Order.accepted_models.through
@@ -321,26 +336,60 @@ def orders_load(queryset, *, models: list[GPUModel]) -> list[BookOrder]:
                 gang=row[13],
                 start_by=row[14],
                 verified_only=row[15],
+                interruptible=row[16],
+                start_at=row[17],
             )
         )
     return result
 
 
-def held_gpus(node_ids: Collection[int]) -> dict[int, int]:
-    """GPUs held by pending/active leases on each node."""
+def held_gpus(node_ids: Collection[int], *, since: dt.datetime | None = None) -> dict[int, int]:
+    """GPUs held by pending/active leases on each node: every live lease counts
+    for as long as it lives (a lease due to start later holds its GPUs from now).
+    A lease bought from a resale holds nothing: its seller's lease holds the GPUs.
+
+    A node with a pre-empted lease (`preempt_at`) is counted by time instead:
+    the most GPUs its live leases hold at any moment from `since` on, each
+    within its own window. The pre-empted lease ends where its pre-empting
+    lease starts, so the two never count at once - yet a lease starting now
+    still sees the pre-empted one until its notice runs out."""
     if not node_ids:
         return {}
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT node_id, SUM(gpu_count) FROM {Lease._meta.db_table} "  # noqa: S608
-                "WHERE node_id = ANY(%s::bigint[]) AND status = ANY(%s::text[]) GROUP BY node_id",
+                "WHERE node_id = ANY(%s::bigint[]) AND status = ANY(%s::text[]) "
+                "AND resold_from_id IS NULL GROUP BY node_id",
                 [pg_array(node_ids), pg_array(HOLDING_STATUSES)],
             )
-            return dict(cursor.fetchall())
-    return dict(
-        Lease.objects.filter(node_id__in=list(node_ids), status__in=HOLDING_STATUSES)
-        .values("node_id")
-        .annotate(held=Sum("gpu_count"))
-        .values_list("node_id", "held")
+            held = dict(cursor.fetchall())
+    else:
+        held = dict(
+            Lease.objects.filter(
+                node_id__in=list(node_ids), status__in=HOLDING_STATUSES, resold_from__isnull=True
+            )
+            .values("node_id")
+            .annotate(held=Sum("gpu_count"))
+            .values_list("node_id", "held")
+        )
+    live = Lease.objects.filter(status__in=HOLDING_STATUSES, resold_from__isnull=True)
+    # few leases are under notice at a time (a partial index holds just them)
+    timed = held.keys() & set(
+        live.filter(preempt_at__isnull=False).values_list("node_id", flat=True)
     )
+    if timed:
+        windows: dict[int, list[tuple[dt.datetime, dt.datetime, int]]] = defaultdict(list)
+        for node_id, starts, ends, gpus in live.filter(node_id__in=timed).values_list(
+            "node_id", "starts_at", "ends_at", "gpu_count"
+        ):
+            windows[node_id].append((starts, ends, gpus))
+        for node_id, spans in windows.items():
+            held[node_id] = _peak(spans, since=since or clock.now())
+    return held
+
+
+def _peak(spans: list[tuple[dt.datetime, dt.datetime, int]], *, since: dt.datetime) -> int:
+    """The most GPUs held at once from `since` on by leases with these windows."""
+    moments = [since, *(start for start, _end, _gpus in spans if start > since)]
+    return max(sum(g for start, end, g in spans if start <= at < end) for at in moments)

@@ -126,7 +126,8 @@ def order_match(
     if previous_lease_id is not None:
         previous = Lease.objects.get(pk=previous_lease_id, order_id=order_id)
         order.need = min(order.need, previous.gpu_count)
-        order.ends_at = previous.ends_at
+        # a pre-empted lease was cut short: the rest of the window it was matched with
+        order.ends_at = previous.original_ends_at or previous.ends_at
         order.start_by = None
         order.previous_lease_id = previous_lease_id
         if order.ends_at <= now:
@@ -248,6 +249,9 @@ def order_quote(
     hubs: Collection[str] = (),
     min_green_share: Decimal = Decimal(0),
     gang: bool = False,
+    verified_only: bool = False,
+    interruptible: bool = False,
+    start_at: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> list[QuoteLine]:
     """What an order like this would get if placed now: a dry run of the
@@ -266,6 +270,9 @@ def order_quote(
         min_green=min_green_share,
         gang=gang,
         start_by=start_by,
+        verified_only=verified_only,
+        interruptible=interruptible,
+        start_at=start_at,
     )
     if not model_ids or gpu_count < 1 or hours < 1:
         return []

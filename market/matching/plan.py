@@ -16,6 +16,8 @@ def lease_window(
     order: BookOrder, offer: BookOffer, now: dt.datetime
 ) -> tuple[dt.datetime, dt.datetime]:
     starts_at = offer.available_from if offer.available_from > now else now
+    if order.start_at is not None and order.start_at > starts_at:
+        starts_at = order.start_at
     if order.ends_at is not None:
         return starts_at, order.ends_at
     return starts_at, starts_at + order.duration
@@ -31,7 +33,13 @@ def compatible(order: BookOrder, offer: BookOffer, now: dt.datetime) -> bool:
         return False
     if order.verified_only and not offer.verified:
         return False
+    if offer.interruptible and not order.interruptible:
+        return False
+    if offer.resale_of is not None and offer.provider_id == order.buyer_id:
+        return False
     starts_at = offer.available_from if offer.available_from > now else now
+    if order.start_at is not None and order.start_at > starts_at:
+        starts_at = order.start_at
     if order.ends_at is None:
         if not offer.min_hours <= order.hours <= offer.max_hours:
             return False

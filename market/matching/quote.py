@@ -26,6 +26,8 @@ GREEN_SHARE = "green_share"  # its site's green-power share is below the order's
 REGION = "region"
 HUB = "hub"
 UNVERIFIED = "unverified"  # the order asks for verified capacity; a node of it is not verified
+INTERRUPTIBLE = "interruptible"  # it may be pre-empted; the order does not accept that
+OWN_RESALE = "own_resale"  # the buyer's own resale of a lease
 HOURS = "hours"  # the order's hours are outside the offer's minimum / maximum lease
 WINDOW = "window"  # its window cannot hold the lease (starts after start-by, ends too soon)
 CAPACITY = "capacity"  # no free GPU on an online node of the offer
@@ -40,6 +42,8 @@ REASONS = (
     REGION,
     HUB,
     UNVERIFIED,
+    INTERRUPTIBLE,
+    OWN_RESALE,
     HOURS,
     WINDOW,
     CAPACITY,
@@ -97,7 +101,13 @@ def exclusion_reasons(order: BookOrder, offer: BookOffer, now: dt.datetime) -> l
         reasons.append(HUB)
     if order.verified_only and not offer.verified:
         reasons.append(UNVERIFIED)
+    if offer.interruptible and not order.interruptible:
+        reasons.append(INTERRUPTIBLE)
+    if offer.resale_of is not None and offer.provider_id == order.buyer_id:
+        reasons.append(OWN_RESALE)
     starts_at = offer.available_from if offer.available_from > now else now
+    if order.start_at is not None and order.start_at > starts_at:
+        starts_at = order.start_at
     if order.ends_at is None:
         if not offer.min_hours <= order.hours <= offer.max_hours:
             reasons.append(HOURS)
@@ -124,13 +134,16 @@ def order_quote_explain(
     min_green_share: Decimal = Decimal(0),
     gang: bool = False,
     verified_only: bool = False,
+    interruptible: bool = False,
+    start_at: dt.datetime | None = None,
+    buyer_id: int = 0,
 ) -> Quote:
     """The engine's plan for one order on the whole live book, and each live
     offer left out with its reasons. Without a maximum price every ask is
     within it."""
     order = BookOrder(
         id=0,
-        buyer_id=0,
+        buyer_id=buyer_id,
         need=gpu_count,
         hours=hours,
         max_price=max_price_amount or limits.MAX_PRICE_AMOUNT,
@@ -142,6 +155,8 @@ def order_quote_explain(
         gang=gang,
         start_by=start_by,
         verified_only=verified_only,
+        interruptible=interruptible,
+        start_at=start_at,
     )
     book = book_load(now=now)
     static = {offer.id: exclusion_reasons(order, offer, now) for offer in book.offers}
@@ -197,6 +212,8 @@ def _dark_offers(*, now: dt.datetime, known: set[int]) -> list[BookOffer]:
         "site__green_share",
         "site__region",
         "site__hub",
+        "interruptible",
+        "resale_of_id",
     )
     return [
         BookOffer(
@@ -215,6 +232,8 @@ def _dark_offers(*, now: dt.datetime, known: set[int]) -> list[BookOffer]:
             region=row[12],
             hub=row[13],
             nodes=[],
+            interruptible=row[14],
+            resale_of=row[15],
         )
         for row in rows
         if row[0] not in known

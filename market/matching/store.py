@@ -64,7 +64,12 @@ def _bulk_add(model, column: str, deltas: dict[int, int]) -> None:
             )
 
 
-def round_commit(fills: list[Fill], *, now: dt.datetime, result: RoundResult) -> list[int]:
+def round_commit(
+    fills: list[Fill], *, now: dt.datetime, result: RoundResult, since: dt.datetime | None = None
+) -> list[int]:
+    """Lock, re-check and write the planned fills. `since`: the fills start
+    then, not now (a pre-emption's lease, at its notice's end), so a node's
+    free GPUs are counted from then (market.matching.book.held_gpus)."""
     if not fills:
         return []
     by_order: dict[int, list[Fill]] = defaultdict(list)
@@ -72,7 +77,7 @@ def round_commit(fills: list[Fill], *, now: dt.datetime, result: RoundResult) ->
         by_order[fill.order.id].append(fill)
     with transaction.atomic():
         nodes = _lock(Node, (f.node_id for f in fills), ["state", "gpu_count"])
-        held = held_gpus(list(nodes))
+        held = held_gpus(list(nodes), since=since or now)
         node_free = {
             pk: (count - held.get(pk, 0)) if state == Node.State.ONLINE else 0
             for pk, (state, count) in nodes.items()
@@ -99,11 +104,19 @@ def round_commit(fills: list[Fill], *, now: dt.datetime, result: RoundResult) ->
             for fill in order_fills:
                 if offers[fill.offer.id][2] != fill.offer.price:
                     continue  # the provider re-priced since the snapshot: re-plan next round
-                gpus = min(fill.gpus, offer_free[fill.offer.id], node_free[fill.node_id], unfilled)
+                # a resale's GPUs are held by its seller's lease, not free on the node
+                resale = fill.offer.resale_of is not None
+                room = offer_free[fill.offer.id]
+                if not resale:
+                    room = min(room, node_free[fill.node_id])
+                elif nodes[fill.node_id][0] != Node.State.ONLINE:
+                    room = 0
+                gpus = min(fill.gpus, room, unfilled)
                 if gpus <= 0:
                     continue
                 offer_free[fill.offer.id] -= gpus
-                node_free[fill.node_id] -= gpus
+                if not resale:
+                    node_free[fill.node_id] -= gpus
                 unfilled -= gpus
                 accepted.append((fill, gpus))
             got = sum(g for _f, g in accepted)
@@ -112,7 +125,8 @@ def round_commit(fills: list[Fill], *, now: dt.datetime, result: RoundResult) ->
                 if order.gang:
                     for fill, gpus in accepted:  # all or nothing: give the capacity back
                         offer_free[fill.offer.id] += gpus
-                        node_free[fill.node_id] += gpus
+                        if fill.offer.resale_of is None:
+                            node_free[fill.node_id] += gpus
                     continue
             if not got:
                 continue
@@ -133,6 +147,7 @@ def round_commit(fills: list[Fill], *, now: dt.datetime, result: RoundResult) ->
                         fill.starts_at,
                         fill.ends_at,
                         previous,
+                        fill.offer.resale_of,
                     )
                 )
                 previous = None
@@ -161,6 +176,7 @@ _LEASE_COLUMNS = [
     ("starts_at", "timestamptz"),
     ("ends_at", "timestamptz"),
     ("previous_lease_id", "bigint"),
+    ("resold_from_id", "bigint"),
 ]
 
 
@@ -175,8 +191,8 @@ def _leases_insert(rows: list[tuple], *, now: dt.datetime) -> list[int]:
         names = ", ".join(qn(name) for name, _type in _LEASE_COLUMNS)
         arrays = ", ".join(f"%s::{pg_type}[]" for _name, pg_type in _LEASE_COLUMNS)
         sql = (
-            f"WITH inserted AS (INSERT INTO {qn(Lease._meta.db_table)} ({names}, status, created_at) "  # noqa: S608 - model metadata
-            f"SELECT u.*, %s, %s FROM unnest({arrays}) AS u RETURNING id), "
+            f"WITH inserted AS (INSERT INTO {qn(Lease._meta.db_table)} ({names}, status, created_at, rearm) "  # noqa: S608 - model metadata
+            f"SELECT u.*, %s, %s, false FROM unnest({arrays}) AS u RETURNING id), "
             f"events AS (INSERT INTO {qn(LeaseEvent._meta.db_table)} "
             "(lease_id, from_status, to_status, reason, at) "
             "SELECT id, '', %s, 'matched', %s FROM inserted) "

@@ -191,6 +191,11 @@ class Offer(models.Model):
     min_hours = models.PositiveIntegerField(default=1)
     max_hours = models.PositiveIntegerField(default=24 * 30)
     interruptible = models.BooleanField(default=False)
+    # A buyer's resale of the rest of its lease (market/resale.py): `provider` is
+    # the seller, the GPUs are that lease's, sold at the seller's ask.
+    resale_of = models.ForeignKey(
+        "market.Lease", null=True, blank=True, on_delete=models.PROTECT, related_name="resales"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -228,6 +233,11 @@ class Offer(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(max_hours__gte=F("min_hours")), name="offer_hours_ordered"
+            ),
+            models.UniqueConstraint(
+                fields=["resale_of"],
+                condition=Q(resale_of__isnull=False) & ~Q(status="withdrawn"),
+                name="offer_one_open_resale_per_lease",
             ),
         ]
 

@@ -55,12 +55,23 @@ class Order(models.Model):
     domestic_only = models.BooleanField(default=False)
     gang = models.BooleanField(default=False, help_text=_("all GPUs at one site"))
     start_by = models.DateTimeField()
+    # A forward block: the lease starts then (hour-aligned), not before; none: at once.
+    start_at = models.DateTimeField(null=True, blank=True)
     time_in_force = models.CharField(
         max_length=10, choices=TimeInForce.choices, default=TimeInForce.GOOD_TILL
     )
     # The order leaves the book at this moment; none: at start_by.
     good_till = models.DateTimeField(null=True, blank=True)
     failover_allowed = models.BooleanField(default=True)
+    # Interruptible capacity (cheaper, pre-empted with notice) is matched only
+    # to orders that accept it; an order that does not may pre-empt it.
+    interruptible = models.BooleanField(
+        default=False, help_text=_("accepts interruptible capacity (pre-empted with notice)")
+    )
+    # Re-arms after a lease is lost to pre-emption or node death (failover);
+    # none: no cap. Each re-arm matches the lost lease's remaining window anew.
+    max_refills = models.PositiveIntegerField(null=True, blank=True)
+    refills_used = models.PositiveIntegerField(default=0)
     verified_only = models.BooleanField(
         default=False, help_text=_("only GPUs on nodes whose self-test verified them")
     )
@@ -106,6 +117,15 @@ class Order(models.Model):
                 | Q(min_memory_gb__lte=limits.MAX_MEMORY_GB),
                 name="order_memory_floor_bounded",
             ),
+            models.CheckConstraint(
+                condition=Q(start_at__isnull=True) | Q(start_at__lte=F("start_by")),
+                name="order_start_at_by_start_by",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_refills__isnull=True)
+                | Q(max_refills__lte=limits.MAX_ORDER_REFILLS),
+                name="order_refills_bounded",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -114,6 +134,10 @@ class Order(models.Model):
     @property
     def gpus_unfilled(self) -> int:
         return self.gpu_count - self.gpus_filled
+
+    @property
+    def refills_left(self) -> int | None:
+        return None if self.max_refills is None else max(0, self.max_refills - self.refills_used)
 
 
 class OrderEvent(StatusEvent):
@@ -128,6 +152,13 @@ class Lease(models.Model):
     active → failed (node fault) ; a failed lease whose remaining hours moved
     to another offer is marked migrated and the new lease points back to it
     through `previous_lease`.
+
+    Pre-emption (market/matching/preempt.py): a lease on an interruptible
+    offer may be pre-empted by a higher bid with notice: `preempt_at` is set,
+    `ends_at` is brought forward to it (the end it was matched with is kept in
+    `original_ends_at`), and at `preempt_at` it completes (billed to that
+    second). `rearm`: its order re-matches the rest of its window (after a
+    pre-emption or a failure), within the order's refills.
     """
 
     class Status(models.TextChoices):
@@ -169,6 +200,14 @@ class Lease(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="next_lease"
     )
     ended_at = models.DateTimeField(null=True, blank=True)
+    preempt_at = models.DateTimeField(_("pre-empted at"), null=True, blank=True)
+    original_ends_at = models.DateTimeField(null=True, blank=True)
+    rearm = models.BooleanField(default=False)
+    # A lease bought from a resale (market/resale.py): the seller's lease, whose
+    # GPUs it uses - it holds no node capacity of its own.
+    resold_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="resold_to"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -176,6 +215,11 @@ class Lease(models.Model):
         indexes = [
             models.Index(fields=["status", "ends_at"]),
             models.Index(fields=["node", "status"]),
+            models.Index(
+                fields=["preempt_at"],
+                condition=Q(preempt_at__isnull=False),
+                name="lease_under_notice",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -191,11 +191,26 @@ class OrderForm(forms.Form):
     start_by = forms.DateTimeField(
         label=_("Start by"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
+    start_at = forms.DateTimeField(
+        label=_("Forward block: start at (on the hour; empty: as soon as matched)"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "3600"}),
+    )
     failover_allowed = forms.BooleanField(
         label=_("Failover to another provider allowed"), required=False, initial=True
     )
     verified_only = forms.BooleanField(
         label=_("Verified capacity only (nodes that passed their self-test)"), required=False
+    )
+    interruptible = forms.BooleanField(
+        label=_("Interruptible capacity accepted (cheaper; pre-empted with notice)"),
+        required=False,
+    )
+    max_refills = forms.IntegerField(
+        label=_("Refills after pre-emption or node failure (empty: no limit)"),
+        required=False,
+        min_value=0,
+        max_value=limits.MAX_ORDER_REFILLS,
     )
     time_in_force = forms.ChoiceField(
         label=_("Time in force"),
@@ -240,6 +255,7 @@ class QuoteForm(OrderForm):
         required=False,
     )
     failover_allowed = None
+    max_refills = None
     time_in_force = None
     good_till = None
 
@@ -260,3 +276,7 @@ class BookForm(forms.Form):
 class DrainForm(forms.Form):
     notice_minutes = forms.IntegerField(min_value=0, max_value=limits.MAX_DRAIN_NOTICE_MINUTES)
     reason = forms.CharField(max_length=150, required=False)
+
+
+class ResellForm(forms.Form):
+    price = YuanField(label=_("Resale ask per GPU-hour (¥)"), max_amount=limits.MAX_PRICE_AMOUNT)

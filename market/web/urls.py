@@ -37,6 +37,11 @@ urlpatterns = [
                     path("orders/<int:pk>/cancel/", views.order_cancel, name="order_cancel"),
                     path("leases/<int:pk>/end/", views.lease_end, name="lease_end"),
                     path(
+                        "leases/<int:pk>/resell/<str:action>/",
+                        views.lease_resell,
+                        name="lease_resell",
+                    ),
+                    path(
                         "capacity/nodes/<int:pk>/drain/<str:action>/",
                         views.node_drain,
                         name="node_drain",

@@ -18,7 +18,7 @@ from core.db import replica_reads
 from core.errors import ApplicationError
 from core.pages import form_errors_apply
 from core.throttles import page_throttled
-from market import capacity, leases, maintenance, orders
+from market import capacity, leases, maintenance, orders, resale
 from market import selectors as search
 from market.matching import acceptable_model_ids
 from market.throttles import OrderPlacementThrottle
@@ -31,6 +31,7 @@ from market.web.forms import (
     OrderForm,
     QuoteForm,
     RepriceForm,
+    ResellForm,
     SiteForm,
 )
 
@@ -283,6 +284,9 @@ def order_estimate(request: HttpRequest, buyer) -> HttpResponse:
             hubs=data["hubs"],
             min_green_share=data["min_green_share"],
             gang=data["gang"],
+            verified_only=data["verified_only"],
+            interruptible=data.get("interruptible", False),
+            start_at=data.get("start_at"),
         )
     return render(
         request, "market/_estimate.html", {"estimate": estimate, "form": form, "asked": form.data}
@@ -299,6 +303,9 @@ def my_orders(request: HttpRequest, buyer) -> HttpResponse:
         by_order.setdefault(lease.order_id, []).append(lease)
     for order in page:
         order.lease_list = by_order.get(order.pk, [])
+    resales = search.open_resales(lease_ids=[lease.pk for lease in leases])
+    for lease in leases:
+        lease.open_resale = resales.get(lease.pk)
     return render(request, "market/orders.html", {"page": page})
 
 
@@ -327,6 +334,34 @@ def lease_end(request: HttpRequest, buyer, pk: int) -> HttpResponse:
         messages.error(request, error.message)
     else:
         messages.success(request, _("Lease %(pk)s ended.") % {"pk": lease.pk})
+    return redirect("market:orders")
+
+
+@buyer_page
+@require_POST
+def lease_resell(request: HttpRequest, buyer, pk: int, action: str) -> HttpResponse:
+    """Put the rest of a lease up for resale at the buyer's ask, or take it off the book."""
+    lease = get_object_or_404(search.leases_of(buyer).filter(buyer=buyer), pk=pk)
+    try:
+        if action == "cancel":
+            resale.lease_resale_cancel(lease=lease, actor=request.user)
+            messages.success(request, _("Resale of lease %(pk)s cancelled.") % {"pk": lease.pk})
+        elif action == "offer":
+            form = ResellForm(request.POST)
+            if not form.is_valid():
+                raise ApplicationError(_("Give the resale ask in yuan per GPU-hour."))
+            offer = resale.lease_resell(
+                lease=lease, price_amount=form.cleaned_data["price"], actor=request.user
+            )
+            messages.success(
+                request,
+                _("Lease %(pk)s is up for resale: %(gpus)s GPUs for %(hours)s hours.")
+                % {"pk": lease.pk, "gpus": offer.gpus_total, "hours": offer.max_hours},
+            )
+        else:
+            raise Http404
+    except ApplicationError as error:
+        messages.error(request, error.message)
     return redirect("market:orders")
 
 

@@ -216,3 +216,35 @@ def test_the_payment_intent_idempotency_key_is_stored_before_the_call_and_reused
     sent = [p for path, _k, p in fake_stripe.requests if path.endswith("/payment_intents")][0]
     assert sent["transfer_group"] == invoice.transfer_group
     assert Payment.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_staff_start_a_payout_run_now_through_the_api(
+    buyer_org, providers, fake_stripe, settings, django_capture_on_commit_callbacks
+):
+    from rest_framework.test import APIClient
+
+    from tests.factories import UserFactory
+
+    # given a paid invoice (¥200.00 Connect, ¥150.00 bank) and no run yet
+    settings.PAYOUT_BANK_ACCOUNT = "1234500001"
+    connect, bank = providers
+    _paid(_two_provider_invoice(buyer_org, connect, bank))
+    staff = APIClient()
+    staff.force_authenticate(UserFactory(is_staff=True))
+
+    # when staff start a run now (tasks run in-process here, as in the demo)
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = staff.post("/api/v1/payout-runs/")
+
+    # then the run with that key paid each provider its net, once
+    assert queued.status_code == 202
+    key = queued.json()["key"]
+    (run,) = staff.get("/api/v1/payout-runs/").json()["results"]
+    assert (run["key"], run["status"], run["payout_count"]) == (key, "completed", 2)
+    assert run["total_amount"] == 19_000 + 14_250
+    # a second run right after finds nothing left to pay
+    with django_capture_on_commit_callbacks(execute=True):
+        staff.post("/api/v1/payout-runs/")
+    assert Payout.objects.count() == 2
+    assert ledger_is_balanced()

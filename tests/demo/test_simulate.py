@@ -32,6 +32,7 @@ NIGHT = Options(
     orders=50,
     fault_rate=3.0,
     never_reporting=1,
+    real_agents=1,  # one node reported by the real agent process, over HTTP
     start=dt.datetime(2026, 3, 2, 21, 30, tzinfo=dt.timezone(dt.timedelta(hours=8))),
 )
 
@@ -101,6 +102,8 @@ def test_a_night_of_market_on_a_real_worker_keeps_every_invariant(
     assert figures["faults injected"]["never"] == 1
     assert {k: figures[k] for k in EXPECTED} == EXPECTED
     assert figures["scheduled task failures"] == 0
+    # the real agent ran once a step (73 steps) and its node was metered like the rest
+    assert figures["real agent runs (HTTP)"] == 73
 
 
 EXPECTED = {
@@ -128,6 +131,7 @@ def test_the_same_seed_gives_the_same_report(catalogue, stripe, settings):
 
     options = Options(
         hours=3, seed=5, providers=3, nodes=8, buyers=6, orders=30, fault_rate=4.0,
+        real_agents=1,
         start=dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))),
     )  # fmt: skip
     with celery_broker(None):
@@ -139,4 +143,5 @@ def test_the_same_seed_gives_the_same_report(catalogue, stripe, settings):
 
     assert first.ok
     assert first.figures["orders placed"] > 0
+    assert first.figures["real agent runs (HTTP)"] == 37  # one node, every step of 3 h
     assert second.comparable() == first.comparable()

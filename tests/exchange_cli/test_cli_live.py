@@ -149,6 +149,11 @@ def test_the_cli_trades_against_a_live_exchange(live_url, tmp_path, capsys):
     assert main(["lease", "end", str(ended.pk), *common], out=io.StringIO()) == 1
     assert "HTTP 409" in capsys.readouterr().err
 
+    # the buyer puts the rest of the 8-GPU lease up for resale at ¥26.00, then takes it back
+    text = run("lease", "resell", str(other.pk), "--price", "26", *common)
+    assert "resale offer" in text and "8 of 8 GPUs at ¥26.00/GPU-h" in text
+    assert "(withdrawn)" in run("lease", "resell", str(other.pk), "--cancel", *common)
+
     # an error is the exchange's own message and a non-zero exit
     out = io.StringIO()
     assert main(["order", "cancel", str(standing["id"]), *common], out=out) == 1

@@ -174,3 +174,28 @@ def test_pages_for_the_other_kind_of_organisation_are_404(client, buyer, provide
 def test_anonymous_users_are_sent_to_log_in_from_market_pages(client):
     response = client.get("/market/orders/")
     assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_order_estimate_honours_verified_only_and_interruptible(client, buyer):
+    # given 4 unverified H800s at ¥18.00, 4 interruptible at ¥15.00 and 4 verified at ¥20.00
+    OfferFactory(node=NodeFactory(gpu_count=4), price_amount=1_800)
+    OfferFactory(node=NodeFactory(gpu_count=4), price_amount=1_500, interruptible=True)
+    OfferFactory(node=NodeFactory(gpu_count=4, verified=True), price_amount=2_000)
+    client.force_login(buyer)
+    asked = {
+        "accepted_models": [gpu("nvidia-h800-sxm").pk],
+        "gpu_count": 4,
+        "hours": 10,
+        "max_price": "25.00",
+        "start_by": local(dt.timedelta(hours=2)),
+    }
+
+    def estimate(**extra) -> str:
+        return client.get(
+            "/market/orders/estimate/", {**asked, **extra}, HTTP_HX_REQUEST="true"
+        ).content.decode()
+
+    # then each estimate prices what the order could really get
+    assert "¥720.00" in estimate()  # 40 GPU-hours × ¥18 (interruptible left out)
+    assert "¥800.00" in estimate(verified_only="on")  # only the verified ¥20 node
+    assert "¥600.00" in estimate(interruptible="on")  # the ¥15 interruptible GPUs

@@ -43,6 +43,13 @@ class Command(BaseCommand):
         add("--fault-rate", type=float, default=1.0, help="faults per node per simulated day")
         add("--never-reporting", type=int, default=1, help="nodes whose agent never reports")
         add(
+            "--real-agents",
+            type=int,
+            default=2,
+            help="nodes reported by the real agent (python -m agent --simulate) over HTTP, "
+            "one process per step each; the rest by the fast in-process model (default 2)",
+        )
+        add(
             "--step",
             type=int,
             default=300,
@@ -133,6 +140,7 @@ class Command(BaseCommand):
             orders=options["orders"],
             fault_rate=options["fault_rate"],
             never_reporting=options["never_reporting"],
+            real_agents=options["real_agents"],
             speed=options["speed"],
             start=dt.datetime.fromisoformat(options["start"]),
             step=options["step"],

@@ -192,3 +192,93 @@ def test_two_buyers_racing_for_the_last_gpus_of_a_book_level(monkeypatch, seeded
     last.refresh_from_db()
     assert last.gpus_available == 0
     _assert_no_gpu_allocated_twice()
+
+
+def _assert_no_gpu_held_twice_at_any_moment():
+    """Leases under notice and the leases pre-empting them share GPUs in turn:
+    at every moment, the live leases of a node hold at most its GPUs."""
+    for node in Node.objects.all():
+        spans = list(
+            node.leases.filter(status__in=["pending", "active"]).values_list(
+                "starts_at", "ends_at", "gpu_count"
+            )
+        )
+        for moment in {start for start, _end, _gpus in spans}:
+            held = sum(g for start, end, g in spans if start <= moment < end)
+            assert held <= node.gpu_count, (node, moment, held)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_pre_emptions_and_a_match_at_once_never_promise_a_gpu_twice(
+    monkeypatch, seeded_catalogue
+):
+    # given 3 nodes of 8 GPUs, each listed at ¥20.00 and as interruptible at ¥12.00,
+    # 6 GPUs of each on a spot lease (bid ¥15.00), and 6 standing orders bidding
+    # ¥25.00 for 4 GPUs that stay
+    from market.matching import preempt
+
+    h800 = gpu("nvidia-h800-sxm")
+    for _ in range(3):
+        node = NodeFactory(gpu_count=8)
+        OfferFactory(node=node, price_amount=2_000)
+        OfferFactory(node=node, price_amount=1_200, interruptible=True)
+        spot = OrderFactory(
+            accepted_models=[h800], gpu_count=6, max_price_amount=1_500, interruptible=True
+        )
+        matching.order_match(order_id=spot.pk)
+    assert Lease.objects.aggregate(n=Sum("gpu_count"))["n"] == 18
+    for _ in range(6):
+        OrderFactory(accepted_models=[h800], gpu_count=4, max_price_amount=2_500)
+    late_spot = OrderFactory(
+        accepted_models=[h800], gpu_count=6, max_price_amount=1_500, interruptible=True
+    )
+    # the racers plan from one snapshot before any of them locks or writes
+    barrier = threading.Barrier(3, timeout=120)
+    planned = []
+    real_preempt_commit = preempt._commit
+    real_round_commit = matching.round_commit
+
+    def preempt_when_all_planned(fills, victims, **kwargs):
+        planned.append(("pre-empt", sum(f.gpus for f in fills)))
+        if len(planned) <= 3:
+            barrier.wait()
+        return real_preempt_commit(fills, victims, **kwargs)
+
+    def match_when_all_planned(fills, **kwargs):
+        planned.append(("match", sum(f.gpus for f in fills)))
+        barrier.wait()
+        return real_round_commit(fills, **kwargs)
+
+    monkeypatch.setattr(preempt, "_commit", preempt_when_all_planned)
+    monkeypatch.setattr(matching, "round_commit", match_when_all_planned)
+
+    # when two pre-emption runs and a spot order's match run at once
+    _run_in_threads(
+        [
+            preempt.orders_preempt,
+            preempt.orders_preempt,
+            lambda: matching.order_match(order_id=late_spot.pk),
+        ]
+    )
+
+    # then both pre-emption runs planned the same notices, the spot order the 6
+    # free GPUs; yet no moment sees a node hold more GPUs than it has, every
+    # spot lease under notice ends where the leases pre-empting it start
+    connections.close_all()
+    assert sorted(planned[:3]) == [("match", 6), ("pre-empt", 4), ("pre-empt", 4)]
+    _assert_no_gpu_held_twice_at_any_moment()
+    for notice in Lease.objects.filter(preempt_at__isnull=False):
+        assert notice.offer.interruptible and notice.ends_at == notice.preempt_at
+    for order in Order.objects.all():
+        assert (order.leases.aggregate(n=Sum("gpu_count"))["n"] or 0) == order.gpus_filled
+    for offer in Offer.objects.all():
+        leased = offer.leases.aggregate(n=Sum("gpu_count"))["n"] or 0
+        assert leased == offer.gpus_total - offer.gpus_available
+    # and the next run fills every standing order from what notices free
+    monkeypatch.setattr(preempt, "_commit", real_preempt_commit)
+    monkeypatch.setattr(matching, "round_commit", real_round_commit)
+    preempt.orders_preempt()
+    _assert_no_gpu_held_twice_at_any_moment()
+    pre_empting = Lease.objects.filter(order__interruptible=False)
+    assert pre_empting.aggregate(n=Sum("gpu_count"))["n"] == 24
