@@ -12,7 +12,7 @@ class TelemetrySample(models.Model):
     Append-only and time-ordered; idempotent on (node, seq), which is the
     primary key, so the table carries exactly two B-trees: the key (for
     ON CONFLICT) and (node, ts) for range reads by health and metering.
-    On PostgreSQL the table is partitioned by day on `ts` (migration 0018,
+    On PostgreSQL the table is partitioned by day on `ts` (migration 0020,
     market/telemetry/storage.py keeps the partitions and drops old ones), and a
     partitioned table's key must hold the partition key: there the key is
     (node, seq, ts). An agent re-sends a sample as it took it (same seq, same

@@ -75,7 +75,7 @@ def minutes_partition(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("market", "0017_usage_startup_grace"),
+        ("market", "0019_forward_blocks_and_resale"),
     ]
 
     operations = [
