@@ -76,7 +76,9 @@ def period_bounds(*, at: dt.datetime, period: str | None = None) -> tuple[dt.dat
 def _invoice_number(*, buyer: Organisation, period_start: dt.datetime, currency: str) -> str:
     local = period_start.astimezone(ZoneInfo(settings.TIME_ZONE))
     suffix = "" if currency == settings.DEFAULT_CURRENCY else f"-{currency}"
-    return f"INV-{local:%Y%m%d%H%M}-{buyer.pk:05d}{suffix}"
+    # an invoice after an interim one may start at any second (a lease ended early)
+    start = f"{local:%Y%m%d%H%M%S}" if local.second else f"{local:%Y%m%d%H%M}"
+    return f"INV-{start}-{buyer.pk:05d}{suffix}"
 
 
 @dataclass
@@ -251,6 +253,7 @@ def invoice_build_for_period(
     period_end: dt.datetime,
     currency: str | None = None,
     on_demand: bool = False,
+    idempotency_key: str | None = None,
 ) -> Invoice:
     """The buyer's invoice for [period_start, period_end), as a fresh draft.
 
@@ -283,11 +286,12 @@ def invoice_build_for_period(
             period_start=period_start,
             period_end=period_end,
             currency=currency,
-            on_demand=on_demand,
         )
         if not existing:
             status_record(invoice, new=S.DRAFT, reason="built")
         invoice.period_end = period_end
+        invoice.on_demand = on_demand
+        invoice.idempotency_key = idempotency_key or None
         invoice.lines.all().delete()
         records = (
             UsageRecord.objects.filter(

@@ -23,6 +23,17 @@ OPEN_ORDER_STATES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
 METERING_LATE_AFTER_RUNS = 3
 
 METERING_TASK = "market.leases_meter"  # beat's metering run, by its task name
+TRAIL_CHECK_TASK = "billing.trail_check"  # the trail's self-verification
+
+
+@dataclass(frozen=True)
+class TrailCheck:
+    """The subsidy trail's last self-verification (billing.trail_check)."""
+
+    tampered: bool  # the last run found rewritten or deleted evidence
+    last_success_at: dt.datetime | None
+    last_failure_at: dt.datetime | None
+    error: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,7 @@ class Overview:
     scheduled_tasks: list[ScheduledTask]  # failing ones first
     metering: Metering
     closed_periods: ClosedPeriodsCheck  # every usage record of a closed period invoiced?
+    trail: TrailCheck
 
     @property
     def tasks_failing(self) -> list[ScheduledTask]:
@@ -60,6 +72,17 @@ def _metering(tasks: list[ScheduledTask], *, now: dt.datetime) -> Metering:
     age = now - last if last else None
     return Metering(
         last_success_at=last, age=age, late=age is None or age > METERING_LATE_AFTER_RUNS * interval
+    )
+
+
+def _trail(tasks: list[ScheduledTask]) -> TrailCheck:
+    task = next((t for t in tasks if t.name == TRAIL_CHECK_TASK), None)
+    status = task.status if task else None
+    return TrailCheck(
+        tampered=bool(task and task.failing),
+        last_success_at=status.last_success_at if status else None,
+        last_failure_at=status.last_failure_at if status else None,
+        error=status.last_error if status and task and task.failing else "",
     )
 
 
@@ -93,4 +116,5 @@ def operator_overview() -> Overview:
         metering=_metering(tasks, now=now),
         closed_periods=closed_periods_check(now=now),
         outbox=outbox_backlog(),
+        trail=_trail(tasks),
     )

@@ -1,10 +1,15 @@
 """Reads of billing, always scoped to the caller's organisation."""
 
+import datetime as dt
+from dataclasses import dataclass
+
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
 from accounts.selectors import organisation_for_user
 from billing.models import Invoice, InvoiceLine, Payout, PayoutMethod, PayoutRun
+from billing.subsidy import invoice_voucher_preview
 from market.models import UsageRecord
 
 
@@ -19,15 +24,111 @@ def invoice_get(*, buyer: Organisation, pk: int) -> Invoice | None:
         .prefetch_related(
             Prefetch(
                 "lines",
-                queryset=InvoiceLine.objects.select_related("provider")
+                queryset=InvoiceLine.objects.select_related(
+                    "provider", "lease__node__site", "sla_credit__source_invoice"
+                )
                 .prefetch_related("subsidy_refusals__programme")
-                .annotate(usage_record_count=Count("usage_links")),
+                .annotate(
+                    usage_record_count=Count("usage_links"),
+                    grace_seconds=Sum("usage_links__usage_record__gpu_seconds_grace"),
+                ),
             ),
             "events",
             "payments",
         )
         .first()
     )
+
+
+@dataclass(frozen=True)
+class InvoiceShares:
+    voucher_amount: int
+    buyer_amount: int
+    preview: bool  # a draft's shares as they would be if it were issued now
+
+
+def invoice_shares(*, invoice: Invoice) -> InvoiceShares:
+    """The voucher share and the buyer's share to show: an issued invoice's
+    own, a draft's previewed (billing.subsidy.invoice_voucher_preview). Each
+    of the invoice's prefetched lines gets `voucher_shown` and `buyer_shown`."""
+    preview = invoice_voucher_preview(invoice=invoice)
+    for line in invoice.lines.all():
+        line.voucher_shown = preview.by_line.get(line.pk, 0)  # type: ignore[attr-defined]
+        line.buyer_shown = line.amount - line.voucher_shown  # type: ignore[attr-defined]
+    return InvoiceShares(
+        voucher_amount=preview.total,
+        buyer_amount=invoice.total_amount - preview.total,
+        preview=invoice.status == Invoice.Status.DRAFT,
+    )
+
+
+def invoice_status_get(*, buyer: Organisation, pk: int) -> Invoice | None:
+    """Just the invoice row: what the page's payment-status poll reads."""
+    return Invoice.objects.filter(buyer=buyer, pk=pk).first()
+
+
+# Why an invoice's status changed, as the services record it (`reason`).
+_REASONS = {
+    "built": _("draft built from the usage metered so far"),
+    "issued": _("invoice issued"),
+    "nothing to pay": _("nothing left to pay after vouchers"),
+}
+
+
+@dataclass(frozen=True)
+class InvoiceHistoryRow:
+    at: dt.datetime
+    from_status: str  # the status's label in the reader's language, "" for the first
+    to_status: str
+    reason: str
+    actor: str
+
+
+def invoice_history(*, invoice: Invoice) -> list[InvoiceHistoryRow]:
+    """The invoice's status events, oldest first, in the reader's language."""
+    labels = dict(Invoice.Status.choices)
+    rows = []
+    for event in invoice.events.select_related("actor").order_by("at", "pk"):
+        reason = event.reason
+        if reason in _REASONS:
+            reason = str(_REASONS[reason])
+        elif reason.startswith("stripe:payment_intent:"):
+            reason = str(_("card payment confirmed by Stripe"))
+        elif reason.startswith("stripe:"):
+            reason = str(_("confirmed by Stripe"))
+        rows.append(
+            InvoiceHistoryRow(
+                at=event.at,
+                from_status=str(labels.get(event.from_status, event.from_status)),
+                to_status=str(labels.get(event.to_status, event.to_status)),
+                reason=reason,
+                actor=event.actor.get_username() if event.actor else "",
+            )
+        )
+    return rows
+
+
+def buyers_with_uninvoiced_usage(*, limit: int = 50) -> list[dict]:
+    """Buyers with metered usage on no issued invoice (on a draft or on none),
+    most GPU-seconds first: whom staff may settle now (operator page)."""
+    rows = (
+        UsageRecord.objects.exclude(
+            invoice_link__line__invoice__status__in=[Invoice.Status.OPEN, Invoice.Status.PAID]
+        )
+        .values("lease__buyer_id", "lease__buyer__legal_name", "lease__buyer__credit_code")
+        .annotate(records=Count("pk"), gpu_seconds=Sum("gpu_seconds_delivered"))
+        .order_by("-gpu_seconds", "lease__buyer_id")[:limit]
+    )
+    return [
+        {
+            "buyer_id": row["lease__buyer_id"],
+            "legal_name": row["lease__buyer__legal_name"],
+            "credit_code": row["lease__buyer__credit_code"],
+            "records": row["records"],
+            "gpu_hours": round(row["gpu_seconds"] / 3600, 2),
+        }
+        for row in rows
+    ]
 
 
 def invoice_line_usage_records(*, line: InvoiceLine) -> QuerySet[UsageRecord]:

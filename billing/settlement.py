@@ -173,7 +173,13 @@ def _drafts_release(
 
 
 def invoice_settle(
-    *, buyer: Organisation, period_start: dt.datetime, period_end: dt.datetime
+    *,
+    buyer: Organisation,
+    period_start: dt.datetime,
+    period_end: dt.datetime,
+    on_demand: bool = False,
+    actor=None,
+    idempotency_key: str | None = None,
 ) -> Invoice | None:
     """Build and issue the buyer's invoice for a closed period, all or nothing.
 
@@ -181,6 +187,8 @@ def invoice_settle(
     issued invoice; other drafts holding usage of the period give it up.
     Safe to run twice or after a crash: a committed invoice is returned as it
     is, an interrupted one left nothing behind. No usage and no credits → None.
+    `on_demand`: an interim invoice (settle now, billing.interim) that ends
+    before its period does.
     """
     with transaction.atomic():
         Organisation.objects.select_for_update().filter(pk=buyer.pk).first()
@@ -191,13 +199,17 @@ def invoice_settle(
             period_end=period_end,
         )
         invoice = invoice_build_for_period(
-            buyer=buyer, period_start=period_start, period_end=period_end
+            buyer=buyer,
+            period_start=period_start,
+            period_end=period_end,
+            on_demand=on_demand,
+            idempotency_key=idempotency_key,
         )
         if invoice.status == S.DRAFT and not invoice.lines.exists():
             InvoiceEvent.objects.filter(invoice=invoice).delete()
             invoice.delete()
             return None
-        return invoice_issue(invoice=invoice)
+        return invoice_issue(invoice=invoice, actor=actor)
 
 
 def invoice_mark_paid(

@@ -364,6 +364,8 @@ API: dict[tuple[str, str], Api] = {
         BUYERS,
         rows=lambda w, r: {getattr(w, _own(r)).invoice.pk, getattr(w, _own(r)).paid_invoice.pk},
     ),
+    # the world's lease is still running: nothing metered is left to settle (409)
+    (f"{V1}/invoices/settle-now/", "post"): Api(BUYERS, ok=409),
     (f"{V1}/invoices/{{id}}/", "get"): Api(
         BUYERS, path=lambda w: {"id": w.a.invoice.pk}, sees={"buyer_a"}
     ),
@@ -652,7 +654,18 @@ PAGES: dict[str, Page] = {
     ),
     "node-health": Page(PROVIDERS, kwargs=lambda w: {"pk": w.a.node.pk}, sees={"provider_a"}),
     "billing-invoices": Page(BUYERS),
+    "billing-invoice-settle-now": Page(BUYERS, method="post"),
     "billing-invoice": Page(BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}),
+    "billing-invoice-status": Page(
+        BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}
+    ),
+    "billing-invoice-pdf": Page(BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}),
+    "billing-invoice-line": Page(
+        BUYERS, kwargs=lambda w: {"pk": w.a.invoice.lines.first().pk}, sees={"buyer_a"}
+    ),
+    "billing-invoice-line-csv": Page(
+        BUYERS, kwargs=lambda w: {"pk": w.a.invoice.lines.first().pk}, sees={"buyer_a"}
+    ),
     "billing-invoice-print": Page(
         BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}
     ),
@@ -670,6 +683,9 @@ PAGES: dict[str, Page] = {
         STAFF, kwargs=lambda w: {"pk": w.a.payout_run.pk}, sees=STAFF
     ),
     "operator-overview": Page(STAFF),
+    "operator-buyer-settle-now": Page(
+        STAFF, kwargs=lambda w: {"pk": w.a.buyer.pk}, sees=STAFF, method="post"
+    ),
     "subsidy-dashboard": Page(AUTHORITIES),
     "subsidy-programme-new": Page(AUTHORITIES),
     "subsidy-programme": Page(

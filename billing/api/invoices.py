@@ -1,6 +1,6 @@
 """API: a buyer's invoices and starting a card payment."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import IsBuyer
 from accounts.selectors import organisation_for_user
-from billing import payments, selectors
+from billing import interim, payments, selectors
 from billing.models import Invoice, InvoiceLine, Payment
 from core.errors import NotFound
 from core.openapi import errors
@@ -67,9 +67,13 @@ class InvoiceOutput(serializers.ModelSerializer):
             "buyer_amount",
             "paid_amount",
             "outstanding_amount",
+            "on_demand",
             "issued_at",
             "paid_at",
         ]
+        extra_kwargs = {
+            "on_demand": {"help_text": "An interim invoice (settle now), ending before its period."}
+        }
 
 
 class InvoiceDetailOutput(InvoiceOutput):
@@ -143,3 +147,30 @@ class InvoicePayView(APIView):
             invoice=invoice, payment_method=data.validated_data.get("payment_method")
         )
         return Response(InvoicePayOutput(payment).data, status=status.HTTP_201_CREATED)
+
+
+class InvoiceSettleNowView(APIView):
+    """Settle now: issue an interim invoice of everything metered so far in the
+    open period; vouchers apply as at a period close, and it is paid by card
+    like any invoice. The period's later invoice continues from its end, so no
+    usage record is billed twice. With an `Idempotency-Key` header the same
+    request again returns the invoice it issued (200); 409 when nothing metered
+    is left to settle."""
+
+    permission_classes = [IsBuyer]
+
+    @extend_schema(
+        request=None,
+        responses={201: InvoiceDetailOutput, 200: InvoiceDetailOutput, **errors(409)},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+    )
+    def post(self, request):
+        buyer = organisation_for_user(request.user)
+        key = request.headers.get("Idempotency-Key", "").strip()[:80] or None
+        invoice, created = interim.invoice_settle_now(
+            buyer=buyer, actor=request.user, idempotency_key=key
+        )
+        return Response(
+            InvoiceDetailOutput(selectors.invoice_get(buyer=buyer, pk=invoice.pk)).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

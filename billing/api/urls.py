@@ -6,6 +6,11 @@ from billing.api import invoices, payouts, subsidy, trail, webhooks
 
 urlpatterns = [
     path("invoices/", invoices.InvoiceListView.as_view(), name="api-invoices"),
+    path(
+        "invoices/settle-now/",
+        invoices.InvoiceSettleNowView.as_view(),
+        name="api-invoice-settle-now",
+    ),
     path("invoices/<int:pk>/", invoices.InvoiceDetailView.as_view(), name="api-invoice"),
     path("invoices/<int:pk>/pay/", invoices.InvoicePayView.as_view(), name="api-invoice-pay"),
     path("payouts/", payouts.PayoutListView.as_view(), name="api-payouts"),

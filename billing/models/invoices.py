@@ -2,6 +2,8 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
@@ -42,7 +44,11 @@ class Invoice(models.Model):
     rounding_amount = models.BigIntegerField(
         default=0
     )  # total − nets − fees, to the rounding account
+    # Settle now: an interim invoice of what was metered so far in an open
+    # period (billing.interim); the period's later invoice starts at its end.
     on_demand = models.BooleanField(default=False)
+    # The buyer's Idempotency-Key of the settle-now request that issued it.
+    idempotency_key = models.CharField(max_length=80, null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -53,6 +59,9 @@ class Invoice(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["buyer", "period_start", "currency"], name="invoice_one_per_period"
+            ),
+            models.UniqueConstraint(
+                fields=["buyer", "idempotency_key"], name="invoice_idempotency_key_unique"
             ),
             models.CheckConstraint(
                 condition=Q(voucher_amount__gte=0, paid_amount__gte=0), name="invoice_non_negative"
@@ -139,6 +148,43 @@ class InvoiceLine(models.Model):
             and self.window_start
             and self.window_start < self.invoice.period_start
         )
+
+    @property
+    def label(self) -> str:
+        """The line's text in the reader's language (the stored `description`
+        was written once, in the language of whoever built the invoice)."""
+        if self.kind == self.Kind.SLA_CREDIT and self.sla_credit is not None:
+            credit = self.sla_credit
+            hours = Decimal(credit.gpu_seconds_lost) / 3600
+            return gettext(
+                "SLA credit from %(provider)s: %(hours)s GPU-hours lost on %(invoice)s × %(multiple)s"
+            ) % {
+                "provider": self.provider.legal_name,
+                "hours": f"{hours:.4f}",
+                "invoice": credit.source_invoice.number,
+                "multiple": credit.multiple,
+            }
+        if self.lease is None:
+            return self.description
+        lease = self.lease
+        text = gettext("%(gpu)s × %(count)s · %(site)s · lease %(lease)s") % {
+            "gpu": self.gpu_model_name,
+            "count": lease.gpu_count,
+            "site": str(lease.node.site),
+            "lease": lease.pk,
+        }
+        grace = getattr(self, "grace_seconds", 0) or 0
+        if grace:
+            text += " · " + gettext(
+                "%(seconds)s GPU-seconds of agent start-up grace: not billed, not a fault"
+            ) % {"seconds": grace}
+        if self.is_adjustment and self.window_start:
+            local = timezone.localtime(self.window_start)
+            text = gettext("Late usage of %(period)s: %(line)s") % {
+                "period": f"{local:%Y-%m-%d}",
+                "line": text,
+            }
+        return text
 
     @property
     def gpu_hours(self) -> Decimal:

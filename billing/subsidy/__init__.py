@@ -12,11 +12,20 @@ from billing.subsidy import claims, fraud, redemption, selectors, services
 from billing.subsidy.charts import budget_burn_down_svg
 from billing.subsidy.claim_report import claim_csv, claim_months, claim_rows, claim_summary
 from billing.subsidy.claims import claims_by_month
-from billing.subsidy.redemption import invoice_redeem_vouchers
-from billing.subsidy.reimbursement import invoice_pending_reimbursements, reimbursement_submit
+from billing.subsidy.redemption import (
+    VoucherPreview,
+    invoice_redeem_vouchers,
+    invoice_voucher_preview,
+)
+from billing.subsidy.reimbursement import (
+    invoice_pending_reimbursements,
+    reimbursement_reject,
+    reimbursement_submit,
+)
 from billing.subsidy.services import programme_create, voucher_issue
 
 __all__ = [
+    "VoucherPreview",
     "budget_burn_down_svg",
     "claim_csv",
     "claim_months",
@@ -27,8 +36,10 @@ __all__ = [
     "fraud",
     "invoice_pending_reimbursements",
     "invoice_redeem_vouchers",
+    "invoice_voucher_preview",
     "programme_create",
     "redemption",
+    "reimbursement_reject",
     "reimbursement_submit",
     "selectors",
     "services",

@@ -472,3 +472,39 @@ def _voucher_after_claw_back(programme, voucher: Voucher, redemption: Redemption
             to_status=VS.ACTIVE,
             reason=f"redemption {redemption.pk} clawed back",
         )
+
+
+# --- the preview on a draft ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VoucherPreview:
+    """What the vouchers would pay on a draft if it were issued now."""
+
+    total: int
+    by_line: dict[int, int]  # usage line pk → voucher share
+
+
+class _PreviewDone(Exception):
+    def __init__(self, preview: VoucherPreview) -> None:
+        self.preview = preview
+
+
+def invoice_voucher_preview(*, invoice: Invoice) -> VoucherPreview:
+    """The voucher share of a draft, previewed: the settlement itself is run
+    (same rules, same rounding, same locks) inside a savepoint that is rolled
+    back, so nothing is written, charged or drawn from a voucher. An issued
+    invoice answers with its real shares."""
+    if invoice.status != Invoice.Status.DRAFT:
+        return VoucherPreview(
+            total=invoice.voucher_amount,
+            by_line=dict(invoice.lines.values_list("pk", "voucher_amount")),
+        )
+    fresh = Invoice.objects.get(pk=invoice.pk)  # the settlement writes on the object
+    try:
+        with transaction.atomic():
+            total = invoice_redeem_vouchers(invoice=fresh)
+            by_line = dict(fresh.lines.values_list("pk", "voucher_amount"))
+            raise _PreviewDone(VoucherPreview(total=total, by_line=by_line))
+    except _PreviewDone as done:
+        return done.preview

@@ -3,15 +3,16 @@ flags, and the aggregates behind the authority's dashboard."""
 
 from dataclasses import dataclass
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Case, Count, QuerySet, Sum, When
 
-from accounts.models import Organisation
+from accounts.models import Organisation, OrganisationRelationship, SmeDeclaration
 from billing.models import (
     FraudFlag,
     Invoice,
     LedgerAccount,
     Posting,
     Redemption,
+    Reimbursement,
     SubsidyProgramme,
     SubsidyRefusal,
     Voucher,
@@ -110,6 +111,34 @@ def applications_for(*, organisation: Organisation) -> QuerySet[VoucherApplicati
     else:
         rows = VoucherApplication.objects.filter(applicant=organisation)
     return rows.select_related("programme", "applicant")
+
+
+def relationships_of(*, organisation: Organisation) -> QuerySet[OrganisationRelationship]:
+    """The organisation's declared parent / shareholders and staff-verified links."""
+    return OrganisationRelationship.objects.filter(organisation=organisation).order_by("kind", "pk")
+
+
+def sme_declarations_for(*, organisation: Organisation) -> QuerySet[SmeDeclaration]:
+    """A buyer's own start-up / SME declarations; for an authority, every
+    declaration, the pending ones first (any authority decides them)."""
+    rows = SmeDeclaration.objects.select_related("organisation")
+    if organisation.is_authority:
+        return rows.annotate(
+            waiting=Case(When(status=SmeDeclaration.Status.PENDING, then=0), default=1)
+        ).order_by("waiting", "created_at", "pk")
+    return rows.filter(organisation=organisation).order_by("-created_at", "-pk")
+
+
+def reimbursements_to_review(*, authority: Organisation) -> QuerySet[Reimbursement]:
+    """兑付 queue: paid invoices presented to the authority's reimburse-mode
+    programmes and not rejected, oldest first (its monthly claim pays them)."""
+    return (
+        Reimbursement.objects.filter(
+            programme__authority=authority, status=Reimbursement.Status.SUBMITTED
+        )
+        .select_related("invoice__buyer", "programme")
+        .order_by("submitted_at", "pk")
+    )
 
 
 def redemptions_for_authority(*, authority: Organisation) -> QuerySet[Redemption]:

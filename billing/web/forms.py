@@ -275,3 +275,32 @@ class BankAccountForm(forms.Form):
     bank_code = forms.CharField(label=_("CNAPS bank code (联行号)"), max_length=12)
     province = forms.CharField(label=_("Province"), max_length=32, required=False)
     city = forms.CharField(label=_("City"), max_length=32, required=False)
+
+
+class RelationshipForm(forms.Form):
+    """A buyer declares its parent company or a shareholder (the rules are the service's)."""
+
+    kind = forms.ChoiceField(
+        label=_("Relationship"),
+        choices=[("parent", _("parent company")), ("shareholder", _("shareholder"))],
+    )
+    related_credit_code = forms.CharField(
+        label=_("Its unified social credit code"), max_length=18, min_length=18
+    )
+    related_name = forms.CharField(label=_("Its name"), max_length=200, required=False)
+    share_percent = forms.DecimalField(
+        label=_("Share held (%)"),
+        required=False,
+        min_value=Decimal("0.01"),
+        max_value=Decimal(limits.MAX_BASIS_POINTS) / 100,
+        decimal_places=2,
+    )
+
+
+class SmeDeclareForm(forms.Form):
+    evidence = forms.CharField(
+        label=_("Evidence"),
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("Headcount, revenue, founding date, a registry extract …"),
+    )

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import page_check_can_change
 from accounts.selectors import organisation_for_user
-from billing import payments, selectors
+from billing import interim, invoice_files, payments, selectors
 from billing.subsidy import invoice_pending_reimbursements, reimbursement_submit
 from core.errors import ApplicationError
 
@@ -48,10 +48,63 @@ def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "billing/invoice.html",
         {
             "invoice": invoice,
+            "shares": selectors.invoice_shares(invoice=invoice),
+            "history": selectors.invoice_history(invoice=invoice),
             "test_cards": TEST_CARDS,
             "reimbursements": invoice_pending_reimbursements(invoice=invoice),
         },
     )
+
+
+@login_required
+def invoice_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """The invoice's payment status, small: the page polls it (htmx) until
+    the payment lands, and the fragment of a paid invoice stops the poll."""
+    buyer = organisation_for_user(request.user)
+    if buyer is None or not buyer.is_buyer:
+        raise Http404
+    invoice = selectors.invoice_status_get(buyer=buyer, pk=pk)
+    if invoice is None:
+        raise Http404
+    return render(request, "billing/_invoice_status.html", {"invoice": invoice})
+
+
+def _line(request: HttpRequest, pk: int):
+    buyer = organisation_for_user(request.user)
+    if buyer is None or not buyer.is_buyer:
+        raise Http404
+    line = selectors.invoice_line_for_buyer(buyer=buyer, pk=pk)
+    if line is None or line.kind != line.Kind.USAGE:
+        raise Http404
+    return line
+
+
+@login_required
+def invoice_line(request: HttpRequest, pk: int) -> HttpResponse:
+    """One line's evidence: the 5-minute usage records it sums."""
+    line = _line(request, pk)
+    records = selectors.invoice_line_usage_records(line=line)
+    return render(request, "billing/invoice_line.html", {"line": line, "records": records})
+
+
+@login_required
+def invoice_line_csv(request: HttpRequest, pk: int) -> HttpResponse:
+    return _download(invoice_files.line_usage_csv(line=_line(request, pk)))
+
+
+@login_required
+def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
+    """The invoice as a PDF in the reader's language."""
+    download = invoice_files.invoice_pdf(invoice=_invoice(request, pk))
+    response = _download(download)
+    response["Content-Disposition"] = f'inline; filename="{download.filename}"'
+    return response
+
+
+def _download(download: invoice_files.Download) -> HttpResponse:
+    response = HttpResponse(download.content, content_type=download.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{download.filename}"'
+    return response
 
 
 @login_required
@@ -70,7 +123,9 @@ def invoice_reimbursement(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def invoice_print(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "billing/invoice_print.html", {"invoice": _invoice(request, pk)})
+    invoice = _invoice(request, pk)
+    shares = selectors.invoice_shares(invoice=invoice)
+    return render(request, "billing/invoice_print.html", {"invoice": invoice, "shares": shares})
 
 
 @login_required
@@ -90,4 +145,17 @@ def invoice_pay(request: HttpRequest, pk: int) -> HttpResponse:
             _("Payment %(status)s. The invoice is marked paid when Stripe confirms it.")
             % {"status": payment.get_status_display()},
         )
+    return redirect("billing-invoice", pk=invoice.pk)
+
+
+@login_required
+@require_POST
+def invoice_settle_now(request: HttpRequest) -> HttpResponse:
+    """Settle now: the buyer's interim invoice of everything metered so far."""
+    try:
+        invoice, _created = interim.invoice_settle_now(buyer=_buyer(request), actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("billing-invoices")
+    messages.success(request, _("Interim invoice %(number)s issued.") % {"number": invoice.number})
     return redirect("billing-invoice", pk=invoice.pk)

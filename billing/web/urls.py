@@ -6,7 +6,22 @@ from billing.web import claims, invoices, operator, payouts, programmes, subsidy
 
 urlpatterns = [
     path("billing/invoices/", invoices.invoice_list, name="billing-invoices"),
+    path(
+        "billing/invoices/settle-now/",
+        invoices.invoice_settle_now,
+        name="billing-invoice-settle-now",
+    ),
     path("billing/invoices/<int:pk>/", invoices.invoice_detail, name="billing-invoice"),
+    path(
+        "billing/invoices/<int:pk>/status/", invoices.invoice_status, name="billing-invoice-status"
+    ),
+    path("billing/invoices/<int:pk>/invoice.pdf", invoices.invoice_pdf, name="billing-invoice-pdf"),
+    path("billing/invoice-lines/<int:pk>/", invoices.invoice_line, name="billing-invoice-line"),
+    path(
+        "billing/invoice-lines/<int:pk>/usage.csv",
+        invoices.invoice_line_csv,
+        name="billing-invoice-line-csv",
+    ),
     path("billing/invoices/<int:pk>/print/", invoices.invoice_print, name="billing-invoice-print"),
     path("billing/invoices/<int:pk>/pay/", invoices.invoice_pay, name="billing-invoice-pay"),
     path(
@@ -67,4 +82,9 @@ urlpatterns = [
         name="subsidy-claim-decide",
     ),
     path("operator/", operator.overview, name="operator-overview"),
+    path(
+        "operator/buyers/<int:pk>/settle-now/",
+        operator.buyer_settle_now,
+        name="operator-buyer-settle-now",
+    ),
 ]
