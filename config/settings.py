@@ -331,6 +331,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     "telemetry-node-health": {"task": "market.nodes_health_check", "schedule": 5.0},
     "telemetry-failover": {"task": "market.leases_failover", "schedule": 15.0},
     "telemetry-metering": {"task": "market.leases_meter", "schedule": 60.0},
+    # telemetry storage: per-minute rollups; day partitions ahead, retention behind
+    "telemetry-rollup": {"task": "market.telemetry_rollup", "schedule": 60.0},
+    "telemetry-storage": {"task": "market.telemetry_storage_maintain", "schedule": 3600.0},
     # billing: close periods, refresh drafts, reconcile Stripe, pay providers
     "billing-settle-closed-periods": {
         "task": "billing.invoices_settle_closed_period",
@@ -483,6 +486,19 @@ if not 0 <= PREEMPTION_NOTICE_MINUTES <= 24 * 60:
 # metered once it has been closed for METERING_GRACE_SECONDS (late, buffered samples).
 METERING_WINDOW_SECONDS = env.int("METERING_WINDOW_SECONDS", default=300)
 METERING_GRACE_SECONDS = env.int("METERING_GRACE_SECONDS", default=120)
+# Telemetry storage (market/telemetry/storage.py). Raw samples are kept this many days,
+# and longer for any not yet metered and rolled up; per-minute rollups (what the charts
+# read) this many; on PostgreSQL, day partitions are created this many days ahead.
+TELEMETRY_RAW_RETENTION_DAYS = env.int("TELEMETRY_RAW_RETENTION_DAYS", default=30)
+TELEMETRY_ROLLUP_RETENTION_DAYS = env.int("TELEMETRY_ROLLUP_RETENTION_DAYS", default=400)
+TELEMETRY_PARTITIONS_AHEAD_DAYS = env.int("TELEMETRY_PARTITIONS_AHEAD_DAYS", default=3)
+for _name in (
+    "TELEMETRY_RAW_RETENTION_DAYS",
+    "TELEMETRY_ROLLUP_RETENTION_DAYS",
+    "TELEMETRY_PARTITIONS_AHEAD_DAYS",
+):
+    if globals()[_name] < 1:
+        raise environ.ImproperlyConfigured(f"{_name} must be 1 or more")
 for _name in ("TELEMETRY_INTERVAL_SECONDS", "METERING_WINDOW_SECONDS"):
     if globals()[_name] <= 0:
         raise environ.ImproperlyConfigured(f"{_name} must be positive")

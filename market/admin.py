@@ -16,6 +16,7 @@ from market.models import (
     PriceIndexSnapshot,
     ProviderReliability,
     Site,
+    TelemetryRollupCursor,
     UsageRecord,
 )
 
@@ -201,6 +202,15 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 # TelemetrySample has a composite primary key (node, seq), which the admin cannot
 # show; samples are read per node on the provider's node health page instead.
+# TelemetryMinute (the per-minute rollups) likewise, composite-keyed: the charts read it.
+
+
+@admin.register(TelemetryRollupCursor)
+class TelemetryRollupCursorAdmin(admin.ModelAdmin):
+    list_display = ["name", "rolled_until"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # moved by the rollup task only
 
 
 @admin.register(NodeHealthEvent)

@@ -5,6 +5,8 @@ from market.models.telemetry import (
     NodeHealthCursor,
     NodeHealthEvent,
     ProviderReliability,
+    TelemetryMinute,
+    TelemetryRollupCursor,
     TelemetrySample,
     UsageRecord,
 )
@@ -25,6 +27,8 @@ __all__ = [
     "ProviderReliability",
     "PriceIndexSnapshot",
     "Site",
+    "TelemetryMinute",
+    "TelemetryRollupCursor",
     "TelemetrySample",
     "UsageRecord",
 ]

@@ -12,6 +12,12 @@ class TelemetrySample(models.Model):
     Append-only and time-ordered; idempotent on (node, seq), which is the
     primary key, so the table carries exactly two B-trees: the key (for
     ON CONFLICT) and (node, ts) for range reads by health and metering.
+    On PostgreSQL the table is partitioned by day on `ts` (migration 0020,
+    market/telemetry/storage.py keeps the partitions and drops old ones), and a
+    partitioned table's key must hold the partition key: there the key is
+    (node, seq, ts). An agent re-sends a sample as it took it (same seq, same
+    timestamp), so re-sent samples still collide on it; ingestion probes the
+    batch's seq range within its time range. SQLite keeps the plain table.
     ecc_errors / xid_errors are the agent's cumulative counters (a drop means
     the agent restarted); health and metering compare them with earlier
     samples. Range checks live in the database too: the ingestion fast path
@@ -131,3 +137,36 @@ class ProviderReliability(models.Model):
     )
     score = models.DecimalField(max_digits=5, decimal_places=4)
     computed_at = models.DateTimeField()
+
+
+class TelemetryMinute(models.Model):
+    """The per-minute rollup of one GPU of one node (market/telemetry/storage.py):
+    sums and counts, so that any mean over minutes or GPUs is the mean of the
+    raw samples exactly. Charts read these, never the raw samples, which are
+    dropped after TELEMETRY_RAW_RETENTION_DAYS; rollups are kept for
+    TELEMETRY_ROLLUP_RETENTION_DAYS. Partitioned by day on `minute` on
+    PostgreSQL, like the samples."""
+
+    pk = models.CompositePrimaryKey("node", "minute", "gpu_index")
+    node = models.ForeignKey(
+        Node, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    minute = models.DateTimeField()
+    gpu_index = models.PositiveSmallIntegerField()
+    samples = models.PositiveIntegerField()
+    utilisation_sum = models.FloatField()
+    power_w_sum = models.FloatField()
+    temperature_c_max = models.FloatField()
+    memory_used_mib_max = models.PositiveIntegerField()
+    ecc_errors_max = models.PositiveIntegerField()
+    xid_errors_max = models.PositiveIntegerField()
+    missing = models.PositiveIntegerField()  # samples that reported the GPU missing
+
+
+class TelemetryRollupCursor(models.Model):
+    """How far the rollups go: every minute before `rolled_until` is rolled up
+    (one row). Samples arriving after their minute was rolled up (later than
+    METERING_GRACE_SECONDS) are in neither rollups nor usage records."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    rolled_until = models.DateTimeField()

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q
 
+from core.postgres import pg_array
 from market.models import Node, NodeHealthCursor, NodeHealthEvent, TelemetrySample
 from market.verification import node_deverify
 
@@ -98,29 +99,70 @@ def _gpu_faults(rows: list[dict], cursor: NodeHealthCursor) -> tuple[list[str], 
 _GPU_FIELDS = ("gpu_index", "last_seq", "missing", "xid_max", "xid_min", "ecc_max", "ecc_min")
 
 
-def _per_gpu_since_cursors(node_ids: list[int]) -> dict[int, list[dict]]:
+# Samples stamped longer ago than this are history, not news: a check reads
+# the samples after each node's cursor within this time, so that on PostgreSQL
+# it reads the last day partitions only, not every day kept.
+HEALTH_LOOKBACK = dt.timedelta(days=1)
+
+
+def _per_gpu_since_cursors(
+    cursors: dict[int, NodeHealthCursor], *, now: dt.datetime
+) -> dict[int, list[dict]]:
     """One grouped query for every node: per node and GPU, the samples after
-    its cursor (the sample -> node -> cursor join reads each cursor once)."""
-    rows = (
-        TelemetrySample.objects.filter(
-            node_id__in=node_ids, seq__gt=F("node__health_cursor__last_seq")
+    its cursor."""
+    since = now - HEALTH_LOOKBACK
+    if connection.vendor == "postgresql":
+        rows = _per_gpu_postgres(cursors, since=since)
+    else:
+        rows = list(
+            TelemetrySample.objects.filter(
+                node_id__in=list(cursors),
+                seq__gt=F("node__health_cursor__last_seq"),
+                ts__gte=since,
+            )
+            .values("node_id", "gpu_index")
+            .annotate(
+                last_seq=Max("seq"),
+                missing=Count("seq", filter=Q(missing=True)),
+                xid_max=Max("xid_errors"),
+                xid_min=Min("xid_errors"),
+                ecc_max=Max("ecc_errors"),
+                ecc_min=Min("ecc_errors"),
+            )
+            .values_list("node_id", *_GPU_FIELDS)
+            .order_by("node_id", "gpu_index")
         )
-        .values("node_id", "gpu_index")
-        .annotate(
-            last_seq=Max("seq"),
-            missing=Count("seq", filter=Q(missing=True)),
-            xid_max=Max("xid_errors"),
-            xid_min=Min("xid_errors"),
-            ecc_max=Max("ecc_errors"),
-            ecc_min=Min("ecc_errors"),
-        )
-        .values_list("node_id", *_GPU_FIELDS)
-        .order_by("node_id", "gpu_index")
-    )
     per_node: dict[int, list[dict]] = defaultdict(list)
     for node_id, *values in rows:
         per_node[node_id].append(dict(zip(_GPU_FIELDS, values, strict=True)))
     return per_node
+
+
+# LATERAL: for each node, an index range scan of (node, seq > its cursor) in the
+# day partitions since `since` — the new samples only, however long the day.
+_PER_GPU_SQL = """
+SELECT c.node_id, g.*
+FROM unnest(%(nodes)s::bigint[], %(seqs)s::bigint[]) AS c(node_id, last_seq)
+CROSS JOIN LATERAL (
+    SELECT s.gpu_index, max(s.seq), count(*) FILTER (WHERE s.missing),
+           max(s.xid_errors), min(s.xid_errors), max(s.ecc_errors), min(s.ecc_errors)
+    FROM market_telemetrysample s
+    WHERE s.node_id = c.node_id AND s.seq > c.last_seq AND s.ts >= %(since)s
+    GROUP BY s.gpu_index
+) AS g
+ORDER BY c.node_id, g.gpu_index
+"""
+
+
+def _per_gpu_postgres(cursors: dict[int, NodeHealthCursor], *, since: dt.datetime) -> list:
+    params: dict[str, str | dt.datetime] = {
+        "nodes": pg_array(cursors),
+        "seqs": pg_array(c.last_seq for c in cursors.values()),
+        "since": since,
+    }
+    with connection.cursor() as db:
+        db.execute(_PER_GPU_SQL, params)
+        return db.fetchall()
 
 
 def _assess(
@@ -171,13 +213,33 @@ def _cursors_save(cursors: list[NodeHealthCursor]) -> None:
                    AS u(node_id, last_seq, counters, fault_at, reason)
              WHERE c.node_id = u.node_id
             """,
-            [
-                [c.node_id for c in cursors],
-                [c.last_seq for c in cursors],
-                [json.dumps(c.error_counters) for c in cursors],
-                [c.last_fault_at for c in cursors],
-                [c.last_fault_reason for c in cursors],
+            [  # array literals: psycopg quotes list parameters value by value in Python
+                pg_array(c.node_id for c in cursors),
+                pg_array(c.last_seq for c in cursors),
+                pg_array(json.dumps(c.error_counters) for c in cursors),
+                pg_array(c.last_fault_at for c in cursors),
+                pg_array(c.last_fault_reason for c in cursors),
             ],
+        )
+
+
+def _cursors_create(node_ids: list[int]) -> None:
+    """A cursor for each node that has none yet."""
+    if connection.vendor != "postgresql":
+        NodeHealthCursor.objects.bulk_create(
+            [NodeHealthCursor(node_id=pk) for pk in node_ids], ignore_conflicts=True
+        )
+        return
+    with connection.cursor() as db:
+        db.execute(
+            """
+            INSERT INTO market_nodehealthcursor
+                (node_id, last_seq, error_counters, last_fault_at, last_fault_reason)
+            SELECT n, -1, '{}', NULL, '' FROM unnest(%s::bigint[]) AS n
+            WHERE NOT EXISTS (SELECT 1 FROM market_nodehealthcursor c WHERE c.node_id = n)
+            ON CONFLICT DO NOTHING
+            """,
+            [pg_array(node_ids)],
         )
 
 
@@ -196,16 +258,14 @@ def _check(nodes, *, now: dt.datetime) -> int:
         if not rows:
             return 0
         ids = [row[0] for row in rows]
-        NodeHealthCursor.objects.bulk_create(
-            [NodeHealthCursor(node_id=pk) for pk in ids], ignore_conflicts=True
-        )
+        _cursors_create(ids)
         cursors = {
             c.node_id: c
             for c in NodeHealthCursor.objects.select_for_update(skip_locked=True).filter(
                 node_id__in=ids
             )
         }
-        per_gpu = _per_gpu_since_cursors(list(cursors))
+        per_gpu = _per_gpu_since_cursors(cursors, now=now)
         moves: dict[int, tuple[str, str]] = {}
         deverify: dict[int, str] = {}
         for pk, state, changed_at, last_seen in rows:

@@ -77,8 +77,12 @@ COPY market_telemetrysample
      ecc_errors, xid_errors, missing)
 FROM STDIN (FORMAT BINARY)
 """
+# The time range bounds the probe to the day partitions the batch goes to
+# (PostgreSQL partitions samples by day); a stored sample is the same sample
+# only with the same timestamp there (storage.py).
 _STORED_IN_RANGE_SQL = """
-SELECT 1 FROM market_telemetrysample WHERE node_id = %s AND seq BETWEEN %s AND %s LIMIT 1
+SELECT 1 FROM market_telemetrysample
+WHERE node_id = %s AND seq BETWEEN %s AND %s AND ts BETWEEN %s AND %s LIMIT 1
 """
 # One binary COPY tuple: field count, then (length, value) per column, in
 # _COPY_SQL order: bigint, bigint, smallint, timestamptz (µs since 2000-01-01),
@@ -259,12 +263,14 @@ def _valid_columns(
 def _copy_postgres(*, node: Node, columns: tuple[Sequence[Any], ...]) -> int | None:
     """Binary COPY of a valid batch none of which is stored yet; None when the
     batch needs the ON CONFLICT path (re-sent, overlapping or colliding)."""
-    seq = columns[0]
+    seq, ts = columns[0], columns[2]
     first, last = min(seq), max(seq)
     if len(set(seq)) != len(seq):
         return None
+    earliest = dt.datetime.fromtimestamp(math.floor(min(ts)), tz=dt.UTC)
+    latest = dt.datetime.fromtimestamp(math.ceil(max(ts)), tz=dt.UTC)
     with connection.cursor() as cursor:
-        cursor.execute(_STORED_IN_RANGE_SQL, [node.pk, first, last])
+        cursor.execute(_STORED_IN_RANGE_SQL, [node.pk, first, last, earliest, latest])
         if cursor.fetchone() is not None:
             return None
         try:

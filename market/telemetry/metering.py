@@ -32,7 +32,8 @@ again: records are only ever inserted, and (lease, window_start) is unique.
 On PostgreSQL one SQL statement computes every due window of every lease
 (ticks by GROUP BY, spans by window functions, windows by GROUP BY); a tick's
 distinct GPUs are the bits set in an OR of 1 << gpu (a GPU index is below 64,
-core/limits.py), not a COUNT(DISTINCT), which sorted every tick's rows; the
+core/limits.py), not a COUNT(DISTINCT), which sorted every tick's rows, and
+means are sums over counts (avg(float8) keeps three accumulators a row); the
 portable path (SQLite, embedded mode) does the same arithmetic in Python.
 Should a run over all leases fail, each lease is metered on its own, so one
 lease that cannot be metered is logged and never stops the others.
@@ -213,10 +214,11 @@ WITH w AS MATERIALIZED (
     SELECT s.node_id, date_part('epoch', s.ts) AS t,
            coalesce(bit_count((bit_or(1::bigint << s.gpu_index)
                                FILTER (WHERE NOT s.missing))::bit(64)), 0) AS n,
-           sum(s.xid_errors + s.ecc_errors) AS errs, avg(s.utilisation) AS util,
-           avg(s.power_w) AS power
+           sum(s.xid_errors + s.ecc_errors) AS errs, sum(s.utilisation) / count(*) AS util,
+           sum(s.power_w) / count(*) AS power
     FROM r JOIN market_telemetrysample s
       ON s.node_id = r.node_id AND s.ts >= to_timestamp(r.lo) AND s.ts < to_timestamp(r.hi)
+    WHERE s.ts >= %(lo)s AND s.ts < %(hi)s  -- constants: only the partitions of these days
     GROUP BY s.node_id, s.ts
 ), spans AS (
     SELECT t.node_id, t.t AS a,
@@ -256,9 +258,16 @@ def _measure_postgres(windows: list[Window]) -> dict[Window, Measure]:
         "silent": silent,
         "interval": interval,
         "size": settings.METERING_WINDOW_SECONDS,
+        "lo": dt.datetime.fromtimestamp(min(w.start for w in windows) - silent, tz=dt.UTC),
+        "hi": dt.datetime.fromtimestamp(max(w.end for w in windows) + silent, tz=dt.UTC),
     }
     by_key = {(w.lease_id, w.start): w for w in windows}
     with connection.cursor() as cursor:
+        # This transaction only: no JIT (the planner, counting up to 1,000 windows per
+        # span from generate_series, compiled for seconds on a day's samples), and
+        # the ticks sorted in memory rather than in temporary files.
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(_MEASURE_SQL, params)
         return {
             by_key[(lease_id, ws)]: Measure(healthy_s=h, power_ws=p, util_s=u, grace_covered_s=g)

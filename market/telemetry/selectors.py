@@ -4,11 +4,19 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Avg, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncMinute
 
 from accounts.models import Organisation
-from market.models import Lease, Node, NodeHealthEvent, TelemetrySample, UsageRecord
+from market.models import (
+    Lease,
+    Node,
+    NodeHealthEvent,
+    TelemetryMinute,
+    TelemetrySample,
+    UsageRecord,
+)
+from market.telemetry import storage
 
 
 def usage_records_for_organisation(*, organisation: Organisation) -> QuerySet[UsageRecord]:
@@ -37,17 +45,34 @@ def lease_usage_totals(*, lease_ids: list[int]) -> dict[str, Any]:
 
 
 def node_series(*, node: Node, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
-    """Per-minute mean utilisation (%) and node power (W) from the samples."""
-    rows = (
-        TelemetrySample.objects.filter(node=node, ts__gte=since, ts__lt=until)
-        .annotate(minute=TruncMinute("ts"))
-        .values("minute")
-        .annotate(util=Avg("utilisation"), power=Avg("power_w"))
-        .order_by("minute")
-    )
+    """Per-minute mean utilisation (%) and node power (W): from the per-minute
+    rollups (storage.py), and from the raw samples only for the minutes not
+    rolled up yet (the last few, on a live chart). Sums and counts, so each
+    minute's means are those of its raw samples exactly."""
+    rolled = storage.rolled_until() or since
+    rows: list[tuple[dt.datetime, int, float, float]] = []
+    if rolled > since:
+        rows += (
+            TelemetryMinute.objects.filter(
+                node=node, minute__gte=since, minute__lt=min(until, rolled)
+            )
+            .values("minute")
+            .annotate(n=Sum("samples"), util=Sum("utilisation_sum"), power=Sum("power_w_sum"))
+            .values_list("minute", "n", "util", "power")
+            .order_by("minute")
+        )
+    if rolled < until:
+        rows += (
+            TelemetrySample.objects.filter(node=node, ts__gte=max(since, rolled), ts__lt=until)
+            .annotate(minute=TruncMinute("ts"))
+            .values("minute")
+            .annotate(n=Count("*"), util=Sum("utilisation"), power=Sum("power_w"))
+            .values_list("minute", "n", "util", "power")
+            .order_by("minute")
+        )
     return [
-        {"minute": r["minute"], "util": r["util"], "power": r["power"] * node.gpu_count}
-        for r in rows
+        {"minute": minute, "util": util / n, "power": power / n * node.gpu_count}
+        for minute, n, util, power in rows
     ]
 
 

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from core import clock
-from market.telemetry import health, metering, reliability
+from market.telemetry import health, metering, reliability, storage
 
 
 class MeteringIncomplete(Exception):
@@ -29,3 +29,13 @@ def leases_meter() -> int:
             f"{result.written} usage records were written for the others"
         )
     return result.written
+
+
+@shared_task(name="market.telemetry_rollup")
+def telemetry_rollup() -> int:
+    return storage.telemetry_rollup(now=clock.now())
+
+
+@shared_task(name="market.telemetry_storage_maintain", acks_late=True, reject_on_worker_lost=True)
+def telemetry_storage_maintain() -> dict[str, int]:
+    return storage.telemetry_storage_maintain(now=clock.now())

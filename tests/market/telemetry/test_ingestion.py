@@ -179,7 +179,7 @@ def test_a_copy_colliding_with_samples_stored_meanwhile_falls_back_to_on_conflic
     post(token, batch(0, 4))
     monkeypatch.setattr(
         "market.telemetry.ingest._STORED_IN_RANGE_SQL",
-        "SELECT 1 WHERE %s < 0 AND %s < 0 AND %s < 0",
+        "SELECT 1 WHERE %s < 0 AND %s < 0 AND %s < 0 AND %s IS NULL AND %s IS NULL",
     )
     # when
     status, answer = post(token, batch(0, 10))
