@@ -115,7 +115,8 @@ def test_the_provider_home_shows_gpus_node_health_revenue_reliability_and_payout
     assert "zw-03 1.00 GPU-hours XID 79: GPU fell off the bus" in page
     assert "Next payout ¥0.00 in the run of" in page
     body = response.content.decode()
-    assert 'id="revenue"' in body and "¥60.00" in body  # the day's bar
+    # the day's bar: 3 GPU-hours at ¥20.00
+    assert 'id="revenue"' in body and '<desc class="value">¥60</desc>' in body
     assert body.count('class="cell ') >= 3
 
 

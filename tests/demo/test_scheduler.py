@@ -1,6 +1,7 @@
 import time
 
 import pytest
+from django.db import OperationalError
 
 from demo.scheduler import InProcessBeat
 from market.models import Order
@@ -23,7 +24,13 @@ def test_the_in_process_beat_runs_the_matching_round_on_its_schedule(settings):
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            order.refresh_from_db()
+            try:
+                order.refresh_from_db()
+            except OperationalError:
+                # the in-memory test database (SQLite, shared cache) locks a whole
+                # table while the beat thread's round writes it; read again
+                time.sleep(0.1)
+                continue
             if order.status == Order.Status.FILLED:
                 break
             time.sleep(0.1)
