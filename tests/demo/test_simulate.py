@@ -131,7 +131,6 @@ def test_the_same_seed_gives_the_same_report(catalogue, stripe, settings):
 
     options = Options(
         hours=3, seed=5, providers=3, nodes=8, buyers=6, orders=30, fault_rate=4.0,
-        real_agents=1,
         start=dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))),
     )  # fmt: skip
     with celery_broker(None):
@@ -143,5 +142,4 @@ def test_the_same_seed_gives_the_same_report(catalogue, stripe, settings):
 
     assert first.ok
     assert first.figures["orders placed"] > 0
-    assert first.figures["real agent runs (HTTP)"] == 37  # one node, every step of 3 h
     assert second.comparable() == first.comparable()
