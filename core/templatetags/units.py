@@ -33,18 +33,23 @@ def _number(value: Decimal, places: int) -> str:
     return number_format(value.quantize(Decimal(1).scaleb(-places)), places, force_grouping=True)
 
 
+def _scaled(value, *, per: int | Decimal, places, suffix: str = "") -> str:
+    """`value` × `per`, with `places` decimals and `suffix`; a dash when there is
+    no number."""
+    number = _decimal(value)
+    return EMPTY if number is None else f"{_number(number * per, int(places))}{suffix}"
+
+
 @register.filter
 def percent(share, places: int = 0) -> str:
     """A share 0–1 (green power, utilisation, reliability) as '82%'."""
-    value = _decimal(share)
-    return EMPTY if value is None else f"{_number(value * 100, int(places))}%"
+    return _scaled(share, per=100, places=places, suffix="%")
 
 
 @register.filter
 def percent_of_100(value, places: int = 0) -> str:
     """A value already in percent (0–100, e.g. average utilisation) as '82%'."""
-    number = _decimal(value)
-    return EMPTY if number is None else f"{_number(number, int(places))}%"
+    return _scaled(value, per=1, places=places, suffix="%")
 
 
 @register.filter
@@ -61,26 +66,23 @@ def rate(basis_points) -> str:
 
 @register.filter
 def kwh(watt_hours, places: int = 1) -> str:
-    value = _decimal(watt_hours)
-    return EMPTY if value is None else f"{_number(value / 1000, int(places))} kWh"
+    return _scaled(watt_hours, per=Decimal("0.001"), places=places, suffix=" kWh")
 
 
 @register.filter
 def kg_co2e(grams, places: int = 1) -> str:
-    value = _decimal(grams)
-    return EMPTY if value is None else f"{_number(value / 1000, int(places))} kg CO₂e"
+    return _scaled(grams, per=Decimal("0.001"), places=places, suffix=" kg CO₂e")
 
 
 @register.filter
 def gpu_hours(gpu_seconds, places: int = 2) -> str:
-    value = _decimal(gpu_seconds)
-    return EMPTY if value is None else _number(value / 3600, int(places))
+    number = _decimal(gpu_seconds)
+    return EMPTY if number is None else _number(number / 3600, int(places))
 
 
 @register.filter
 def decimal(value, places: int = 2) -> str:
-    number = _decimal(value)
-    return EMPTY if number is None else _number(number, int(places))
+    return _scaled(value, per=1, places=places)
 
 
 @register.filter
