@@ -643,18 +643,23 @@ class QuoteView:
         return (total / 1000).quantize(Decimal("0.01"))
 
 
+def order_model_ids(order: Mapping[str, Any]) -> frozenset[int]:
+    """The GPU models an order's cleaned fields accept (its list and its floors)."""
+    return acceptable_model_ids(
+        accepted_ids={m.pk for m in order["accepted_models"]},
+        min_tflops=order["min_tflops"],
+        min_memory_gb=order["min_memory_gb"],
+        domestic_only=order["domestic_only"],
+    )
+
+
 def order_quote_view(*, order: Mapping[str, Any], currency: str, now: dt.datetime) -> QuoteView:
     """What an order of this shape would get now and why the other offers
     would not serve it: the quote API and the quote page ask the same.
     `order` holds the order form's cleaned fields (accepted models and the
     model filters, size, hours, start-by, price, place and green limits)."""
     quote = order_quote_explain(
-        model_ids=acceptable_model_ids(
-            accepted_ids={m.pk for m in order["accepted_models"]},
-            min_tflops=order["min_tflops"],
-            min_memory_gb=order["min_memory_gb"],
-            domestic_only=order["domestic_only"],
-        ),
+        model_ids=order_model_ids(order),
         gpu_count=order["gpu_count"],
         hours=order["hours"],
         currency=currency,

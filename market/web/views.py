@@ -20,7 +20,6 @@ from core.pages import form_errors_apply
 from core.throttles import page_throttled
 from market import capacity, leases, maintenance, orders, resale
 from market import selectors as search
-from market.matching import acceptable_model_ids
 from market.throttles import OrderPlacementThrottle
 from market.web.forms import (
     BookForm,
@@ -283,12 +282,7 @@ def order_estimate(request: HttpRequest, buyer) -> HttpResponse:
     if form.is_valid():
         data = form.order_kwargs()
         estimate = search.order_estimate(
-            model_ids=acceptable_model_ids(
-                accepted_ids={m.pk for m in data["accepted_models"]},
-                min_tflops=data["min_tflops"],
-                min_memory_gb=data["min_memory_gb"],
-                domestic_only=data["domestic_only"],
-            ),
+            model_ids=search.order_model_ids(data),
             gpu_count=data["gpu_count"],
             hours=data["hours"],
             max_price_amount=data["max_price_amount"],
