@@ -50,3 +50,20 @@ def trail_signing_key_check(app_configs=None, **kwargs) -> list[CheckMessage]:
             id="billing.E010",
         )
     ]
+
+
+@register("billing", deploy=False)
+def payout_bank_account_check(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """Bank-transfer payouts go out as a batch file whose paying-account column is
+    PAYOUT_BANK_ACCOUNT: empty in production, the bank would refuse every row of
+    a file finance has already been told to upload."""
+    if not settings.PRODUCTION or settings.PAYOUT_BANK_ACCOUNT.strip():
+        return []
+    return [
+        Error(
+            "PAYOUT_BANK_ACCOUNT is empty in production.",
+            hint="Set PAYOUT_BANK_ACCOUNT to the platform's own account number, the one the "
+            "bank batch files of provider payouts are paid from.",
+            id="billing.E011",
+        )
+    ]

@@ -234,6 +234,7 @@ PRODUCTION_ENV = {
     "STRIPE_PUBLISHABLE_KEY": "pk_live_51Hx" + "p" * 90,
     "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 32,
     "TRAIL_SIGNING_KEY": "5a" * 32,
+    "PAYOUT_BANK_ACCOUNT": "6222000012345678",
 }
 
 

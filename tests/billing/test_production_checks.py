@@ -1,4 +1,5 @@
-"""Production refuses to start with the demo Stripe keys (billing/checks.py)."""
+"""Production refuses to start with the demo Stripe keys or without the account
+bank payouts are paid from (billing/checks.py)."""
 
 import subprocess
 
@@ -47,3 +48,11 @@ def test_check_deploy_fails_in_production_when_no_stripe_variable_is_set():
     assert result.returncode != 0
     for name in REAL_LOOKING:
         assert name in result.stderr
+
+
+def test_check_deploy_fails_in_production_without_the_payout_bank_account():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "PAYOUT_BANK_ACCOUNT"}
+    result = manage_check(env)
+
+    assert result.returncode != 0
+    assert "billing.E011" in result.stderr and "PAYOUT_BANK_ACCOUNT" in result.stderr
