@@ -40,18 +40,22 @@ def _usage(lease, start, end, gpu_seconds=None):
     )
 
 
-@pytest.fixture
-def lease(buyer_org):
-    provider = spread_organisation("provider")  # not affiliated with the buyer
-    # 2 GPUs at ¥36.00 per GPU-hour: one fen per GPU-second
+def _lease(buyer, *, starts_at, hours):
+    """2 GPUs at ¥36.00 per GPU-hour (one fen per GPU-second) from a provider not
+    affiliated with the buyer."""
     return make_lease(
-        buyer=buyer_org,
-        provider=provider,
+        buyer=buyer,
+        provider=spread_organisation("provider"),
         price_amount=3_600,
         gpu_count=2,
-        starts_at=NOW - 3 * H,
-        hours=6,
+        starts_at=starts_at,
+        hours=hours,
     )
+
+
+@pytest.fixture
+def lease(buyer_org):
+    return _lease(buyer_org, starts_at=NOW - 3 * H, hours=6)
 
 
 def _settle(buyer, key: str | None = None):
@@ -235,14 +239,7 @@ def test_the_interim_invoice_is_paid_by_card_like_a_period_invoice(
 ):
     # given: an interim invoice of ¥72.00, ¥50.40 for the card after a 30 % voucher
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    lease = make_lease(
-        buyer=buyer_org,
-        provider=spread_organisation("provider"),
-        price_amount=3_600,
-        gpu_count=2,
-        starts_at=now - 2 * H,
-        hours=4,
-    )
+    lease = _lease(buyer_org, starts_at=now - 2 * H, hours=4)
     _usage(lease, now - 2 * H, now - H)
     voucher(programme(spread_organisation("authority")), buyer_org, 1_000_000)
     interim = _settle(buyer_org).json()
@@ -278,14 +275,7 @@ def test_the_interim_invoice_is_paid_by_card_like_a_period_invoice(
 def test_two_settle_now_requests_at_once_issue_one_invoice(keys, buyer_org):
     gpu_models_load()  # an earlier transactional test may have flushed the seeded catalogue
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    lease = make_lease(
-        buyer=buyer_org,
-        provider=spread_organisation("provider"),
-        price_amount=3_600,
-        gpu_count=2,
-        starts_at=now - 2 * H,
-        hours=4,
-    )
+    lease = _lease(buyer_org, starts_at=now - 2 * H, hours=4)
     _usage(lease, now - 2 * H, now - H)
     _usage(lease, now - H, now - 30 * M)
     voucher(programme(spread_organisation("authority")), buyer_org, 1_000_000)
