@@ -6,6 +6,8 @@ I, O, Z, S, V). The last character is a check character: with the weights
 where 31 maps to 0.
 """
 
+from django.utils.translation import gettext as _
+
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 LENGTH = 18
@@ -24,17 +26,20 @@ def check_character(first17: str) -> str:
 def credit_code_problem(code: str) -> str | None:
     """Why `code` is not a valid unified social credit code, or None if it is."""
     if len(code) != LENGTH:
-        return f"A unified social credit code has {LENGTH} characters; this one has {len(code)}."
+        return _("A unified social credit code has %(length)d characters; this one has %(n)d.") % {
+            "length": LENGTH,
+            "n": len(code),
+        }
     bad = sorted({char for char in code if char not in ALPHABET})
     if bad:
-        return f"Characters not allowed in a credit code: {', '.join(bad)}."
+        return _("Characters not allowed in a credit code: %(chars)s.") % {"chars": ", ".join(bad)}
     if code[0] not in REGISTRATION_AUTHORITIES:
-        return "The first character must name a registration authority (1-9, A, N or Y)."
+        return _("The first character must name a registration authority (1-9, A, N or Y).")
     if not code[2:8].isdigit():
-        return "Characters 3 to 8 must be the digits of an administrative region code."
+        return _("Characters 3 to 8 must be the digits of an administrative region code.")
     expected = check_character(code[:17])
     if code[17] != expected:
-        return (
+        return _(
             "The check character does not match (GB 32100-2015); please check the code for a typo."
         )
     return None

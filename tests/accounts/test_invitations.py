@@ -261,3 +261,16 @@ def test_only_staff_see_the_authority_registration_page(client):
         == 404
     )
     assert not Organisation.objects.filter(kind=Organisation.Kind.AUTHORITY).exists()
+
+
+def test_a_bad_credit_code_is_explained_in_the_page_language(client):
+    client.force_login(UserFactory(is_staff=True))
+    client.cookies["django_language"] = "zh-hans"
+
+    refused = client.post(
+        "/staff/authorities/invite/",
+        {"legal_name": "贵州省大数据局", "credit_code": "123", "email": "a@gz.gov.cn"},
+    )
+
+    assert refused.status_code == 400
+    assert "统一社会信用代码为 18 位，此代码为 3 位。" in refused.content.decode()
