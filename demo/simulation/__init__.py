@@ -10,6 +10,7 @@ counters.py lets the loop wait for a real worker; feed.py is the live market
 behind `make demo`.
 Outside this package, import only the names listed in `__all__`."""
 
+from demo.simulation.agents import simulated_agent_argv
 from demo.simulation.driver import Beat, EagerTasks, Options, WorkerTasks, settings_apply, simulate
 from demo.simulation.feed import MarketFeed
 from demo.simulation.report import Report, report_build, report_html, report_print
@@ -26,4 +27,5 @@ __all__ = [
     "report_print",
     "settings_apply",
     "simulate",
+    "simulated_agent_argv",
 ]

@@ -23,7 +23,12 @@ which ticks each node really had stored.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -186,6 +191,15 @@ def poisson(rng: random.Random, mean: float) -> int:
     return max(count, 0)
 
 
+def simulated_agent_argv(*, url: str, gpus: int, state_dir: Path) -> list[str]:
+    """The real node agent on a simulated node (`python -m agent --simulate`),
+    reporting to `url`; its token goes in the environment (EXCHANGE_NODE_TOKEN),
+    never on the command line `ps` shows."""
+    return [sys.executable, "-m", "agent", "--url", url, "--simulate"] + [
+        "--gpus", str(gpus), "--state-dir", str(state_dir),
+    ]  # fmt: skip
+
+
 class RealAgents:
     """The real node agent (`python -m agent --simulate --once`), one process per
     chosen node per step, posting over HTTP to the exchange this process serves
@@ -198,8 +212,6 @@ class RealAgents:
     so the faults the seed draws are the same with or without real agents."""
 
     def __init__(self, *, model: AgentModel, count: int, url: str, seed: int) -> None:
-        import tempfile
-
         from market.capacity import node_token_rotate
 
         self.model, self.url, self.seed = model, url, seed
@@ -210,16 +222,13 @@ class RealAgents:
         self.runs = 0
 
     def report(self, *, now: dt.datetime) -> int:
-        import os
-        import subprocess
-        import sys
-
         spec = f"sim:{now.isoformat()}@{time.time():.3f}x0"
         running = []
         for node, token in self.nodes:
-            argv = [sys.executable, "-m", "agent", "--url", self.url, "--simulate", "--once"]
-            argv += ["--gpus", str(node.gpu_count), "--seed", str(self.seed * 1_000 + node.pk)]
-            argv += ["--state-dir", str(self.state / str(node.pk))]
+            argv = simulated_agent_argv(
+                url=self.url, gpus=node.gpu_count, state_dir=self.state / str(node.pk)
+            )
+            argv += ["--once", "--seed", str(self.seed * 1_000 + node.pk)]
             env = {**os.environ, "EXCHANGE_NODE_TOKEN": token, "EXCHANGE_CLOCK": spec}
             running.append(
                 (
@@ -243,8 +252,6 @@ class RealAgents:
         return stored
 
     def stop(self) -> None:
-        import shutil
-
         shutil.rmtree(self.state, ignore_errors=True)
 
 

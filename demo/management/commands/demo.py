@@ -184,6 +184,7 @@ class Command(BaseCommand):
         this server: a node is matched once its agent has reported, and lease
         pages fill in as time passes."""
         from demo.market import demo_nodes
+        from demo.simulation import simulated_agent_argv
         from market.capacity import node_token_rotate
 
         agents = []
@@ -192,20 +193,10 @@ class Command(BaseCommand):
             state_dir = state_root / str(node.pk)
             state_dir.mkdir(parents=True, exist_ok=True)
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "agent",
-                    "--url",
-                    f"http://{host}:{port}",
-                    "--simulate",
-                    "--gpus",
-                    str(node.gpu_count),
-                    "--interval",
-                    str(AGENT_INTERVAL_SECONDS),
-                    "--state-dir",
-                    str(state_dir),
-                ],
+                simulated_agent_argv(
+                    url=f"http://{host}:{port}", gpus=node.gpu_count, state_dir=state_dir
+                )
+                + ["--interval", str(AGENT_INTERVAL_SECONDS)],
                 # the token in the environment, not on a command line `ps` shows
                 env={**os.environ, "EXCHANGE_NODE_TOKEN": token, "EXCHANGE_CLOCK": clock_spec},
                 stdout=subprocess.DEVNULL,
