@@ -19,6 +19,8 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from core import clock
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,6 +28,11 @@ class WriteRateThrottle(SimpleRateThrottle):
     """One scope's rate, counted per `ident` (subclasses say whose) over unsafe methods."""
 
     scope = ""
+
+    def timer(self) -> float:
+        # The exchange's clock, not the wall clock: a simulated market day
+        # (minutes of real time) is limited per simulated minute, as production is.
+        return clock.now().timestamp()
 
     def get_rate(self) -> str:
         rates = api_settings.DEFAULT_THROTTLE_RATES

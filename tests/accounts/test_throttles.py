@@ -126,3 +126,26 @@ def test_a_user_makes_twenty_api_tokens_an_hour_then_429(client, client_for, buy
     page = client.post(reverse("token_create"))
     assert page.status_code == 429
     assert AuthToken.objects.filter(user=buyer).count() == 1
+
+
+@pytest.mark.django_db
+def test_the_limit_is_counted_on_the_exchange_clock(buyer):
+    """A simulated market day runs in minutes: its agents and buyers are
+    limited per simulated minute, not per minute of the machine's wall clock."""
+    import datetime as dt
+
+    from core import clock
+
+    instant = [dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)]
+    client = APIClient(REMOTE_ADDR="203.0.113.10")
+    with clock.use(lambda: instant[0]):
+        spent = [
+            client.post("/api/v1/auth/token/", {}, format="json").status_code for _ in range(20)
+        ]
+        held = client.post("/api/v1/auth/token/", {}, format="json")
+        instant[0] += dt.timedelta(seconds=61)  # a simulated minute later, no real one
+        again = client.post("/api/v1/auth/token/", {}, format="json")
+
+    assert spent == [400] * 20
+    assert held.status_code == 429
+    assert again.status_code == 400
