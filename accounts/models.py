@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from accounts.credit_code import credit_code_problem
+from core import limits
 
 
 def validate_credit_code(value: str) -> None:
@@ -153,7 +154,7 @@ class OrganisationRelationship(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(share_bp__isnull=True)
-                | models.Q(share_bp__gt=0, share_bp__lte=10_000),
+                | models.Q(share_bp__gt=0, share_bp__lte=limits.MAX_BASIS_POINTS),
                 name="relationship_share_bounded",
             ),
         ]

@@ -35,11 +35,12 @@ def page_check_can_change(request: HttpRequest) -> None:
 
 class _OrganisationKind(BasePermission):
     kind: str = ""
+    kinds: tuple[str, ...] = ()  # several kinds may; `kind` when empty
     message = "This needs an organisation of another kind."
 
     def has_permission(self, request, view) -> bool:
         organisation = organisation_for_user(request.user)
-        if organisation is None or organisation.kind != self.kind:
+        if organisation is None or organisation.kind not in (self.kinds or (self.kind,)):
             return False
         if _read_only_refused(request):
             self.message = READ_ONLY_MESSAGE
@@ -60,6 +61,11 @@ class IsBuyer(_OrganisationKind):
 class IsAuthority(_OrganisationKind):
     kind = Organisation.Kind.AUTHORITY
     message = "Only the subsidy authority can do this."
+
+
+class IsBuyerOrAuthority(_OrganisationKind):
+    kinds = (Organisation.Kind.BUYER, Organisation.Kind.AUTHORITY)
+    message = "Only enterprise buyers and the subsidy authority can do this."
 
 
 class HasOrganisation(BasePermission):

@@ -2,13 +2,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as UserModel
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 from knox.models import AuthToken
 from knox.settings import knox_settings
 
 from accounts.credit_code import credit_code_problem, normalise
 from accounts.models import Membership, Organisation
-from core import clock
+from core import clock, limits
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 
 User = get_user_model()
@@ -147,7 +148,7 @@ def api_token_create(*, user: UserModel) -> tuple[AuthToken, str]:
 
 
 def api_token_revoke(*, user: UserModel, token_key: str) -> None:
-    deleted, _ = AuthToken.objects.filter(user=user, token_key=token_key).delete()
+    deleted, _rows = AuthToken.objects.filter(user=user, token_key=token_key).delete()
     if not deleted:
         raise NotFound("No such token.")
 
@@ -161,26 +162,34 @@ def relationship_declare(
     share_bp: int | None = None,
     actor: UserModel | None = None,
 ):
-    """An organisation declares its parent or a shareholder (by credit code)."""
+    """An organisation declares its parent or a shareholder (by credit code);
+    declaring the same kind and code again updates the name and share."""
     from accounts.models import OrganisationRelationship as R
 
     code = normalise(related_credit_code)
     errors: dict[str, list[str]] = {}
     if kind not in (R.Kind.PARENT, R.Kind.SHAREHOLDER):
-        errors["kind"] = ["Declare a parent company or a shareholder."]
+        errors["kind"] = [_("Declare a parent company or a shareholder.")]
     if problem := credit_code_problem(code):
         errors["related_credit_code"] = [problem]
     elif code == organisation.credit_code:
-        errors["related_credit_code"] = ["That is the organisation's own credit code."]
-    if share_bp is not None and not 0 < share_bp <= 10_000:
-        errors["share_bp"] = ["A share is between 1 and 10,000 basis points."]
+        errors["related_credit_code"] = [_("That is the organisation's own credit code.")]
+    if share_bp is not None and not 0 < share_bp <= limits.MAX_BASIS_POINTS:
+        errors["share_bp"] = [
+            _("A share is between 1 and %(most)s basis points (0.01 %% to 100 %%).")
+            % {"most": f"{limits.MAX_BASIS_POINTS:,}"}
+        ]
     if errors:
-        raise ApplicationError("The relationship is not valid.", errors=errors)
+        raise ApplicationError(_("The relationship is not valid."), errors=errors)
     relationship, _created = R.objects.update_or_create(
         organisation=organisation,
         kind=kind,
         related_credit_code=code,
-        defaults={"related_name": related_name[:200], "share_bp": share_bp, "declared_by": actor},
+        defaults={
+            "related_name": related_name.strip()[:200],
+            "share_bp": share_bp,
+            "declared_by": actor,
+        },
     )
     return relationship
 
@@ -207,35 +216,44 @@ def relationship_link(*, a: Organisation, b: Organisation, actor: UserModel | No
 
 def sme_declare(*, organisation: Organisation, evidence: str, actor: UserModel | None = None):
     """A buyer declares itself a start-up / SME, with evidence, for an
-    authority to decide (one pending declaration at a time)."""
+    authority to decide (one pending declaration at a time: another is a 409)."""
     from accounts.models import SmeDeclaration
 
     errors: dict[str, list[str]] = {}
     if not organisation.is_buyer:
-        errors["organisation"] = ["Only a buyer declares start-up / SME status."]
+        errors["organisation"] = [_("Only a buyer declares start-up / SME status.")]
     if not evidence.strip():
-        errors["evidence"] = ["Give the evidence: headcount, revenue, founding date …"]
+        errors["evidence"] = [_("Give the evidence: headcount, revenue, founding date …")]
     if errors:
-        raise ApplicationError("The declaration is not valid.", errors=errors)
-    if SmeDeclaration.objects.filter(organisation=organisation, status="pending").exists():
-        raise Conflict("A declaration is already waiting for the authority.")
-    return SmeDeclaration.objects.create(
-        organisation=organisation, evidence=evidence.strip()[:5000], declared_by=actor
-    )
+        raise ApplicationError(_("The declaration is not valid."), errors=errors)
+    waiting = _("A declaration is already waiting for the authority.")
+    if SmeDeclaration.objects.filter(
+        organisation=organisation, status=SmeDeclaration.Status.PENDING
+    ).exists():
+        raise Conflict(waiting)
+    try:
+        with transaction.atomic():
+            return SmeDeclaration.objects.create(
+                organisation=organisation, evidence=evidence.strip()[:5000], declared_by=actor
+            )
+    except IntegrityError as exc:  # a concurrent declaration won (one pending at a time)
+        raise Conflict(waiting) from exc
 
 
 def sme_decide(*, declaration, accept: bool, actor: UserModel, reason: str = ""):
-    """A member of a subsidy authority accepts or rejects a declaration; the
-    organisation's SME status follows the decision."""
+    """A member of a subsidy authority accepts or rejects a pending declaration
+    (once: deciding again is a 409); the organisation's SME status follows the
+    decision."""
     from accounts.models import SmeDeclaration
 
     deciding = Membership.objects.filter(
         user=actor, organisation__kind=Organisation.Kind.AUTHORITY
     ).exists()
     if not deciding:
-        raise PermissionDenied("Only a subsidy authority decides SME status.")
-    if not accept and not reason.strip():
-        raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
+        raise PermissionDenied(_("Only a subsidy authority decides SME status."))
+    reason = reason.strip()
+    if not accept and not reason:
+        raise ApplicationError(_("Say why."), errors={"reason": [_("A reason is required.")]})
     status = SmeDeclaration.Status.ACCEPTED if accept else SmeDeclaration.Status.REJECTED
     with transaction.atomic():
         updated = SmeDeclaration.objects.filter(
@@ -244,7 +262,7 @@ def sme_decide(*, declaration, accept: bool, actor: UserModel, reason: str = "")
             status=status, decided_by=actor, decided_at=clock.now(), decision_reason=reason[:300]
         )
         if updated != 1:
-            raise Conflict("The declaration was already decided.")
+            raise Conflict(_("The declaration was already decided."))
         Organisation.objects.filter(pk=declaration.organisation_id).update(is_sme=accept)
     declaration.refresh_from_db()
     return declaration

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, Sum
+from django.utils.translation import gettext as _
 
 from billing.models import Invoice, Redemption, Reimbursement, SubsidyProgramme
+from billing.subsidy.selectors import reimbursement_claimed
 from core import clock
 from core.errors import ApplicationError, Conflict
 
@@ -64,12 +66,12 @@ def reimbursement_submit(*, invoice: Invoice, actor: User | None = None) -> list
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if invoice.status != Invoice.Status.PAID:
             raise ApplicationError(
-                "Pay the invoice first: 兑付 needs the paid invoice.",
-                errors={"invoice": ["The invoice is not paid."]},
+                _("Pay the invoice first: 兑付 needs the paid invoice."),
+                errors={"invoice": [_("The invoice is not paid.")]},
             )
         pending = invoice_pending_reimbursements(invoice=invoice)
         if not pending:
-            raise Conflict("No reimburse-mode subsidy is pending on this invoice.")
+            raise Conflict(_("No reimburse-mode subsidy is pending on this invoice."))
         presented = []
         for row in pending:
             if row.reimbursement is not None and not _presentable(row):
@@ -98,13 +100,24 @@ def _presentable(row: PendingReimbursement) -> bool:
 def reimbursement_reject(
     *, reimbursement: Reimbursement, reason: str, actor: User | None = None
 ) -> Reimbursement:
-    """The authority refuses a presentation (the buyer may present it again)."""
-    if not reason.strip():
-        raise ApplicationError("Say why.", errors={"reason": ["A reason is required."]})
-    updated = Reimbursement.objects.filter(
-        pk=reimbursement.pk, status=Reimbursement.Status.SUBMITTED
-    ).update(status=Reimbursement.Status.REJECTED, rejection_reason=reason.strip()[:300])
-    if updated != 1:
-        raise Conflict("The presentation was already rejected.")
+    """The authority refuses a presentation (the buyer may present it again).
+    Once a live claim lists it, the claim is what the authority rejects."""
+    reason = reason.strip()
+    if not reason:
+        raise ApplicationError(_("Say why."), errors={"reason": [_("A reason is required.")]})
+    with transaction.atomic():
+        if (
+            Reimbursement.objects.filter(pk=reimbursement.pk)
+            .filter(reimbursement_claimed())
+            .exists()
+        ):
+            raise Conflict(
+                _("The presentation is already in the programme's claim: reject the claim instead.")
+            )
+        updated = Reimbursement.objects.filter(
+            pk=reimbursement.pk, status=Reimbursement.Status.SUBMITTED
+        ).update(status=Reimbursement.Status.REJECTED, rejection_reason=reason[:300])
+        if updated != 1:
+            raise Conflict(_("The presentation was already rejected."))
     reimbursement.refresh_from_db()
     return reimbursement

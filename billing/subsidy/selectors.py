@@ -4,7 +4,7 @@ flags, and the aggregates behind the authority's dashboard."""
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Case, Count, QuerySet, Sum, When
+from django.db.models import Case, Count, Exists, OuterRef, QuerySet, Sum, When
 
 from accounts.models import Organisation, OrganisationRelationship, SmeDeclaration
 from billing.models import (
@@ -14,6 +14,7 @@ from billing.models import (
     Posting,
     Redemption,
     Reimbursement,
+    SubsidyClaim,
     SubsidyProgramme,
     SubsidyRefusal,
     Voucher,
@@ -130,14 +131,32 @@ def sme_declarations_for(*, organisation: Organisation) -> QuerySet[SmeDeclarati
     return rows.filter(organisation=organisation).order_by("-created_at", "-pk")
 
 
+def reimbursement_claimed() -> Exists:
+    """A presentation's redemptions are in a live (not rejected) claim: the
+    authority has been asked to pay it (filter or annotate Reimbursements)."""
+    return Exists(
+        SubsidyClaim.objects.filter(
+            programme=OuterRef("programme"),
+            redemptions__invoice_line__invoice=OuterRef("invoice"),
+        ).exclude(status=SubsidyClaim.Status.REJECTED)
+    )
+
+
+def reimbursements_for_authority(*, authority: Organisation) -> QuerySet[Reimbursement]:
+    """Every 兑付 presentation to the authority's programmes, whatever its status."""
+    return Reimbursement.objects.filter(programme__authority=authority).select_related(
+        "invoice__buyer", "programme"
+    )
+
+
 def reimbursements_to_review(*, authority: Organisation) -> QuerySet[Reimbursement]:
     """兑付 queue: paid invoices presented to the authority's reimburse-mode
-    programmes and not rejected, oldest first (its monthly claim pays them)."""
+    programmes, neither rejected nor yet in a live claim, oldest first (the
+    monthly claim pays them; rejecting one keeps it out)."""
     return (
-        Reimbursement.objects.filter(
-            programme__authority=authority, status=Reimbursement.Status.SUBMITTED
-        )
-        .select_related("invoice__buyer", "programme")
+        reimbursements_for_authority(authority=authority)
+        .filter(status=Reimbursement.Status.SUBMITTED)
+        .exclude(reimbursement_claimed())
         .order_by("submitted_at", "pk")
     )
 
