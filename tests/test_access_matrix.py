@@ -30,7 +30,7 @@ from knox.models import AuthToken
 from schemathesis.core.failures import Failure, FailureGroup
 from werkzeug.test import Client as WSGIClient
 
-from accounts.models import Organisation
+from accounts.models import Organisation, OrganisationRelationship, SmeDeclaration
 from billing.models import SubsidyProgramme, Voucher, VoucherApplication
 from market.models import Lease, Node, Offer, Order, Site, UsageRecord
 from tests.factories import make_credit_code
@@ -101,6 +101,13 @@ def _by_holder(model, holder_field: str):
         return _ids(model.objects.filter(**{holder_field: org}))
 
     return rows
+
+
+def _sme_declarations(w: World, role: str) -> set:
+    org = _org(w, role)
+    if org.is_authority:  # any authority decides any buyer's declaration
+        return _ids(SmeDeclaration.objects.all())
+    return _ids(SmeDeclaration.objects.filter(organisation=org))
 
 
 def _site_body(w: World, role: str) -> dict:
@@ -455,6 +462,33 @@ API: dict[tuple[str, str], Api] = {
     (f"{V1}/claims/{{id}}/audit-report/", "get"): Api(
         AUTHORITIES, path=lambda w: {"id": w.a.claim.pk}, sees={"authority_a"}
     ),
+    # subsidy eligibility: a buyer declares its owners and start-up / SME status (any
+    # authority decides: the status is the buyer's, read by every programme)
+    (f"{V1}/relationships/", "get"): Api(
+        BUYERS,
+        rows=lambda w, r: _ids(OrganisationRelationship.objects.filter(organisation=_org(w, r))),
+    ),
+    (f"{V1}/relationships/", "post"): Api(
+        BUYERS,
+        body=lambda w, r: {
+            "kind": "shareholder",
+            "related_credit_code": make_credit_code(950_001),
+            "related_name": "Angel Fund LP",
+            "share_bp": 1_500,
+        },
+        ok=201,
+    ),
+    (f"{V1}/sme-declarations/", "get"): Api(BUYERS | AUTHORITIES, rows=_sme_declarations),
+    (f"{V1}/sme-declarations/", "post"): Api(
+        BUYERS,
+        body=lambda w, r: {"evidence": "45 staff, revenue ¥20M, founded 2023"},
+        ok=409,  # each buyer's declaration of the world is still waiting for the authority
+    ),
+    (f"{V1}/sme-declarations/{{id}}/decide/", "post"): Api(
+        AUTHORITIES,
+        path=lambda w: {"id": w.a.sme_declaration.pk},
+        body=lambda w, r: {"accept": True},
+    ),
     (f"{V1}/fraud-flags/", "get"): Api(
         AUTHORITIES, rows=lambda w, r: {getattr(w, _own(r)).flag.pk}
     ),
@@ -745,6 +779,20 @@ PAGES: dict[str, Page] = {
     ),
     "my-vouchers": Page(BUYERS),
     "my-invoice-splits": Page(BUYERS),
+    "my-eligibility": Page(BUYERS),
+    "subsidy-reviews": Page(AUTHORITIES),
+    "subsidy-sme-decide": Page(
+        AUTHORITIES,
+        kwargs=lambda w: {"pk": w.a.sme_declaration.pk, "decision": "accept"},
+        method="post",
+    ),
+    "subsidy-reimbursement-reject": Page(
+        AUTHORITIES,
+        kwargs=lambda w: {"pk": w.a.reimbursement.pk},
+        sees={"authority_a"},
+        method="post",
+        data=lambda w: {"reason": "The invoice is not the one paid."},
+    ),
 }
 
 

@@ -3,8 +3,9 @@ over every endpoint: the role x endpoint matrix and the schemathesis run.
 
 Side "a" and side "b" each have a buyer, a provider and an authority with
 the objects they own: a site, node, offer, order, lease, usage record,
-invoices (an open one with a voucher redemption, a paid one), a payout, a
-programme, voucher, application, fraud flag and claim. Buyer A leases from
+invoices (an open one with a voucher redemption, a paid one presented for
+兑付), a payout, a programme, voucher, application, fraud flag and claim, the
+buyer's declared parent and its pending start-up / SME declaration. Buyer A leases from
 provider A, buyer B from provider B, so nothing of A's is B's."""
 
 import datetime as dt
@@ -15,7 +16,7 @@ from typing import Any
 from django.utils import timezone
 from knox.models import AuthToken
 
-from accounts.models import Organisation
+from accounts.models import Organisation, OrganisationRelationship, SmeDeclaration
 from billing.models import (
     FraudFlag,
     Invoice,
@@ -23,6 +24,7 @@ from billing.models import (
     PayoutLine,
     PayoutRun,
     Redemption,
+    Reimbursement,
     SubsidyClaim,
     VoucherApplication,
 )
@@ -45,6 +47,7 @@ from tests.factories import (
     SiteFactory,
     UsageRecordFactory,
     UserFactory,
+    make_credit_code,
     member_of,
 )
 
@@ -149,6 +152,18 @@ def _side(name: str) -> Side:
         subject_key=f"voucher:{o['voucher'].pk}",
         programme=o["programme"],
         voucher=o["voucher"],
+    )
+    o["relationship"] = OrganisationRelationship.objects.create(
+        organisation=buyer,
+        kind=OrganisationRelationship.Kind.PARENT,
+        related_credit_code=make_credit_code(900_000 + ord(name)),
+        related_name=f"Parent {name.upper()} Holdings",
+    )
+    o["sme_declaration"] = SmeDeclaration.objects.create(
+        organisation=buyer, evidence=f"Buyer {name.upper()}: 40 staff, founded 2024"
+    )
+    o["reimbursement"] = Reimbursement.objects.create(  # 兑付 of the paid invoice
+        invoice=o["paid_invoice"], programme=o["programme"], amount=3_000, submitted_at=now
     )
     o["claim"] = SubsidyClaim.objects.create(programme=o["programme"], year=now.year, month=1)
     claim_seal(claim=o["claim"])  # the subsidy trail's signed tree head it was computed under

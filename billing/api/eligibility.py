@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from accounts import services as accounts_services
 from accounts.models import OrganisationRelationship, SmeDeclaration
-from accounts.permissions import HasOrganisation, IsAuthority, IsBuyer
+from accounts.permissions import IsAuthority, IsBuyer, IsBuyerOrAuthority
 from accounts.selectors import organisation_for_user
 from billing.subsidy import selectors as subsidy_selectors
 from core import limits
@@ -36,7 +36,9 @@ class RelationshipDeclareInput(serializers.Serializer):
         [OrganisationRelationship.Kind.PARENT, OrganisationRelationship.Kind.SHAREHOLDER]
     )
     related_credit_code = serializers.CharField(max_length=18)
-    related_name = serializers.CharField(max_length=200, required=False, default="")
+    related_name = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True
+    )
     share_bp = serializers.IntegerField(
         min_value=1,
         max_value=limits.MAX_BASIS_POINTS,
@@ -48,7 +50,7 @@ class RelationshipDeclareInput(serializers.Serializer):
 
 class RelationshipListCreateView(ListAPIView):
     """The buyer's declared parent company and shareholders (POST declares one;
-    declaring the same code and kind again updates it)."""
+    declaring the same code and kind again updates its name and share)."""
 
     permission_classes = [IsBuyer]
     serializer_class = RelationshipOutput
@@ -96,9 +98,10 @@ class SmeDeclareInput(serializers.Serializer):
 
 class SmeDeclarationListCreateView(ListAPIView):
     """Buyers: their start-up / SME declarations (POST declares, with the
-    evidence). Authorities: every declaration, pending first, to decide."""
+    evidence; one waits for the authority at a time, another is a 409).
+    Authorities: every declaration, pending first, to decide."""
 
-    permission_classes = [HasOrganisation]
+    permission_classes = [IsBuyerOrAuthority]
     serializer_class = SmeDeclarationOutput
 
     def get_queryset(self):
@@ -129,7 +132,9 @@ class SmeDecideInput(serializers.Serializer):
 
 class SmeDeclarationDecideView(APIView):
     """The authority accepts (the buyer's SME rate applies from its next
-    invoice) or rejects (with a reason) a pending declaration."""
+    invoice) or rejects (with a reason) a pending declaration; a decided one
+    is a 409. Any subsidy authority decides: SME status is the buyer's, read
+    by every programme."""
 
     permission_classes = [IsAuthority]
 

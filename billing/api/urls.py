@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from billing.api import invoices, payouts, subsidy, trail, webhooks
+from billing.api import eligibility, invoices, payouts, subsidy, trail, webhooks
 
 urlpatterns = [
     path("invoices/", invoices.InvoiceListView.as_view(), name="api-invoices"),
@@ -42,6 +42,21 @@ urlpatterns = [
         "redemptions/<int:pk>/<slug:action>/",
         subsidy.RedemptionReviewView.as_view(),
         name="api-redemption-review",
+    ),
+    path(
+        "relationships/",
+        eligibility.RelationshipListCreateView.as_view(),
+        name="api-relationships",
+    ),
+    path(
+        "sme-declarations/",
+        eligibility.SmeDeclarationListCreateView.as_view(),
+        name="api-sme-declarations",
+    ),
+    path(
+        "sme-declarations/<int:pk>/decide/",
+        eligibility.SmeDeclarationDecideView.as_view(),
+        name="api-sme-declaration-decide",
     ),
     path("fraud-flags/", subsidy.FraudFlagListView.as_view(), name="api-fraud-flags"),
     path(

@@ -3,8 +3,6 @@ shareholders and start-up / SME status; the authority decides SME
 declarations and sees the 兑付 queue (paid invoices presented for
 reimbursement). Thin views over accounts' services and billing.subsidy."""
 
-from decimal import Decimal
-
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,12 +10,15 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts import services as accounts_services
-from accounts.permissions import authority_page, buyer_page, page_check_can_change
+from accounts.models import SmeDeclaration
+from accounts.permissions import authority_page, buyer_page
 from billing.subsidy import reimbursement_reject
 from billing.subsidy import selectors as subsidy_selectors
-from billing.web.forms import ReasonForm, RelationshipForm, SmeDeclareForm
+from billing.web.forms import RelationshipForm, SmeDeclareForm
 from core.errors import ApplicationError
 from core.pages import flash_error, form_errors_apply
+
+DECIDED_SHOWN = 20  # recently decided declarations listed under the queue
 
 # --- buyer ------------------------------------------------------------------------
 
@@ -27,7 +28,6 @@ def my_eligibility(request: HttpRequest, buyer) -> HttpResponse:
     """Declare a parent / shareholder or start-up / SME status (POST `action`)."""
     relationship_form, sme_form = RelationshipForm(), SmeDeclareForm()
     if request.method == "POST":
-        page_check_can_change(request)
         action = request.POST.get("action")
         if action == "relationship":
             relationship_form = RelationshipForm(request.POST)
@@ -39,14 +39,12 @@ def my_eligibility(request: HttpRequest, buyer) -> HttpResponse:
                 return redirect("my-eligibility")
         else:
             raise Http404
-    relationships = list(subsidy_selectors.relationships_of(organisation=buyer))
-    for relationship in relationships:  # shown in percent, as every share is
-        relationship.share_percent = (  # type: ignore[attr-defined]
-            Decimal(relationship.share_bp) / 100 if relationship.share_bp else None
-        )
+    relationships = subsidy_selectors.relationships_of(organisation=buyer)
+    declarations = list(subsidy_selectors.sme_declarations_for(organisation=buyer))
     context = {
         "relationships": relationships,
-        "declarations": subsidy_selectors.sme_declarations_for(organisation=buyer),
+        "declarations": declarations,
+        "waiting": any(d.status == SmeDeclaration.Status.PENDING for d in declarations),
         "relationship_form": relationship_form,
         "sme_form": sme_form,
         "buyer": buyer,
@@ -58,18 +56,17 @@ def _declare_relationship(request: HttpRequest, buyer, form: RelationshipForm) -
     if not form.is_valid():
         return False
     data = form.cleaned_data
-    share = data["share_percent"]
     try:
         accounts_services.relationship_declare(
             organisation=buyer,
             kind=data["kind"],
             related_credit_code=data["related_credit_code"],
             related_name=data["related_name"],
-            share_bp=int(share * 100) if share is not None else None,
+            share_bp=data["share"],  # PercentField: basis points
             actor=request.user,
         )
     except ApplicationError as exc:
-        form_errors_apply(form, exc, fields={"share_bp": "share_percent"})
+        form_errors_apply(form, exc, fields={"share_bp": "share"})
         return False
     messages.success(request, _("Relationship declared."))
     return True
@@ -100,10 +97,11 @@ def review_queue(request: HttpRequest, authority) -> HttpResponse:
         request,
         "billing/subsidy_reviews.html",
         {
-            "pending": [d for d in declarations[:200] if d.status == "pending"],
-            "decided": [d for d in declarations[:200] if d.status != "pending"][:20],
+            "pending": declarations.filter(status=SmeDeclaration.Status.PENDING),
+            "decided": declarations.exclude(status=SmeDeclaration.Status.PENDING).order_by(
+                "-decided_at", "-pk"
+            )[:DECIDED_SHOWN],
             "reimbursements": subsidy_selectors.reimbursements_to_review(authority=authority),
-            "reason_form": ReasonForm(),
         },
     )
 
@@ -126,15 +124,23 @@ def sme_decide(request: HttpRequest, authority, pk: int, decision: str) -> HttpR
     except ApplicationError as exc:
         flash_error(request, exc)
     else:
-        messages.success(request, _("Decision recorded."))
+        messages.success(
+            request,
+            _("%(name)s is recognised as a start-up / SME.")
+            % {"name": declaration.organisation.legal_name}
+            if decision == "accept"
+            else _("Declaration of %(name)s rejected.")
+            % {"name": declaration.organisation.legal_name},
+        )
     return redirect("subsidy-reviews")
 
 
 @authority_page
 @require_POST
 def reimbursement_refuse(request: HttpRequest, authority, pk: int) -> HttpResponse:
+    """Reject a 兑付 presentation (with a reason): it stays out of the claim."""
     reimbursement = get_object_or_404(
-        subsidy_selectors.reimbursements_to_review(authority=authority), pk=pk
+        subsidy_selectors.reimbursements_for_authority(authority=authority), pk=pk
     )
     try:
         reimbursement_reject(

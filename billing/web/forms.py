@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Organisation
+from accounts.models import Organisation, OrganisationRelationship
 from billing.models import SubsidyProgramme
 from core import limits
 from core.forms import YuanField
@@ -282,18 +282,24 @@ class RelationshipForm(forms.Form):
 
     kind = forms.ChoiceField(
         label=_("Relationship"),
-        choices=[("parent", _("parent company")), ("shareholder", _("shareholder"))],
+        choices=[
+            (OrganisationRelationship.Kind.PARENT, OrganisationRelationship.Kind.PARENT.label),
+            (
+                OrganisationRelationship.Kind.SHAREHOLDER,
+                OrganisationRelationship.Kind.SHAREHOLDER.label,
+            ),
+        ],
     )
     related_credit_code = forms.CharField(
         label=_("Its unified social credit code"), max_length=18, min_length=18
     )
     related_name = forms.CharField(label=_("Its name"), max_length=200, required=False)
-    share_percent = forms.DecimalField(
+    share = PercentField(  # typed in percent, cleaned to basis points
         label=_("Share held (%)"),
         required=False,
         min_value=Decimal("0.01"),
         max_value=Decimal(limits.MAX_BASIS_POINTS) / 100,
-        decimal_places=2,
+        help_text=_("Shareholders: the share they hold in your company."),
     )
 
 

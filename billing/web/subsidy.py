@@ -9,7 +9,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from accounts.models import Organisation
+from accounts.models import Organisation, SmeDeclaration
 from accounts.permissions import authority_page, buyer_page
 from billing.models import FraudFlag, Redemption, SubsidyProgramme, VoucherApplication
 from billing.subsidy import (
@@ -50,6 +50,12 @@ def dashboard(request: HttpRequest, authority) -> HttpResponse:
             "flags": flags,
             "approve_form": ApproveForm(),
             "reason_form": ReasonForm(),
+            "sme_waiting": subsidy_selectors.sme_declarations_for(organisation=authority)
+            .filter(status=SmeDeclaration.Status.PENDING)
+            .count(),
+            "reimbursements_waiting": subsidy_selectors.reimbursements_to_review(
+                authority=authority
+            ).count(),
         },
     )
 

@@ -2,7 +2,16 @@
 
 from django.urls import path
 
-from billing.web import claims, home, invoices, operator, payouts, programmes, subsidy
+from billing.web import (
+    claims,
+    eligibility,
+    home,
+    invoices,
+    operator,
+    payouts,
+    programmes,
+    subsidy,
+)
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -66,6 +75,18 @@ urlpatterns = [
     path("subsidy/flags/<int:pk>/review/", subsidy.flag_review, name="subsidy-flag-review"),
     path("vouchers/", subsidy.my_vouchers, name="my-vouchers"),
     path("vouchers/invoices/", subsidy.my_invoice_splits, name="my-invoice-splits"),
+    path("vouchers/eligibility/", eligibility.my_eligibility, name="my-eligibility"),
+    path("subsidy/reviews/", eligibility.review_queue, name="subsidy-reviews"),
+    path(
+        "subsidy/sme-declarations/<int:pk>/<slug:decision>/",
+        eligibility.sme_decide,
+        name="subsidy-sme-decide",
+    ),
+    path(
+        "subsidy/reimbursements/<int:pk>/reject/",
+        eligibility.reimbursement_refuse,
+        name="subsidy-reimbursement-reject",
+    ),
     path("subsidy/programmes/new/", programmes.programme_new, name="subsidy-programme-new"),
     path(
         "subsidy/programmes/<int:pk>/vouchers/new/",
