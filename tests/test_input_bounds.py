@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import Organisation
+from accounts.models import Organisation, OrganisationRelationship
 from billing.models import (
     LedgerTransaction,
     SubsidyProgramme,
@@ -29,7 +29,15 @@ from billing.subsidy.services import application_create
 from core import limits
 from market.models import Lease, Node, Offer, OfferEvent, Order, Site, TelemetrySample
 from tests.billing.subsidy.factories import programme, spread_organisation
-from tests.factories import LeaseFactory, NodeFactory, OfferFactory, SiteFactory, member_of
+from tests.factories import (
+    LeaseFactory,
+    NodeFactory,
+    OfferFactory,
+    OrganisationFactory,
+    SiteFactory,
+    make_credit_code,
+    member_of,
+)
 from tests.market.telemetry.conftest import node_with_token, sample
 
 pytestmark = pytest.mark.django_db
@@ -103,6 +111,7 @@ def _stored(world) -> tuple:
             VoucherApplication,
             LedgerTransaction,
             TelemetrySample,
+            OrganisationRelationship,
         )
     )
     return (
@@ -189,6 +198,11 @@ APPLICATION = {
     "expected_gpu_hours": 10,
     "requested_amount": 10_000,
 }
+RELATIONSHIP = {
+    "kind": "shareholder",
+    "related_credit_code": make_credit_code(660_001),
+    "share_bp": 2_500,
+}
 
 API_CASES = [
     (Api("provider", "post", "/api/v1/sites/", SITE), "carbon_intensity_g_per_kwh", None),
@@ -236,6 +250,11 @@ API_CASES = [
         Api("authority", "post", "/api/v1/voucher-applications/{w.application.pk}/approve/", {}),
         "amount",
         None,
+    ),
+    (
+        Api("buyer", "post", "/api/v1/relationships/", RELATIONSHIP),
+        "share_bp",
+        limits.MAX_BASIS_POINTS,
     ),
     (Api("node", "post", "/api/v1/telemetry/", {}), "mem_used_mib", None),
     (Api("node", "post", "/api/v1/telemetry/", {}), "ecc_errors", None),
@@ -437,6 +456,15 @@ def test_a_page_form_refuses_huge_numbers_on_the_field_and_stores_nothing(
         ),
         (lambda: LeaseFactory(price_amount=BIGINT), "lease_price_bounded"),
         (lambda: LeaseFactory(gpu_count=limits.MAX_ORDER_GPUS + 1), "lease_gpus_bounded"),
+        (
+            lambda: OrganisationRelationship.objects.create(
+                organisation=OrganisationFactory(),
+                kind="shareholder",
+                related_credit_code=make_credit_code(660_002),
+                share_bp=limits.MAX_BASIS_POINTS + 1,
+            ),
+            "relationship_share_bounded",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )

@@ -203,3 +203,37 @@ def test_the_overview_counts_nodes_awaiting_their_agent(operator):
     assert response.context["overview"].nodes_awaiting_agent == 2
     assert "2 nodes awaiting their agents" in response.content.decode()
     assert "/admin/market/node/?state__exact=awaiting_agent" in response.content.decode()
+
+
+def test_the_trail_alarm_shows_when_the_last_self_check_failed_and_not_otherwise(operator):
+    from billing.trail.tasks import trail_check
+    from tests.billing.trail.world import CLAIM_DAY, trail_world
+
+    # given: a month of subsidised usage, logged and sealed; nothing checked yet
+    with time_machine.travel(CLAIM_DAY, tick=False):
+        trail_world()
+    body = operator.get("/operator/").content.decode()
+    assert "Subsidy trail self-check" in body and "ALARM: logged evidence" not in body
+    # when: the daily self-check runs on an untouched trail
+    with time_machine.travel(CLAIM_DAY + dt.timedelta(hours=1), tick=False):
+        assert trail_check.apply(throw=False).successful()
+    response = operator.get("/operator/")
+    # then: no alarm
+    assert response.context["overview"].trail.tampered is False
+    body = response.content.decode()
+    assert "every logged record matches" in body and "ALARM: logged evidence" not in body
+    # when: someone with database access rewrites a usage record, and the check runs again
+    usage = UsageRecord.objects.order_by("pk").first()
+    UsageRecord.objects.filter(pk=usage.pk).update(gpu_seconds_delivered=900_000)
+    with time_machine.travel(CLAIM_DAY + dt.timedelta(days=1), tick=False):
+        assert not trail_check.apply(throw=False).successful()
+    response = operator.get("/operator/")
+    # then: the alarm, naming what no longer matches
+    trail = response.context["overview"].trail
+    assert trail.tampered is True and "TrailTampered" in trail.error
+    body = response.content.decode()
+    assert "ALARM: logged evidence rewritten or deleted" in body
+    assert f"usage {usage.pk} rewritten" in body
+    assert "every logged record matches" not in body
+    chinese = operator.get("/operator/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "告警：已记录的证据被改写或删除" in chinese
