@@ -3,6 +3,8 @@ from django.contrib import admin
 from billing.models import (
     FrameworkAgreement,
     FraudFlag,
+    FundingAlert,
+    FundingTerms,
     Invoice,
     InvoiceEvent,
     InvoiceLine,
@@ -25,6 +27,7 @@ from billing.models import (
     SubsidyClaimEvent,
     SubsidyProgramme,
     SubsidyRefusal,
+    TopUp,
     TrailLeaf,
     TreeHead,
     Voucher,
@@ -436,3 +439,33 @@ class TrailLeafAdmin(ReadOnlyAdmin):
 @admin.register(TreeHead)
 class TreeHeadAdmin(ReadOnlyAdmin):
     list_display = ["tree_size", "root_hash", "timestamp", "key_id"]
+
+
+@admin.register(FundingTerms)
+class FundingTermsAdmin(ReadOnlyAdmin):
+    """Read here; staff set a credit limit through the API (billing.prepaid.credit_limit_set)."""
+
+    list_display = [
+        "buyer",
+        "credit_limit_amount",
+        "at_zero",
+        "grace_minutes",
+        "auto_top_up",
+        "exhausted_at",
+        "leases_stopped_at",
+    ]
+    list_filter = ["at_zero", "auto_top_up"]
+    search_fields = ["buyer__legal_name"]
+
+
+@admin.register(TopUp)
+class TopUpAdmin(ReadOnlyAdmin):
+    list_display = ["id", "buyer", "amount", "currency", "automatic", "status", "credited_at"]
+    list_filter = ["status", "automatic"]
+    search_fields = ["buyer__legal_name", "stripe_payment_intent_id", "idempotency_key"]
+
+
+@admin.register(FundingAlert)
+class FundingAlertAdmin(ReadOnlyAdmin):
+    list_display = ["buyer", "threshold_amount", "available_amount", "created_at", "cleared_at"]
+    search_fields = ["buyer__legal_name"]

@@ -20,7 +20,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils.translation import gettext as _
 
 from accounts.models import Organisation
-from billing import settlement
+from billing import prepaid, settlement
 from billing.gateways import stripe as gateway
 from billing.models import Invoice, Payment, Refund, StripeEvent
 from core import clock
@@ -309,6 +309,9 @@ def _intent_matches(*, intent: dict[str, Any], payment: Payment) -> bool:
 
 
 def _payment_intent_event(*, intent: dict[str, Any], status: str) -> None:
+    if (intent.get("metadata") or {}).get("top_up"):
+        prepaid.top_up_intent_event(intent=intent, status=status)
+        return
     payment = _payment_for_intent(intent)
     if payment is None:
         logger.warning("event for an unknown payment intent", extra={"intent": intent["id"]})

@@ -12,12 +12,15 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Organisation
 from accounts.selectors import organisation_for_user
 from billing.models import (
+    FundingAlert,
+    FundingTerms,
     Invoice,
     InvoiceLine,
     LedgerAccount,
     Payout,
     PayoutMethod,
     PayoutRun,
+    TopUp,
     Voucher,
 )
 from billing.subsidy import invoice_voucher_preview
@@ -403,3 +406,92 @@ def _next_run(name: str, *, now: dt.datetime) -> dt.datetime | None:
     while upcoming < now:
         upcoming += interval
     return upcoming
+
+
+# --- prepaid balance and credit (billing/prepaid.py writes) ------------------------------
+
+
+@dataclass(frozen=True)
+class Funding:
+    """What a buyer may still spend, in minor units of `currency`:
+    available = balance + credit limit − outstanding − unbilled.
+
+    `balance`: the prepaid balance (the ledger's buyer_credit account);
+    `outstanding`: issued invoices not yet paid (the buyer receivable);
+    `unbilled`: metered usage on no issued invoice, priced as its invoice
+    line will be (one line per lease and billing period, rounded once).
+    `terms` is None for a buyer who pays by card after use (no limit)."""
+
+    currency: str
+    balance: int
+    credit_limit: int
+    outstanding: int
+    unbilled: int
+    terms: FundingTerms | None
+
+    @property
+    def available(self) -> int:
+        return self.balance + self.credit_limit - self.outstanding - self.unbilled
+
+    @property
+    def enforced(self) -> bool:
+        return self.terms is not None
+
+
+def unbilled_usage_amount(*, buyer: Organisation, currency: str) -> int:
+    """Metered usage of the buyer on no issued invoice (on none, on a draft or
+    on a void one), priced as billing.invoices prices a line: Σ GPU-seconds of
+    one lease in one billing period × its price, rounded once."""
+    from billing.invoices import period_bounds
+
+    records = (
+        UsageRecord.objects.filter(lease__buyer=buyer, lease__currency=currency)
+        .filter(
+            Q(invoice_link__isnull=True)
+            | Q(invoice_link__line__invoice__status__in=[Invoice.Status.DRAFT, Invoice.Status.VOID])
+        )
+        .order_by()
+        .values_list("lease_id", "lease__price_amount", "window_start", "gpu_seconds_delivered")
+    )
+    seconds: dict[tuple[int, int, dt.datetime], int] = {}
+    for lease_id, price, window_start, delivered in records.iterator(chunk_size=2000):
+        key = (lease_id, price, period_bounds(at=window_start)[0])
+        seconds[key] = seconds.get(key, 0) + delivered
+    return sum(
+        amount_for_gpu_seconds(gpu_seconds=total, price_amount=price)
+        for (_lease, price, _period), total in seconds.items()
+    )
+
+
+def funding_get(*, buyer: Organisation, currency: str = "CNY") -> Funding:
+    """The one place available funds are computed (order checks, the beat's
+    sweep, the API and the pages all read it)."""
+    terms = FundingTerms.objects.filter(buyer=buyer).first()
+    accounts = dict(
+        LedgerAccount.objects.filter(
+            organisation=buyer,
+            currency=currency,
+            reference="",
+            purpose__in=[
+                LedgerAccount.Purpose.BUYER_CREDIT,
+                LedgerAccount.Purpose.BUYER_RECEIVABLE,
+            ],
+        ).values_list("purpose", "balance")
+    )
+    return Funding(
+        currency=currency,
+        # credit-normal: the ledger holds the buyer's money as a negative balance
+        balance=-accounts.get(LedgerAccount.Purpose.BUYER_CREDIT, 0),
+        credit_limit=terms.credit_limit_amount if terms else 0,
+        outstanding=accounts.get(LedgerAccount.Purpose.BUYER_RECEIVABLE, 0),
+        unbilled=unbilled_usage_amount(buyer=buyer, currency=currency),
+        terms=terms,
+    )
+
+
+def funding_alerts(*, buyer: Organisation, limit: int = 10) -> QuerySet[FundingAlert]:
+    return FundingAlert.objects.filter(buyer=buyer)[:limit]
+
+
+def top_up_list(*, buyer: Organisation) -> QuerySet[TopUp]:
+    return TopUp.objects.filter(buyer=buyer)

@@ -45,6 +45,7 @@ from billing.invoices import (
 )
 from billing.ledger import Leg, account_get, transaction_post, transaction_reverse
 from billing.models import Invoice, InvoiceEvent, InvoiceLine, SlaCredit
+from billing.prepaid import invoice_pay_from_balance
 from billing.subsidy import invoice_redeem_vouchers
 from core import clock
 from core.errors import ApplicationError, Conflict
@@ -145,10 +146,15 @@ def invoice_issue(*, invoice: Invoice, actor=None) -> Invoice:
                 legs=legs,
                 memo=f"{invoice.number} issued",
             )
+        invoice_pay_from_balance(invoice=invoice)  # the card pays what is left
         now = clock.now()
         transition(invoice, old=S.DRAFT, new=S.OPEN, actor=actor, reason="issued", issued_at=now)
         if invoice.buyer_amount <= 0:
             transition(invoice, old=S.OPEN, new=S.PAID, reason="nothing to pay", paid_at=now)
+        elif invoice.outstanding_amount <= 0:
+            transition(
+                invoice, old=S.OPEN, new=S.PAID, reason="paid from the prepaid balance", paid_at=now
+            )
     return invoice
 
 

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organisation
-from billing import invoices, period_close, settlement
+from billing import invoices, period_close, prepaid, settlement
 from core import clock
 from core.outbox import outbox_enqueue
 
@@ -153,3 +153,9 @@ def payout_run_execute(key: str) -> int:
     from billing import payouts
 
     return payouts.payout_run_execute(key=key).pk
+
+
+@shared_task(name="billing.funding_sweep")
+def funding_sweep() -> int:
+    """Every minute: buyers' available funds against their terms (billing.prepaid)."""
+    return prepaid.funding_sweep()

@@ -206,6 +206,10 @@ BILLING_SETTLEMENT_HOOKS = env.list("BILLING_SETTLEMENT_HOOKS", default=[])
 # outbox) with a lease's id when it completes. The market names no billing code;
 # billing subscribes here by task name (market/leases.py, CONTRIBUTING.md).
 LEASE_COMPLETED_TASKS = ["billing.invoice_refresh_for_lease"]
+# The second declared seam: dotted paths called as check(*, buyer, currency) before an
+# order is stored (market/orders.py); each raises an ApplicationError to refuse it.
+# Billing holds buyers to their funding terms here (billing/prepaid.py).
+ORDER_PLACEMENT_CHECKS = ["billing.prepaid.funding_check_order"]
 
 # --- REST API ----------------------------------------------------------------
 # The largest JSON body the API parses (telemetry batches are read by their own view).
@@ -345,6 +349,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "billing-closed-periods-check": {"task": "billing.closed_periods_check", "schedule": 3600.0},
     "billing-stripe-reconcile": {"task": "billing.stripe_events_reconcile", "schedule": 600.0},
     "billing-payout-run": {"task": "billing.payout_run_scheduled", "schedule": 86400.0},
+    # prepaid balances: zero, alerts, automatic top-ups, leases stopped after the grace
+    "billing-funding-sweep": {"task": "billing.funding_sweep", "schedule": 60.0},
     # compute vouchers: expiry and fraud flags
     "vouchers-expire-due": {"task": "billing.vouchers_expire_due", "schedule": 300.0},
     "fraud-flags-compute": {"task": "billing.fraud_flags_compute", "schedule": 3600.0},

@@ -57,3 +57,7 @@ MAX_LIST_ITEMS = 100  # names in one list field (GPU models, provinces, hubs, ve
 # --- subsidy trail ------------------------------------------------------------------
 MAX_TRAIL_SIZE = 2**40  # leaves of the trail (a tree size, a leaf index, a record id asked for)
 MAX_TRAIL_LEAVES_PER_REQUEST = 1_000  # leaves read in one request
+
+# --- prepaid balance and credit (billing/prepaid.py) -----------------------------------
+MAX_FUNDING_GRACE_MINUTES = 60 * 24 * 7  # how long leases run on after funds reach zero
+MAX_ALERT_THRESHOLDS = 10  # balance alert thresholds a buyer sets

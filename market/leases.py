@@ -143,13 +143,16 @@ def leases_stop(
     return moved
 
 
-def lease_end_now(*, lease: Lease, actor: User | None, reason: str = "") -> Lease:
+def lease_end_now(
+    *, lease: Lease, actor: User | None, reason: str = "", ended_by: str = "the buyer"
+) -> Lease:
     """The buyer ends a lease now, at the current whole second: an active lease
     completes (metered and billed to that second), a pending one is cancelled;
     the GPUs go back to the offer at once. A lease that has already ended is a
-    Conflict (409)."""
+    Conflict (409). `ended_by` names who ended it in its history (billing's
+    funding sweep: "the exchange")."""
     at = clock.now().replace(microsecond=0)
-    why = "ended early by the buyer" + (f": {reason}" if reason else "")
+    why = f"ended early by {ended_by}" + (f": {reason}" if reason else "")
     with transaction.atomic():
         Order.objects.select_for_update().filter(pk=lease.order_id).first()
         locked = Lease.objects.get(pk=lease.pk)

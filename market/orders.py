@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, Sum
+from django.utils.module_loading import import_string
 
 from accounts.models import Organisation
 from accounts.services import organisation_check_can_trade
@@ -221,6 +222,10 @@ def order_create(
         max_refills=max_refills,
         start_at=start_at,
     )
+    # Checks of layers above the market (billing's funding terms), by dotted
+    # path: the second declared seam (CONTRIBUTING.md); each raises to refuse.
+    for check in settings.ORDER_PLACEMENT_CHECKS:
+        import_string(check)(buyer=buyer, currency=str(payload["currency"]))
     if time_in_force == IOC:
         good_till = min(clock.now() + IOC_GRACE, start_by)
     try:

@@ -66,13 +66,20 @@ class InvoiceOutput(serializers.ModelSerializer):
             "voucher_amount",
             "buyer_amount",
             "paid_amount",
+            "prepaid_amount",
             "outstanding_amount",
             "on_demand",
             "issued_at",
             "paid_at",
         ]
         extra_kwargs = {
-            "on_demand": {"help_text": "An interim invoice (settle now), ending before its period."}
+            "on_demand": {
+                "help_text": "An interim invoice (settle now), ending before its period."
+            },
+            "paid_amount": {"help_text": "Paid so far: from the prepaid balance and by card."},
+            "prepaid_amount": {
+                "help_text": "Of paid_amount, what the prepaid balance paid at issue."
+            },
         }
 
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from billing.api import eligibility, invoices, payouts, subsidy, trail, webhooks
+from billing.api import eligibility, invoices, payouts, prepaid, subsidy, trail, webhooks
 
 urlpatterns = [
     path("invoices/", invoices.InvoiceListView.as_view(), name="api-invoices"),
@@ -13,6 +13,13 @@ urlpatterns = [
     ),
     path("invoices/<int:pk>/", invoices.InvoiceDetailView.as_view(), name="api-invoice"),
     path("invoices/<int:pk>/pay/", invoices.InvoicePayView.as_view(), name="api-invoice-pay"),
+    path("balance/", prepaid.FundingView.as_view(), name="api-balance"),
+    path("balance/top-ups/", prepaid.TopUpCreateView.as_view(), name="api-balance-top-ups"),
+    path(
+        "buyers/<int:pk>/credit-limit/",
+        prepaid.CreditLimitView.as_view(),
+        name="api-buyer-credit-limit",
+    ),
     path("payouts/", payouts.PayoutListView.as_view(), name="api-payouts"),
     path("payout-runs/", payouts.PayoutRunListCreateView.as_view(), name="api-payout-runs"),
     path("payout-account/", payouts.PayoutAccountView.as_view(), name="api-payout-account"),

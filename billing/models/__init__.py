@@ -63,3 +63,6 @@ __all__ += ["FrameworkAgreement"]
 from billing.models.trail import TrailLeaf, TreeHead  # noqa: E402 - the subsidy trail
 
 __all__ += ["TrailLeaf", "TreeHead"]
+from billing.models.prepaid import FundingAlert, FundingTerms, TopUp  # noqa: E402 - prepaid
+
+__all__ += ["FundingAlert", "FundingTerms", "TopUp"]

@@ -38,7 +38,8 @@ class Invoice(models.Model):
     total_amount = models.BigIntegerField(default=0)  # gross − credits
     voucher_amount = models.BigIntegerField(default=0)  # paid by compute vouchers
     buyer_amount = models.BigIntegerField(default=0)  # total − voucher: the buyer's share
-    paid_amount = models.BigIntegerField(default=0)  # captured by card so far
+    paid_amount = models.BigIntegerField(default=0)  # paid so far (balance and card)
+    prepaid_amount = models.BigIntegerField(default=0)  # of which from the prepaid balance
     platform_fee_amount = models.BigIntegerField(default=0)  # charged to providers
     provider_net_amount = models.BigIntegerField(default=0)  # Σ provider nets (credits included)
     rounding_amount = models.BigIntegerField(
@@ -74,6 +75,11 @@ class Invoice(models.Model):
     @property
     def outstanding_amount(self) -> int:
         return self.buyer_amount - self.paid_amount
+
+    @property
+    def card_amount(self) -> int:
+        """What the card paid (the rest of paid_amount came from the prepaid balance)."""
+        return self.paid_amount - self.prepaid_amount
 
     @property
     def transfer_group(self) -> str:

@@ -23,7 +23,7 @@ class LedgerAccount(models.Model):
         BANK = "bank", _("platform bank")
         SUBSIDY_RECEIVABLE = "subsidy_receivable", _("subsidy receivable from the authority")
         # credit-normal (liabilities / revenue / budgets)
-        BUYER_CREDIT = "buyer_credit", _("buyer credit")
+        BUYER_CREDIT = "buyer_credit", _("buyer prepaid balance")
         PROVIDER_PAYABLE = "provider_payable", _("provider payable")
         PLATFORM_FEE = "platform_fee", _("platform fee revenue")
         PROGRAMME_BUDGET = "programme_budget", _("programme budget left")

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import page_check_can_change
 from accounts.selectors import organisation_for_user
-from billing import interim, invoice_files, payments, selectors
+from billing import interim, invoice_files, payments, prepaid, selectors
 from billing.subsidy import invoice_pending_reimbursements, reimbursement_submit
 from core.errors import ApplicationError
 
@@ -36,8 +36,19 @@ def _invoice(request: HttpRequest, pk: int):
 
 @login_required
 def invoice_list(request: HttpRequest) -> HttpResponse:
-    invoices = selectors.invoice_list(buyer=_buyer(request))
-    return render(request, "billing/invoices.html", {"invoices": invoices})
+    buyer = _buyer(request)
+    funding = selectors.funding_get(buyer=buyer)
+    return render(
+        request,
+        "billing/invoices.html",
+        {
+            "invoices": selectors.invoice_list(buyer=buyer),
+            "funding": funding,
+            "at_zero_explained": prepaid.at_zero_explained(funding.terms),
+            "leases_stop_at": prepaid.leases_stop_at(funding.terms),
+            "alerts": selectors.funding_alerts(buyer=buyer),
+        },
+    )
 
 
 @login_required
