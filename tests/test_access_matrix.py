@@ -384,6 +384,19 @@ API: dict[tuple[str, str], Api] = {
         body=lambda w, r: {},
         ok=409,
     ),
+    # prepaid balance and credit
+    (f"{V1}/balance/", "get"): Api(BUYERS),
+    (f"{V1}/balance/", "put"): Api(
+        BUYERS, body=lambda w, r: {"at_zero": "stop_leases", "grace_minutes": 30}
+    ),
+    # a top-up of nothing: the buyer gets as far as the field error (no card is charged here)
+    (f"{V1}/balance/top-ups/", "post"): Api(BUYERS, body=lambda w, r: {"amount": 0}, ok=400),
+    (f"{V1}/buyers/{{id}}/credit-limit/", "put"): Api(
+        STAFF,
+        path=lambda w: {"id": w.a.buyer.pk},
+        sees=STAFF,
+        body=lambda w, r: {"credit_limit_amount": 100_000},
+    ),
     (f"{V1}/payouts/", "get"): Api(PROVIDERS, rows=lambda w, r: {getattr(w, _own(r)).payout.pk}),
     (f"{V1}/payout-runs/", "get"): Api(STAFF),
     (f"{V1}/payout-runs/", "post"): Api(STAFF, ok=202),

@@ -20,8 +20,10 @@ from rest_framework.test import APIClient
 
 from accounts.models import Organisation, OrganisationRelationship
 from billing.models import (
+    FundingTerms,
     LedgerTransaction,
     SubsidyProgramme,
+    TopUp,
     Voucher,
     VoucherApplication,
 )
@@ -112,6 +114,8 @@ def _stored(world) -> tuple:
             LedgerTransaction,
             TelemetrySample,
             OrganisationRelationship,
+            FundingTerms,
+            TopUp,
         )
     )
     return (
@@ -203,6 +207,8 @@ RELATIONSHIP = {
     "related_credit_code": make_credit_code(660_001),
     "share_bp": 2_500,
 }
+FUNDING_TERMS = {"at_zero": "stop_leases", "grace_minutes": 30}
+TOP_UP = {"amount": 10_000}
 
 API_CASES = [
     (Api("provider", "post", "/api/v1/sites/", SITE), "carbon_intensity_g_per_kwh", None),
@@ -256,6 +262,22 @@ API_CASES = [
         "share_bp",
         limits.MAX_BASIS_POINTS,
     ),
+    (
+        Api("buyer", "put", "/api/v1/balance/", FUNDING_TERMS),
+        "grace_minutes",
+        limits.MAX_FUNDING_GRACE_MINUTES,
+    ),
+    (
+        Api("buyer", "put", "/api/v1/balance/", FUNDING_TERMS),
+        "auto_top_up_amount",
+        limits.MAX_AMOUNT,
+    ),
+    (
+        Api("buyer", "put", "/api/v1/balance/", FUNDING_TERMS),
+        "auto_top_up_below_amount",
+        limits.MAX_AMOUNT,
+    ),
+    (Api("buyer", "post", "/api/v1/balance/top-ups/", TOP_UP), "amount", limits.MAX_AMOUNT),
     (Api("node", "post", "/api/v1/telemetry/", {}), "mem_used_mib", None),
     (Api("node", "post", "/api/v1/telemetry/", {}), "ecc_errors", None),
 ]
@@ -464,6 +486,24 @@ def test_a_page_form_refuses_huge_numbers_on_the_field_and_stores_nothing(
                 share_bp=limits.MAX_BASIS_POINTS + 1,
             ),
             "relationship_share_bounded",
+        ),
+        (
+            lambda: FundingTerms.objects.create(
+                buyer=OrganisationFactory(), grace_minutes=limits.MAX_FUNDING_GRACE_MINUTES + 1
+            ),
+            "funding_terms_grace_bounded",
+        ),
+        (
+            lambda: FundingTerms.objects.create(
+                buyer=OrganisationFactory(), credit_limit_amount=limits.MAX_AMOUNT + 1
+            ),
+            "funding_terms_amounts_bounded",
+        ),
+        (
+            lambda: TopUp.objects.create(
+                buyer=OrganisationFactory(), amount=limits.MAX_AMOUNT + 1, idempotency_key="k"
+            ),
+            "top_up_bounded",
         ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
