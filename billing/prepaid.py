@@ -184,6 +184,8 @@ def funding_check_order(*, buyer: Organisation, currency: str) -> None:
     """Refuse a new order (409, nothing stored) when the buyer is held to
     funding terms and has nothing available. Called by market.orders through
     settings.ORDER_PLACEMENT_CHECKS."""
+    if not FundingTerms.objects.filter(buyer=buyer).exists():
+        return  # pays by card after use: one query, no usage priced
     funding = selectors.funding_get(buyer=buyer, currency=currency)
     if not funding.enforced or funding.available > 0:
         return
@@ -284,8 +286,8 @@ def _top_up_advance(*, top_up: TopUp, status: str) -> bool:
 
 
 def top_up_intent_event(*, intent: dict[str, Any], status: str) -> None:
-    """Apply a PaymentIntent of a top-up as Stripe has it (the caller fetched
-    it and holds the event's lock): credit the balance once, by business key."""
+    """Apply a PaymentIntent of a top-up as Stripe has it (billing.payments
+    fetched it for the event): credit the balance once, by business key."""
     top_up = TopUp.objects.filter(stripe_payment_intent_id=intent["id"]).first()
     if top_up is None:  # the webhook beat our own save of the intent id
         pk = str((intent.get("metadata") or {}).get("top_up") or "")
@@ -298,27 +300,25 @@ def top_up_intent_event(*, intent: dict[str, Any], status: str) -> None:
             logger.warning("event for an unknown top-up", extra={"intent": intent["id"]})
             return
         TopUp.objects.filter(pk=top_up.pk).update(stripe_payment_intent_id=intent["id"])
-    top_up = TopUp.objects.select_for_update().get(pk=top_up.pk)
-    if status != PI.SUCCEEDED:
-        _top_up_advance(top_up=top_up, status=status)
-        return
-    if top_up.status in (PI.CANCELED, PI.FAILED) or not _intent_matches(intent, top_up):
-        logger.error("succeeded intent not applied to its top-up", extra={"top_up": top_up.pk})
-        return
-    _top_up_advance(top_up=top_up, status=PI.SUCCEEDED)
-    if top_up.credited_at is None:
-        transaction_post(
-            business_key=f"stripe:payment_intent:{intent['id']}:top_up",
-            kind="top_up",
-            legs=[
-                Leg(
-                    account_get(purpose=P.STRIPE_CLEARING, currency=top_up.currency), top_up.amount
-                ),
-                Leg(_balance_account(buyer=top_up.buyer, currency=top_up.currency), -top_up.amount),
-            ],
-            memo=f"top-up {top_up.pk}",
-        )
-        TopUp.objects.filter(pk=top_up.pk, credited_at=None).update(credited_at=clock.now())
+    with transaction.atomic():
+        top_up = TopUp.objects.select_for_update().get(pk=top_up.pk)
+        if status != PI.SUCCEEDED:
+            _top_up_advance(top_up=top_up, status=status)
+            return
+        if top_up.status in (PI.CANCELED, PI.FAILED) or not _intent_matches(intent, top_up):
+            logger.error("succeeded intent not applied to its top-up", extra={"top_up": top_up.pk})
+            return
+        _top_up_advance(top_up=top_up, status=PI.SUCCEEDED)
+        if top_up.credited_at is None:
+            clearing = account_get(purpose=P.STRIPE_CLEARING, currency=top_up.currency)
+            balance = _balance_account(buyer=top_up.buyer, currency=top_up.currency)
+            transaction_post(
+                business_key=f"stripe:payment_intent:{intent['id']}:top_up",
+                kind="top_up",
+                legs=[Leg(clearing, top_up.amount), Leg(balance, -top_up.amount)],
+                memo=f"top-up {top_up.pk}",
+            )
+            TopUp.objects.filter(pk=top_up.pk, credited_at=None).update(credited_at=clock.now())
 
 
 def _intent_matches(intent: dict[str, Any], top_up: TopUp) -> bool:

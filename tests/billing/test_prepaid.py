@@ -525,3 +525,64 @@ def test_a_member_of_another_buyer_sees_its_own_balance_only(buyer_org, buyer_cl
     theirs = _client(other).get("/api/v1/balance/").json()
 
     assert (theirs["balance_amount"], theirs["prepaid"]) == (0, False)
+
+
+# --- on PostgreSQL: invoices issued at once never overdraw the balance -----------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_ten_invoices_issued_at_once_draw_the_balance_down_to_zero_and_never_below(
+    buyer_org, provider_org
+):
+    import threading
+
+    from django.db import connection
+
+    from billing.models import InvoiceLine
+    from billing.settlement import invoice_issue
+    from market.catalogue import gpu_models_load
+    from tests.billing.subsidy.factories import invoice_with_lines, usage_line_spec
+
+    gpu_models_load()  # an earlier transactional test may have flushed the seeded catalogue
+    # given ¥350.00 prepaid and ten drafts of ¥100.00 each
+    _top_up_succeeded(buyer_org, 35_000, intent_id="pi_race")
+    drafts = [
+        invoice_with_lines(buyer_org, [usage_line_spec(provider=provider_org, amount=10_000)])
+        for _ in range(10)
+    ]
+    ids = [draft.pk for draft in drafts]
+    InvoiceLine.objects.filter(invoice_id__in=ids).update(provider_net_amount=10_000)
+    Invoice.objects.filter(pk__in=ids).update(
+        status=Invoice.Status.DRAFT, provider_net_amount=10_000
+    )
+    barrier = threading.Barrier(10)
+    errors = []
+
+    def issue(pk):
+        try:
+            barrier.wait()
+            invoice_issue(invoice=Invoice.objects.get(pk=pk))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # when all ten are issued at once
+    threads = [threading.Thread(target=issue, args=(pk,)) for pk in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # then the balance paid ¥350.00 exactly: three in full, one ¥50.00, the card the rest
+    assert errors == []
+    prepaid_amounts = sorted(
+        Invoice.objects.filter(pk__in=ids).values_list("prepaid_amount", flat=True)
+    )
+    assert prepaid_amounts == [0] * 6 + [5_000] + [10_000] * 3
+    assert Invoice.objects.filter(pk__in=ids, status=Invoice.Status.PAID).count() == 3
+    assert _balance(buyer_org) == 0
+    receivable = account_get(purpose=P.BUYER_RECEIVABLE, organisation=buyer_org)
+    assert receivable.normal_balance == 100_000 - 35_000
+    assert ledger_is_balanced()
