@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0005_invitations_and_roles'),
-        ('billing', '0013_invoice_settle_now_idempotency_key'),
+        ('billing', '0014_trail_refunds'),
     ]
 
     operations = [
