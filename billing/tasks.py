@@ -155,7 +155,9 @@ def payout_run_execute(key: str) -> int:
     return payouts.payout_run_execute(key=key).pk
 
 
-@shared_task(name="billing.funding_sweep")
+@shared_task(name="billing.funding_sweep", **MONEY)
 def funding_sweep() -> int:
-    """Every minute: buyers' available funds against their terms (billing.prepaid)."""
+    """Every minute: buyers' available funds against their terms (billing.prepaid).
+    It may start an automatic top-up and end leases; a second run does neither twice
+    (one top-up per crossing, a lease already ended is skipped)."""
     return prepaid.funding_sweep()
