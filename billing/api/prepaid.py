@@ -16,6 +16,7 @@ from billing.models import FundingTerms, TopUp
 from core import limits
 from core.errors import NotFound
 from core.openapi import errors
+from core.parsers import BoundedJSONParser
 
 
 class FundingOutput(serializers.Serializer):
@@ -77,6 +78,15 @@ def funding_data(buyer: Organisation) -> dict:
 PAYMENT_METHOD = r"^pm_[A-Za-z0-9_]+$"
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, as the schema says: never 0, 1 or "yes" for a card charge switch."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+
+
 class FundingTermsInput(serializers.Serializer):
     at_zero = serializers.ChoiceField(choices=FundingTerms.AtZero.choices)
     grace_minutes = serializers.IntegerField(
@@ -89,7 +99,7 @@ class FundingTermsInput(serializers.Serializer):
         default=list,
         help_text="Alert when available funds fall to or below each amount (0 always alerts).",
     )
-    auto_top_up = serializers.BooleanField(required=False, default=False)
+    auto_top_up = StrictBooleanField(required=False, default=False)
     auto_top_up_amount = serializers.IntegerField(
         min_value=0, max_value=limits.MAX_AMOUNT, required=False, default=0
     )
@@ -111,9 +121,15 @@ class FundingTermsInput(serializers.Serializer):
 
 class FundingView(APIView):
     """The buyer's prepaid balance, credit, what is available and what happens
-    at zero (GET); PUT sets its funding terms (the credit limit is staff's)."""
+    at zero (GET). PUT replaces its funding terms: fields left out take their
+    defaults (no alert but zero, no automatic top-up); the credit limit is
+    staff's. Terms once set hold the buyer to them: at available ≤ 0 new
+    orders are refused (409), and under stop_leases running leases end after
+    the grace."""
 
     permission_classes = [IsBuyer]
+    # JSON only: a form's "0" is no boolean a buyer meant for auto_top_up
+    parser_classes = [BoundedJSONParser]
 
     @extend_schema(responses=FundingOutput)
     def get(self, request):
@@ -166,6 +182,7 @@ class TopUpCreateView(APIView):
     header the same request again returns the first top-up (200)."""
 
     permission_classes = [IsBuyer]
+    parser_classes = [BoundedJSONParser]
 
     @extend_schema(
         request=TopUpInput,
@@ -196,6 +213,7 @@ class CreditLimitView(APIView):
     """Staff: set a buyer's credit limit (0 withdraws it); answers the buyer's funding."""
 
     permission_classes = [IsAdminUser]
+    parser_classes = [BoundedJSONParser]
 
     @extend_schema(request=CreditLimitInput, responses={200: FundingOutput, **errors(404)})
     def put(self, request, pk: int):
