@@ -29,7 +29,7 @@ from trail_verify.verifier import VerificationFailed, Verifier
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_ERROR = 2
-KINDS = ("usage", "invoice_line", "payment", "redemption", "redemption_status")
+KINDS = ("usage", "invoice_line", "payment", "redemption", "redemption_status", "refund")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ class TrailLeaf(models.Model):
         PAYMENT = "payment", _("card payment")
         REDEMPTION = "redemption", _("voucher redemption")
         REDEMPTION_STATUS = "redemption_status", _("redemption status change")
+        REFUND = "refund", _("card refund")
 
     index = models.BigIntegerField(primary_key=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

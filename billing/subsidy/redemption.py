@@ -48,6 +48,7 @@ from billing.subsidy.rules import (
     line_rate_bp,
     line_refusal,
     one_claim_conflict,
+    resold_gpu_seconds,
     usage_year,
 )
 from billing.subsidy.services import voucher_return_balance
@@ -263,7 +264,7 @@ def invoice_redeem_vouchers(*, invoice: Invoice) -> int:
             .select_related(
                 "invoice__buyer",
                 "provider",
-                "lease__node__site",
+                "lease__node__site__provider",
                 "lease__node__gpu_model",
             )
             .prefetch_related("usage_records")
@@ -317,6 +318,22 @@ def _line_redeem(state: _Settlement, *, line: InvoiceLine, vouchers: list[Vouche
             unpaid = target - state.by_programme[(line.pk, programme.pk)]
             _refuse(line, voucher, reason, unpaid, detail)
             continue
+        resold = resold_gpu_seconds(line=line, records=records)
+        if resold:
+            whole = eligible_amount
+            seconds = sum(r.gpu_seconds_delivered for r in records) - resold
+            eligible_amount = amount_for_gpu_seconds(
+                gpu_seconds=seconds, price_amount=line.price_amount
+            )
+            _refuse(
+                line,
+                voucher,
+                Reason.NOT_ELIGIBLE,
+                apply_basis_points(amount=whole, basis_points=rate_bp)
+                - apply_basis_points(amount=eligible_amount, basis_points=rate_bp),
+                f"{resold / 3600:.4f} GPU-hours resold: the buyer who used them is subsidised",
+            )
+            target = apply_basis_points(amount=eligible_amount, basis_points=rate_bp)
         if line.gpu_seconds_lost:
             lost = amount_for_gpu_seconds(
                 gpu_seconds=line.gpu_seconds_lost, price_amount=line.price_amount

@@ -4,6 +4,7 @@ Pure reads: settlement (billing.subsidy.redemption) and the fraud rules call the
 """
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -19,7 +20,7 @@ from billing.models import (
     SubsidyProgramme,
     SubsidyRefusal,
 )
-from market.models import Lease
+from market.models import Lease, UsageRecord
 
 
 def affiliation_signals(*, a: Organisation, b: Organisation) -> str:
@@ -93,14 +94,46 @@ def line_refusal(
     for failed, reason in checks:
         if failed:
             return R.NOT_ELIGIBLE, reason
+    # The computing centre whose GPUs ran the work is the supplier a programme
+    # lists; a resold block's seller (the line's provider then) is a reseller,
+    # and an affiliation with either refuses.
+    supplier = site.provider
     provider_ids = {p.pk for p in programme.eligible_providers.all()}
-    if provider_ids and line.provider_id not in provider_ids:
-        return R.NOT_LISTED, f"{line.provider.legal_name} is not on the programme's list"
+    if provider_ids and supplier.pk not in provider_ids:
+        return R.NOT_LISTED, f"{supplier.legal_name} is not on the programme's list"
     if programme.forbid_affiliated:
-        evidence = declared_affiliation(a=buyer, b=line.provider)
-        if evidence:
-            return R.AFFILIATED, evidence
+        for party in {supplier, line.provider}:
+            evidence = declared_affiliation(a=buyer, b=party)
+            if evidence:
+                return R.AFFILIATED, evidence
     return "", ""
+
+
+def resold_gpu_seconds(*, line: InvoiceLine, records: Sequence[UsageRecord]) -> int:
+    """Of the GPU-seconds a block's `records` delivered, those its holder
+    resold: another buyer used them and is billed (and subsidised) for them,
+    so the seller's line is not subsidised for them too. Per window, the
+    delivered seconds times the share of the block's GPU-time the resales
+    took in it."""
+    lease = line.lease
+    if lease is None:
+        return 0
+    resales = list(
+        Lease.objects.filter(resold_from=lease).values_list("gpu_count", "starts_at", "ends_at")
+    )
+    if not resales:
+        return 0
+    resold = 0
+    for record in records:
+        start, end = record.window_start, record.window_end
+        reserved = lease.gpu_count * int((end - start).total_seconds())
+        taken = sum(
+            gpus * max(0, int((min(ends, end) - max(starts, start)).total_seconds()))
+            for gpus, starts, ends in resales
+        )
+        if reserved > 0:
+            resold += record.gpu_seconds_delivered * min(taken, reserved) // reserved
+    return resold
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from billing.models import InvoiceLine, Payment, Redemption, RedemptionEvent
+from billing.models import InvoiceLine, Payment, Redemption, RedemptionEvent, Refund
 from billing.trail.tree import leaf_hash
 from market.models import UsageRecord
 
@@ -150,4 +150,21 @@ def payment_leaf(payment: Payment) -> dict[str, Any]:
         "amount": payment.amount,
         "captured_amount": payment.captured_amount,
         "stripe_payment_intent": payment.stripe_payment_intent_id,
+    }
+
+
+def refund_leaf(refund: Refund) -> dict[str, Any]:
+    """Money returned to the buyer's card: what the invoice's payments net to."""
+    payment = refund.payment
+    return {
+        "v": VERSION,
+        "kind": "refund",
+        "id": refund.pk,
+        "payment_id": payment.pk,
+        "invoice": payment.invoice.number,
+        "invoice_id": payment.invoice_id,
+        "buyer": payment.invoice.buyer_id,
+        "currency": payment.currency,
+        "amount": refund.amount,
+        "stripe_refund": refund.stripe_refund_id,
     }

@@ -3,7 +3,8 @@
 `trail_append_pending` logs every record not yet logged, kind by kind in id
 order: usage records as metered; invoice lines once their invoice is issued
 (a draft's lines are still being rewritten); redemptions and their status
-changes once their invoice is issued; card payments once they succeeded.
+changes once their invoice is issued; card payments and refunds once they
+succeeded.
 Records are found by what is missing from the log (an anti-join), not by a
 per-kind "last id" watermark: ids are handed out before commit, so a slow
 transaction can commit an id below one already logged, and a watermark would
@@ -20,7 +21,15 @@ from typing import Any
 from django.db import connection, models, transaction
 from django.db.models import Exists, OuterRef
 
-from billing.models import Invoice, InvoiceLine, Payment, Redemption, RedemptionEvent, TrailLeaf
+from billing.models import (
+    Invoice,
+    InvoiceLine,
+    Payment,
+    Redemption,
+    RedemptionEvent,
+    Refund,
+    TrailLeaf,
+)
 from billing.trail import leaves
 from billing.trail.tree import leaf_hash
 from core import clock
@@ -70,6 +79,13 @@ SOURCES = (
         lambda qs: qs.filter(status=Payment.Status.SUCCEEDED),
         ("invoice",),
         leaves.payment_leaf,
+    ),
+    Source(
+        K.REFUND,
+        Refund,
+        lambda qs: qs.filter(status="succeeded"),
+        ("payment__invoice",),
+        leaves.refund_leaf,
     ),
 )
 SOURCE_OF = {source.kind: source for source in SOURCES}

@@ -274,3 +274,47 @@ def test_a_resale_racing_its_sellers_cancel_is_sold_or_cancelled_never_both(
         assert (block.status, seller_order.status) == ("pending", "filled")
         assert sold.get().gpu_count == 8
         assert (resale.status, resale.gpus_available) == ("active", 0)
+
+
+@pytest.mark.django_db
+@time_machine.travel(T0, tick=False)
+def test_a_resold_block_is_subsidised_once_for_the_buyer_who_used_it():
+    """Seller and holder both hold vouchers of a 30 % programme listing the
+    computing centre: the holder's resale line is subsidised (its supplier is
+    the listed centre, not the reselling buyer), the seller's block line is not
+    for the GPU-hours it resold, and says why."""
+    from billing.models import SubsidyRefusal
+    from tests.billing.subsidy.factories import programme, spread_organisation, voucher
+
+    offer, seller_order, block = _forward_block()
+    authority = spread_organisation("authority")
+    prog = programme(authority, rate_bp=3_000, eligible_providers=[offer.provider])
+    holder_order = OrderFactory(
+        accepted_models=[gpu(H800)], gpu_count=4, hours=4, max_price_amount=2_300
+    )
+    for buyer in (seller_order.buyer, holder_order.buyer):
+        voucher(prog, buyer, 1_000_000)
+    _client(seller_order.buyer).post(f"/api/v1/leases/{block.pk}/resell/", {"price_amount": 2_200})
+    (bought,) = order_match(order_id=holder_order.pk)  # 4 of the block's 8 GPUs
+    assert (bought.gpu_count, bought.provider) == (4, seller_order.buyer)
+
+    record_ticks(block.node, start=T0 + 2 * HOUR - dt.timedelta(minutes=1), end=T0 + 7 * HOUR)
+    for hour in (2, 6):
+        with time_machine.travel(T0 + hour * HOUR, tick=False):
+            leases_advance()
+    with time_machine.travel(T0 + 7 * HOUR, tick=False):
+        leases_meter(now=T0 + 7 * HOUR)
+        for buyer in (holder_order.buyer, seller_order.buyer):
+            invoice_issue(invoice=Invoice.objects.get(pk=invoice_draft_refresh(buyer=buyer)))
+
+    # the holder: 16 GPU-hours × ¥22.00 = ¥352.00, 30 % = ¥105.60
+    used = InvoiceLine.objects.get(lease=bought)
+    assert (used.amount, used.voucher_amount) == (35_200, 10_560)
+    # the seller: 32 GPU-hours × ¥20.00 = ¥640.00 billed, subsidised only for
+    # the 16 it kept: 30 % of ¥320.00 = ¥96.00; the other ¥96.00 refused
+    kept = InvoiceLine.objects.get(lease=block)
+    assert (kept.amount, kept.voucher_amount) == (64_000, 9_600)
+    refusal = SubsidyRefusal.objects.get(invoice_line=kept)
+    assert (refusal.reason, refusal.amount) == ("not_eligible", 9_600)
+    assert refusal.detail.startswith("16.0000 GPU-hours resold")
+    assert ledger_is_balanced()

@@ -205,3 +205,37 @@ def test_the_trail_reads_records_by_their_fields_only(world):
     assert Tree([]).mth().hex() == (
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     )
+
+
+def test_a_card_refund_is_logged_once_it_succeeded_and_a_rewrite_is_found(world):
+    from billing.models import Refund
+
+    refund = Refund.objects.create(
+        payment=world.payment, amount=12_345, idempotency_key="refund-1", reason="duplicate"
+    )
+    trail.trail_append_pending()
+    assert not TrailLeaf.objects.filter(kind="refund").exists()  # pending: not money yet
+
+    Refund.objects.filter(pk=refund.pk).update(status="succeeded", stripe_refund_id="re_1")
+    trail.trail_append_pending()
+    trail.trail_append_pending()
+
+    leaf = TrailLeaf.objects.get(kind="refund")
+    assert json.loads(leaf.leaf) == {
+        "v": leaves.VERSION,
+        "kind": "refund",
+        "id": refund.pk,
+        "payment_id": world.payment.pk,
+        "invoice": world.invoices[0].number,
+        "invoice_id": world.invoices[0].pk,
+        "buyer": world.invoices[0].buyer_id,
+        "currency": "CNY",
+        "amount": 12_345,
+        "stripe_refund": "re_1",
+    }
+    assert trail.trail_check() == []
+    # a refund made smaller after it was logged shows
+    Refund.objects.filter(pk=refund.pk).update(amount=345)
+    assert [(m.kind, m.record_id, m.problem) for m in trail.trail_check()] == [
+        ("refund", refund.pk, "rewritten")
+    ]

@@ -172,6 +172,22 @@ def test_an_equal_or_lower_bid_never_pre_empts():
 
 
 @time_machine.travel(T0, tick=False)
+@pytest.mark.parametrize(
+    "fields",
+    [{"gang": True}, {"time_in_force": "ioc"}],
+    ids=["gang waits for a whole site", "immediate-or-cancel cannot wait a notice"],
+)
+def test_gang_and_immediate_or_cancel_orders_never_pre_empt(fields):
+    _spot_market()
+    _, spot = _spot_lease(bid=1_500)
+    OrderFactory(accepted_models=[gpu(H800)], gpu_count=8, max_price_amount=3_000, **fields)
+
+    assert orders_preempt() == []
+    spot.refresh_from_db()
+    assert (spot.preempt_at, spot.status) == (None, Lease.Status.ACTIVE)
+
+
+@time_machine.travel(T0, tick=False)
 def test_a_pre_empted_lease_is_billed_only_for_the_time_it_ran():
     # given: 8 interruptible GPUs at ¥12.00 from 09:00, pre-empted at 10:00 with 10 minutes' notice
     node, regular, spot = _spot_market()
