@@ -1,10 +1,12 @@
 """Reads for the subsidy side: budgets, vouchers, applications, redemptions,
 flags, and the aggregates behind the authority's dashboard."""
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Case, Count, Exists, OuterRef, QuerySet, Sum, When
+from django.utils import timezone
 
 from accounts.models import Organisation, OrganisationRelationship, SmeDeclaration
 from billing.models import (
@@ -21,6 +23,8 @@ from billing.models import (
     VoucherApplication,
 )
 from billing.subsidy.accounts import programme_accounts
+from market import index
+from market.models import GPUModel
 
 LIVE = (Redemption.Status.APPLIED, Redemption.Status.HELD)
 CLAIM_PAID_KIND = "subsidy_claim_paid"  # the ledger kind of billing.subsidy.claims' payment
@@ -271,3 +275,84 @@ def programme_burn_down(*, programme: SubsidyProgramme, now) -> BurnDown:
         days_elapsed=days_elapsed,
         days_total=days_total,
     )
+
+
+@dataclass(frozen=True)
+class PriceAgainstIndex:
+    """What the lines a programme subsidised paid per GPU-hour, by the price
+    index's GPU class, beside the index's volume-weighted price of the same
+    days: subsidised buyers paying well above the market is worth a look."""
+
+    gpu_class: str
+    gpu_hours: Decimal
+    paid_per_gpu_hour: Decimal  # fen, volume-weighted over the lines
+    index_per_gpu_hour: Decimal | None  # fen, over the index's days; None: no trades indexed
+    subsidy_amount: int
+
+    @property
+    def premium_percent(self) -> Decimal | None:
+        if not self.index_per_gpu_hour:
+            return None
+        return (self.paid_per_gpu_hour / self.index_per_gpu_hour - 1) * 100
+
+
+INDEX_WINDOW_DAYS = 30
+
+
+def prices_against_index(
+    *, programme: SubsidyProgramme, now: dt.datetime
+) -> list[PriceAgainstIndex]:
+    """The last INDEX_WINDOW_DAYS days of subsidised usage against the index."""
+    until = timezone.localdate(now)
+    since = until - dt.timedelta(days=INDEX_WINDOW_DAYS - 1)
+    start = dt.datetime.combine(since, dt.time.min, tzinfo=timezone.get_current_timezone())
+    lines: dict[int, dict] = {}
+    rows = Redemption.objects.filter(
+        programme=programme,
+        status__in=LIVE,
+        invoice_line__window_start__gte=start,
+        invoice_line__lease__isnull=False,
+    ).values_list(
+        "invoice_line_id",
+        "invoice_line__lease__node__gpu_model_id",
+        "invoice_line__gpu_seconds",
+        "invoice_line__amount",
+        "amount",
+    )
+    for line_id, model_id, seconds, amount, subsidy in rows:
+        line = lines.setdefault(
+            line_id, {"model": model_id, "seconds": seconds, "amount": amount, "subsidy": 0}
+        )
+        line["subsidy"] += subsidy
+    models = GPUModel.objects.in_bulk({line["model"] for line in lines.values()})
+    by_class: dict[str, list] = {}
+    for line in lines.values():
+        total = by_class.setdefault(index.gpu_class(models[line["model"]]), [0, 0, 0])
+        total[0] += line["seconds"]
+        total[1] += line["amount"]
+        total[2] += line["subsidy"]
+    market: dict[str, list[Decimal]] = {}
+    for row in index.index_rows(since=since, until=until):
+        if row.currency != programme.currency:
+            continue
+        sums = market.setdefault(row.gpu_class, [Decimal(0), Decimal(0)])
+        sums[0] += row.vwap_gpu_hour * row.gpu_hours
+        sums[1] += row.gpu_hours
+    result = []
+    for code, (seconds, amount, subsidy) in sorted(by_class.items()):
+        if not seconds:
+            continue
+        hours = Decimal(seconds) / 3600
+        notional, indexed_hours = market.get(code, (Decimal(0), Decimal(0)))
+        result.append(
+            PriceAgainstIndex(
+                gpu_class=code,
+                gpu_hours=hours.quantize(Decimal("0.01")),
+                paid_per_gpu_hour=(amount / hours).quantize(Decimal("0.01")),
+                index_per_gpu_hour=(notional / indexed_hours).quantize(Decimal("0.01"))
+                if indexed_hours
+                else None,
+                subsidy_amount=subsidy,
+            )
+        )
+    return result

@@ -25,6 +25,7 @@ from billing.subsidy import redemption as vouchers
 from billing.subsidy import selectors as subsidy_selectors
 from billing.subsidy import services as subsidy_services
 from billing.web.forms import ApproveForm, ReasonForm, VoucherApplyForm, VoucherIssueForm
+from core import clock
 from core.errors import ApplicationError
 from core.pages import flash_error
 
@@ -102,6 +103,10 @@ def programme_detail(request: HttpRequest, authority, pk: int) -> HttpResponse:
             "breakdowns": breakdowns,
             "redemptions": redemptions,
             "refusals": subsidy_selectors.refusals_for_programme(programme=programme)[:50],
+            "against_index": subsidy_selectors.prices_against_index(
+                programme=programme, now=clock.now()
+            ),
+            "index_days": subsidy_selectors.INDEX_WINDOW_DAYS,
             "months": claim_months(programme=programme),
             "claims": claims_by_month(
                 programme=programme, months=claim_months(programme=programme)

@@ -30,6 +30,7 @@ from billing.models import (
     Redemption,
     SubsidyClaim,
 )
+from core.money import amount_for_gpu_seconds
 from demo.simulation.agents import AgentModel
 from demo.simulation.driver import SHANGHAI, Observations, Options
 from demo.simulation.world import Cast
@@ -76,6 +77,24 @@ def _yuan(fen: int | None) -> str:
 
 def _gpu_h(seconds: int | None) -> float:
     return round((seconds or 0) / HOUR, 1)
+
+
+def _uninvoiced(usage) -> int:
+    """What the metered usage not on an issued invoice is worth (the open
+    period's, billed at its close), rounded once per price."""
+    pending = (
+        usage.exclude(
+            invoice_link__line__invoice__status__in=[Invoice.Status.OPEN, Invoice.Status.PAID]
+        )
+        .values("lease__price_amount")
+        .annotate(seconds=Sum("gpu_seconds_delivered"))
+    )
+    return sum(
+        amount_for_gpu_seconds(
+            gpu_seconds=row["seconds"] or 0, price_amount=row["lease__price_amount"]
+        )
+        for row in pending
+    )
 
 
 def report_build(
@@ -145,6 +164,7 @@ def report_build(
         "invoices issued": invoices.count(),
         "invoices paid": invoices.filter(status=Invoice.Status.PAID).count(),
         "revenue (gross billed)": _yuan(money["gross"]),
+        "usage of open periods, not yet invoiced": _yuan(_uninvoiced(usage)),
         "platform fees": _yuan(money["fees"]),
         "provider shares": _yuan(money["net"]),
         "card payments captured": _yuan(money["paid"]),

@@ -114,6 +114,7 @@ EXPECTED = {
     "GPU-hours lost to faults": 6.7,
     "invoices paid": 2,
     "revenue (gross billed)": "¥240.94",
+    "usage of open periods, not yet invoiced": "¥975.62",  # 00:00-03:30, closes at midnight
     "platform fees": "¥12.05",
     "card payments captured": "¥204.78",
     "payouts": "3 for ¥228.89",
