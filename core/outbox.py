@@ -24,6 +24,7 @@ on its own by the relay.
 
 import datetime as dt
 import logging
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -192,11 +193,18 @@ def outbox_backlog() -> OutboxBacklog:
     return OutboxBacklog(waiting=row["waiting"], oldest_at=row["oldest_at"], failing=row["failing"])
 
 
+_IMPORTING = threading.Lock()
+
+
 def _task(name: str):
     tasks = current_app.tasks
     if name not in tasks:
         # The web process has not imported the apps' task modules yet (a worker has).
-        current_app.loader.import_default_modules()
+        # One thread imports them; another asking meanwhile waits for it, rather
+        # than finding the registry half-filled (two webhooks at once did).
+        with _IMPORTING:
+            if name not in tasks:
+                current_app.loader.import_default_modules()
     return tasks[name]
 
 

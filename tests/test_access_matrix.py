@@ -736,6 +736,10 @@ PAGES: dict[str, Page] = {
     "billing-payout-run-bank-batch": Page(
         STAFF, kwargs=lambda w: {"pk": w.a.payout_run.pk}, sees=STAFF
     ),
+    "billing-payout-run-start": Page(STAFF, method="post"),
+    "billing-payout-run-progress": Page(
+        STAFF, kwargs=lambda w: {"key": w.a.payout_run.key}, sees=STAFF
+    ),
     "operator-overview": Page(STAFF),
     "operator-buyer-settle-now": Page(
         STAFF, kwargs=lambda w: {"pk": w.a.buyer.pk}, sees=STAFF, method="post"

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import page_check_can_change
@@ -14,8 +15,8 @@ from billing.subsidy import invoice_pending_reimbursements, reimbursement_submit
 from core.errors import ApplicationError
 
 TEST_CARDS = [
-    ("pm_card_visa", "Visa 4242 (succeeds)"),
-    ("pm_card_visa_chargeDeclined", "Visa 0002 (declined)"),
+    ("pm_card_visa", gettext_lazy("Visa 4242 (succeeds)")),
+    ("pm_card_visa_chargeDeclined", gettext_lazy("Visa 0002 (declined)")),
 ]
 
 

@@ -1,10 +1,15 @@
 """Pages: a provider's payouts, statements and staff's bank batch files."""
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
+from django.views.decorators.http import require_POST
 
 from accounts.permissions import page_check_can_change
 from accounts.selectors import organisation_for_user
@@ -15,8 +20,10 @@ from billing.payout_accounts import (
     payout_account_set_bank,
     payouts_waiting_for_an_account,
 )
+from billing.payouts import payout_run_request
 from billing.web.forms import BankAccountForm
 from core.errors import ApplicationError
+from core.models import OutboxMessage
 from core.pages import form_errors_apply
 
 
@@ -62,7 +69,77 @@ def payout_list(request: HttpRequest) -> HttpResponse:
     if request.user.is_staff:
         context["runs"] = selectors.payout_run_list()[:100]
         context["waiting_all"] = payouts_waiting_for_an_account()
+        if key := request.GET.get("run"):
+            context["progress"] = _run_progress(key)
     return render(request, "billing/payouts.html", context)
+
+
+# A payout run started from the page, as its progress card tells it.
+RUN_STATES = {
+    "queued": pgettext_lazy("payout run progress", "queued"),
+    "running": pgettext_lazy("payout run progress", "running"),
+    "done": pgettext_lazy("payout run progress", "done"),
+}
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    key: str
+    state: str  # queued (waiting for a worker), running, done
+    payouts: int  # prepared so far (running), paid out (done)
+    amount: int
+    retrying: bool  # the worker's last attempt failed; the outbox tries again
+    run_pk: int | None
+    bank_batch: bool
+
+    @property
+    def label(self) -> str:
+        return str(RUN_STATES[self.state])
+
+
+def _run_progress(key: str) -> RunProgress | None:
+    """Where a payout run stands: its outbox message waits for a worker (queued),
+    the worker has begun it (running), or it is completed (done)."""
+    run = selectors.payout_run_list().filter(key=key).first()
+    message = OutboxMessage.objects.filter(key=f"payout-run:{key}").order_by("-pk").first()
+    if run is None and message is None:
+        return None
+    done = run is not None and run.status == PayoutRun.Status.COMPLETED
+    return RunProgress(
+        key=key,
+        state="done" if done else "running" if run is not None else "queued",
+        payouts=run.payout_count if run is not None else 0,
+        amount=(run.total_amount or 0) if run is not None else 0,
+        retrying=bool(
+            not done and message is not None and message.completed_at is None and message.last_error
+        ),
+        run_pk=run.pk if run is not None else None,
+        bank_batch=bool(done and run is not None and run.bank_batch_csv),
+    )
+
+
+@login_required
+@require_POST
+def payout_run_start(request: HttpRequest) -> HttpResponse:
+    """Staff start a payout run now: a worker runs it (it may send many
+    transfers); the payouts page follows its progress."""
+    if not request.user.is_staff:
+        raise Http404
+    key = payout_run_request(requested_by=request.user)
+    messages.success(request, _("Payout run %(key)s started: a worker pays it out.") % {"key": key})
+    return redirect(f"{reverse('billing-payouts')}?run={key}")
+
+
+@login_required
+def payout_run_status(request: HttpRequest, key: str) -> HttpResponse:
+    """The run's progress card, small: the payouts page polls it (htmx) until
+    the run is done; a done run's card carries no trigger, so the poll stops."""
+    if not request.user.is_staff:
+        raise Http404
+    progress = _run_progress(key)
+    if progress is None:
+        raise Http404
+    return render(request, "billing/_payout_run_progress.html", {"progress": progress})
 
 
 def _download(download: payout_files.Download) -> HttpResponse:

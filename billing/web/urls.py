@@ -45,6 +45,12 @@ urlpatterns = [
         payouts.payout_statement,
         name="billing-payout-statement",
     ),
+    path("billing/payout-runs/", payouts.payout_run_start, name="billing-payout-run-start"),
+    path(
+        "billing/payout-runs/<str:key>/progress/",
+        payouts.payout_run_status,
+        name="billing-payout-run-progress",
+    ),
     path(
         "billing/payout-runs/<int:pk>/bank-batch.csv",
         payouts.payout_run_bank_batch,

@@ -110,7 +110,7 @@ def test_the_page_follows_the_payment_until_paid_then_stops_polling(draft, buyer
     # then the fragment says paid and carries no trigger: the poll stops
     fragment = client.get(status_url).content.decode()
     assert "Paid" in fragment or "paid" in fragment
-    assert "¥155.37 paid by card on 2026-05-20 12:00" in fragment
+    assert "¥155.37 paid by card on 20 May 2026, 12:00" in fragment  # the one English format
     assert "hx-trigger" not in fragment
     # another buyer's poll finds nothing
     other = OrganisationFactory(kind="buyer")
@@ -131,8 +131,8 @@ def test_a_line_lists_its_usage_records_and_downloads_them_as_csv(draft, buyer_o
     client = _client(buyer_org)
 
     page = client.get(reverse("billing-invoice-line", args=[line.pk])).content.decode()
-    assert page.count("<tr><td>2026-05-20 ") == 37  # one row per 5-minute record
-    assert "2026-05-20 08:35:00 – 08:40:00" in page  # the short window, local time
+    assert page.count("<tr><td>20 May 2026, ") == 37  # one row per 5-minute record
+    assert "20 May 2026, 08:35 – 08:40" in page  # the short window, local time
     assert "¥221.95" in page and "22195" in page
 
     response = client.get(reverse("billing-invoice-line-csv", args=[line.pk]))

@@ -84,3 +84,42 @@ def test_the_api_lists_invoices_and_payouts_to_their_owners(
     ]
     assert provider_client.get("/api/v1/invoices/").status_code == 403
     assert page.status_code == 200 and "¥190.00" in page.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("language", "days", "moments", "rates"),
+    [
+        (
+            "en",
+            "1 May 2026 – 1 Jun 2026",
+            "1 May 2026, 00:00 – 1 Jun 2026, 00:00",
+            ("base rate 30%", "domestic rate 12.5%"),
+        ),
+        (
+            "zh-hans",
+            "2026-05-01 – 2026-06-01",
+            "2026-05-01 00:00 – 2026-06-01 00:00",
+            ("基础比例 30%", "国产算力比例 12.5%"),
+        ),
+    ],
+)
+def test_billing_pages_show_dates_in_the_one_format_of_the_language_and_rates_in_percent(
+    buyer, buyer_org, authority, authority_org, language, days, moments, rates
+):
+    from tests.billing.subsidy.factories import programme
+
+    invoice = open_invoice(buyer=buyer_org)  # May 2026, Shanghai time
+    scheme = programme(authority_org, rate_bp=3_000, domestic_rate_bp=1_250)
+    header = {"HTTP_ACCEPT_LANGUAGE": language}
+
+    listing = _client(buyer).get("/billing/invoices/", **header).content.decode()
+    page = _client(buyer).get(f"/billing/invoices/{invoice.pk}/", **header).content.decode()
+    programme_page = (
+        _client(authority).get(f"/subsidy/programmes/{scheme.pk}/", **header).content.decode()
+    )
+
+    assert days in listing  # the invoice list: the period's days
+    assert moments in page  # the invoice: its period to the minute
+    assert all(rate in programme_page for rate in rates), programme_page
+    assert " bp" not in programme_page

@@ -165,3 +165,26 @@ def page_scrolls_sideways(page) -> int:
         "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
         " - window.innerWidth"
     )
+
+
+@pytest.fixture(scope="session")
+def _localstripe_process():
+    from billing.gateways.localstripe import LocalStripe
+
+    server = LocalStripe().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def localstripe(_localstripe_process, live_server, settings):
+    """The local Stripe fake (as the billing tests start it), its signed webhooks
+    delivered to the live server's endpoint, as Stripe would."""
+    secret = "whsec_browser_journey"  # noqa: S105 - the fake's signing secret
+    server = _localstripe_process
+    server.flush()
+    server.configure_webhook(url=f"{live_server.url}/api/v1/stripe/webhook/", secret=secret)
+    settings.STRIPE_API_BASE = server.api_base
+    settings.STRIPE_CONNECT_ENABLED = False
+    settings.STRIPE_WEBHOOK_SECRET = secret
+    return server

@@ -105,12 +105,13 @@ def test_each_home_answers_its_first_questions_above_the_fold(
     screenshot(board, f"board-{language}")
 
 
-def test_no_page_scrolls_sideways_at_phone_width(page_in, live_server, world):
-    """Every page each role may open, at 390×844: the page itself never scrolls
-    sideways (wide tables scroll inside their card)."""
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_no_page_scrolls_sideways_at_phone_width(page_in, live_server, world, language):
+    """Every page each role may open, at 390×844, in either language: the page
+    itself never scrolls sideways (wide tables scroll inside their card)."""
     wide = []
     for role in ("anonymous", "buyer_a", "provider_a", "authority_a", "staff"):
-        page = page_in("zh-hans", PHONE, mobile=True)
+        page = page_in(language, PHONE, mobile=True)
         if role != "anonymous":
             log_in(page, live_server, world.users[role].username, PASSWORD)
         for name, spec in PAGES.items():
@@ -134,18 +135,21 @@ def test_no_page_scrolls_sideways_at_phone_width(page_in, live_server, world):
     assert wide == []
 
 
-def test_homes_board_and_order_form_have_no_serious_accessibility_violation(
-    page_in, live_server, world
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_homes_board_order_form_and_invoice_have_no_serious_accessibility_violation(
+    page_in, live_server, world, language
 ):
     found = {}
     for role in ("buyer_a", "provider_a", "authority_a", "staff"):
-        page = log_in(page_in("en"), live_server, world.users[role].username, PASSWORD)
+        page = log_in(page_in(language), live_server, world.users[role].username, PASSWORD)
         found[f"home of {role}"] = axe_violations(page)
         if role == "buyer_a":
             page.goto(f"{live_server.url}/market/orders/new/")
             page.locator("#estimate h3").wait_for()
             found["order form"] = axe_violations(page)
-    board = page_in("zh-hans")
+            page.goto(f"{live_server.url}/billing/invoices/{world.a.invoice.pk}/")
+            found["invoice"] = axe_violations(page)
+    board = page_in(language)
     board.goto(f"{live_server.url}/market/board/")
     found["board"] = axe_violations(board)
 

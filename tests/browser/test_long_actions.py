@@ -1,0 +1,50 @@
+"""A long action shows its progress instead of a frozen page: staff follow a
+payout run on the payouts page while a worker runs it; the card turns from
+queued to done without a reload."""
+
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from billing.tasks import payout_run_execute
+from core.models import OutboxMessage
+from tests.browser.conftest import log_in, screenshot
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.mark.parametrize(
+    ("language", "queued", "done"),
+    [
+        ("en", "queued", "Done: 0 payouts of ¥0.00 in all."),
+        ("zh-hans", "排队中", "已完成：共 0 笔出款"),
+    ],
+)
+def test_staff_watch_a_payout_run_go_from_queued_to_done(
+    page_in, live_server, language, queued, done
+):
+    UserFactory(username="ops", is_staff=True)
+    key = "payouts-now-browser"
+    # what "Run payouts now" writes, before a worker takes it
+    OutboxMessage.objects.create(
+        task_name="billing.payout_run_execute",
+        args=[key],
+        key=f"payout-run:{key}",
+        task_id=f"outbox:{uuid.uuid4()}",
+        available_at=timezone.now(),
+    )
+    staff = log_in(page_in(language), live_server, "ops")
+    staff.goto(f"{live_server.url}/billing/payouts/?run={key}")
+    card = staff.locator("#payout-run-progress")
+    assert queued in card.locator(".badge").inner_text()
+    assert card.locator("progress").count() == 1
+    screenshot(staff, f"payout-run-queued-{language}")
+    loaded = staff.evaluate("() => performance.timeOrigin")
+
+    payout_run_execute(key)  # the worker
+
+    card.locator("p", has_text=done).wait_for(timeout=30_000)
+    assert card.locator("progress").count() == 0
+    assert staff.evaluate("() => performance.timeOrigin") == loaded  # no reload
