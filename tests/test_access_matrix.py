@@ -762,6 +762,22 @@ PAGES: dict[str, Page] = {
         kwargs=lambda w: {"pk": w.a.programme.pk, "year": 2026, "month": 5},
         sees={"authority_a"},
     ),
+    "subsidy-claim-export": Page(
+        AUTHORITIES,
+        kwargs=lambda w: {"pk": w.a.programme.pk, "year": 2026, "month": 5},
+        sees={"authority_a"},
+        method="post",
+    ),
+    "subsidy-claim-export-status": Page(
+        AUTHORITIES,
+        kwargs=lambda w: {"pk": w.a.programme.pk, "token": w.a.claim_export},
+        sees={"authority_a"},
+    ),
+    "subsidy-claim-export-download": Page(
+        AUTHORITIES,
+        kwargs=lambda w: {"pk": w.a.programme.pk, "token": w.a.claim_export},
+        sees={"authority_a"},
+    ),
     "subsidy-claim-submit": Page(
         AUTHORITIES,
         kwargs=lambda w: {"pk": w.a.programme.pk, "year": 2026, "month": 5},

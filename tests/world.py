@@ -28,6 +28,7 @@ from billing.models import (
     SubsidyClaim,
     VoucherApplication,
 )
+from billing.subsidy import claim_export_request, claim_export_run
 from billing.subsidy.redemption import invoice_redeem_vouchers
 from billing.trail import claim_seal
 from market.capacity import node_token_digest
@@ -167,6 +168,8 @@ def _side(name: str) -> Side:
     )
     o["claim"] = SubsidyClaim.objects.create(programme=o["programme"], year=now.year, month=1)
     claim_seal(claim=o["claim"])  # the subsidy trail's signed tree head it was computed under
+    o["claim_export"] = claim_export_request(programme=o["programme"], year=2026, month=5)
+    claim_export_run(token=o["claim_export"])  # the worker's part: the CSV is ready
     run = PayoutRun.objects.create(
         key=f"world run {name}",
         status=PayoutRun.Status.COMPLETED,

@@ -10,6 +10,12 @@ Outside this package, import only the names listed in `__all__`."""
 
 from billing.subsidy import claims, fraud, redemption, selectors, services
 from billing.subsidy.charts import budget_burn_down_svg
+from billing.subsidy.claim_export import (
+    ClaimExport,
+    claim_export_get,
+    claim_export_request,
+    claim_export_run,
+)
 from billing.subsidy.claim_report import claim_csv, claim_months, claim_rows, claim_summary
 from billing.subsidy.claims import claims_by_month
 from billing.subsidy.redemption import (
@@ -25,6 +31,10 @@ from billing.subsidy.reimbursement import (
 from billing.subsidy.services import programme_create, voucher_issue
 
 __all__ = [
+    "ClaimExport",
+    "claim_export_get",
+    "claim_export_request",
+    "claim_export_run",
     "VoucherPreview",
     "budget_burn_down_svg",
     "claim_csv",

@@ -4,6 +4,7 @@ reviews; the buyer's vouchers, applications and invoice splits. Thin views."""
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -15,6 +16,8 @@ from billing.models import FraudFlag, Redemption, SubsidyProgramme, VoucherAppli
 from billing.subsidy import (
     budget_burn_down_svg,
     claim_csv,
+    claim_export_get,
+    claim_export_request,
     claim_months,
     claim_rows,
     claim_summary,
@@ -114,6 +117,9 @@ def programme_detail(request: HttpRequest, authority, pk: int) -> HttpResponse:
             "vouchers": [(v, balances[v.pk]) for v in issued],
             "applications": applications,
             "issue_form": VoucherIssueForm(programme=programme),
+            "export": claim_export_get(token=request.GET["export"], programme=programme)
+            if request.GET.get("export")
+            else None,
         },
     )
 
@@ -135,6 +141,36 @@ def claim_page(request: HttpRequest, authority, pk: int, year: int, month: int) 
             "total_subsidy": sum(r.subsidy_amount for r in rows),
         },
     )
+
+
+@authority_page
+@require_POST
+def claim_export_start(
+    request: HttpRequest, authority, pk: int, year: int, month: int
+) -> HttpResponse:
+    """Ask a worker for the month's CSV; the programme page follows it."""
+    programme = programme_of(authority, pk)
+    token = claim_export_request(programme=programme, year=year, month=month)
+    return redirect(f"{reverse('subsidy-programme', args=[programme.pk])}?export={token}#claims")
+
+
+@authority_page
+def claim_export_status(request: HttpRequest, authority, pk: int, token: str) -> HttpResponse:
+    """The export's card, polled by the programme page (htmx) until it is done."""
+    export = claim_export_get(token=token, programme=programme_of(authority, pk))
+    if export is None:
+        raise Http404
+    return render(request, "billing/_claim_export.html", {"export": export})
+
+
+@authority_page
+def claim_export_download(request: HttpRequest, authority, pk: int, token: str) -> HttpResponse:
+    export = claim_export_get(token=token, programme=programme_of(authority, pk))
+    if export is None or export.state != "done":
+        raise Http404
+    response = HttpResponse(export.csv, content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    return response
 
 
 @authority_page

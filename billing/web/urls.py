@@ -69,6 +69,21 @@ urlpatterns = [
         name="subsidy-claim-csv",
     ),
     path(
+        "subsidy/programmes/<int:pk>/claims/<year:year>/<month:month>/export/",
+        subsidy.claim_export_start,
+        name="subsidy-claim-export",
+    ),
+    path(
+        "subsidy/programmes/<int:pk>/claim-exports/<slug:token>/",
+        subsidy.claim_export_status,
+        name="subsidy-claim-export-status",
+    ),
+    path(
+        "subsidy/programmes/<int:pk>/claim-exports/<slug:token>.csv",
+        subsidy.claim_export_download,
+        name="subsidy-claim-export-download",
+    ),
+    path(
         "subsidy/applications/<int:pk>/<slug:decision>/",
         subsidy.application_decide,
         name="subsidy-application-decide",

@@ -48,3 +48,35 @@ def test_staff_watch_a_payout_run_go_from_queued_to_done(
     card.locator("p", has_text=done).wait_for(timeout=30_000)
     assert card.locator("progress").count() == 0
     assert staff.evaluate("() => performance.timeOrigin") == loaded  # no reload
+
+
+@pytest.mark.parametrize(
+    ("language", "queued", "ready"),
+    [("en", "queued", "3 rows."), ("zh-hans", "排队中", "共 3 行。")],
+)
+def test_the_authority_watches_a_claim_csv_being_prepared(
+    page_in, live_server, language, queued, ready
+):
+    from billing.subsidy import claim_export_request, claim_export_run
+    from tests.billing.trail.world import trail_world
+    from tests.support import celery_broker, unused_redis_url
+
+    world = trail_world()
+    # what "Prepare CSV" does, with no worker to take it yet (the broker is down:
+    # the outbox keeps the task for its relay)
+    with celery_broker(unused_redis_url()):
+        token = claim_export_request(programme=world.programme, year=2026, month=5)
+    authority = log_in(page_in(language), live_server, world.authority_user.username)
+    authority.goto(f"{live_server.url}/subsidy/programmes/{world.programme.pk}/?export={token}")
+    card = authority.locator("#claim-export")
+    assert queued in card.locator(".badge").inner_text()
+    assert card.locator("progress").count() == 1
+    loaded = authority.evaluate("() => performance.timeOrigin")
+
+    claim_export_run(token=token)  # the worker
+
+    card.locator("p", has_text=ready).wait_for(timeout=30_000)
+    assert card.locator("progress").count() == 0
+    assert card.locator("a", has_text="CSV").count() == 1
+    assert authority.evaluate("() => performance.timeOrigin") == loaded  # no reload
+    screenshot(authority, f"claim-export-ready-{language}")
