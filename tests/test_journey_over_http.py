@@ -37,6 +37,7 @@ from tests.factories import make_credit_code
 from tests.support import RedisServer, celery_worker_start, free_port, wait_for_http
 
 pytestmark = [
+    pytest.mark.xdist_group("real-stack"),  # one heavy stack at a time on a 2-core CI machine
     pytest.mark.slow,
     pytest.mark.integration,
     pytest.mark.postgres,
@@ -91,9 +92,10 @@ class Stack:
             "STRIPE_CONNECT_ENABLED": "false",
             "PAYOUT_BANK_ACCOUNT": "1234500001",
             "PLATFORM_FEE_BASIS_POINTS": str(FEE_BP),
-            # the agent samples every second; a gap counts as lost only past 3 s, so a
-            # loaded CI machine's scheduling jitter is not a provider fault
-            "TELEMETRY_INTERVAL_SECONDS": "3",
+            # the agent samples every second; a gap between samples counts as lost
+            # only past 3 intervals (18 s): its sampling waits while a post is slow
+            # (one thread), and a loaded CI machine's slow post is not a provider fault
+            "TELEMETRY_INTERVAL_SECONDS": "6",
             "AGENT_STARTUP_GRACE_INTERVALS": "2",
             "METERING_WINDOW_SECONDS": "60",
             "METERING_GRACE_SECONDS": "5",
@@ -374,7 +376,7 @@ def test_a_whole_lifecycle_through_http_only(stack):
     # (to the second: GPU-seconds are whole, the lease's start has microseconds)
     assert abs(delivered + lost + grace - GPUS * (ended_at - starts_at).total_seconds()) < 1
     assert lost == 0 and delivered > 0
-    assert grace <= GPUS * 6  # the agent's start-up grace: two reporting intervals
+    assert grace <= GPUS * 12  # the agent's start-up grace: two reporting intervals
 
     # --- the buyer settles now: an interim invoice with the voucher share -----------
     invoice = _ok(buyer.post("/invoices/settle-now/", json={}), 201)

@@ -111,6 +111,7 @@ def catalogue(db):
         gpu_models_load()
 
 
+@pytest.mark.xdist_group("real-stack")  # one heavy stack at a time on a 2-core CI machine
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.postgres

@@ -61,6 +61,7 @@ def _run(options, *, settings, stripe, tasks_factory):
     return report_build(options=options, cast=cast, model=model, observations=observations)
 
 
+@pytest.mark.xdist_group("real-stack")  # one heavy stack at a time on a 2-core CI machine
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.postgres
@@ -123,6 +124,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.xdist_group("real-stack")  # one heavy stack at a time on a 2-core CI machine
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_same_seed_gives_the_same_report(catalogue, stripe, settings):
