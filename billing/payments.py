@@ -130,12 +130,13 @@ def invoice_pay_start(*, invoice: Invoice, payment_method: str | None = None) ->
         stripe_payment_intent_id=intent["id"], client_secret=intent.get("client_secret") or ""
     )
     payment.refresh_from_db()
-    _payment_advance(payment=payment, status=_status_from_intent(intent))
+    _payment_advance(payment=payment, status=intent_status(intent))
     payment.refresh_from_db()
     return payment
 
 
-def _status_from_intent(intent: dict[str, Any]) -> str:
+def intent_status(intent: dict[str, Any]) -> str:
+    """Our status for a PaymentIntent as Stripe has it (card payments and top-ups)."""
     status = intent.get("status") or PI.CREATED
     if status == "requires_payment_method" and intent.get("last_payment_error"):
         return PI.FAILED
@@ -250,7 +251,7 @@ def stripe_event_process(*, event: StripeEvent) -> None:
         if event.processed_at:
             return
         if intent is not None:
-            _payment_intent_event(intent=intent, status=_status_from_intent(intent))
+            _payment_intent_event(intent=intent, status=intent_status(intent))
         StripeEvent.objects.filter(pk=event.pk).update(processed_at=clock.now())
 
 

@@ -218,7 +218,7 @@ def top_up_start(
     Stripe's event says the PaymentIntent succeeded (`top_up_intent_event`).
     The same Idempotency-Key again returns the first top-up; with another
     amount it is a 409."""
-    from billing.payments import customer_ensure  # payments routes top-up events here
+    from billing.payments import customer_ensure, intent_status  # payments imports this module
 
     if problem := _amount_error(amount, low=1):
         raise ApplicationError(_("The top-up is not valid."), errors={"amount": problem})
@@ -265,18 +265,9 @@ def top_up_start(
     TopUp.objects.filter(pk=top_up.pk, stripe_payment_intent_id__isnull=True).update(
         stripe_payment_intent_id=intent["id"], client_secret=intent.get("client_secret") or ""
     )
-    _top_up_advance(top_up=top_up, status=_status_from_intent(intent))
+    _top_up_advance(top_up=top_up, status=intent_status(intent))
     top_up.refresh_from_db()
     return top_up, created
-
-
-def _status_from_intent(intent: dict[str, Any]) -> str:
-    status = intent.get("status") or PI.CREATED
-    if status == "requires_payment_method" and intent.get("last_payment_error"):
-        return PI.FAILED
-    if status == "requires_capture":
-        return PI.PROCESSING
-    return status if status in PI.values else PI.CREATED
 
 
 def _top_up_advance(*, top_up: TopUp, status: str) -> bool:
