@@ -102,15 +102,6 @@ class Agents:
         self.last = until
 
 
-@pytest.fixture
-def catalogue(db):
-    from market.catalogue import gpu_models_load
-    from market.models import GPUModel
-
-    if not GPUModel.objects.exists():
-        gpu_models_load()
-
-
 @pytest.mark.xdist_group("real-stack")  # one heavy stack at a time on a 2-core CI machine
 @pytest.mark.slow
 @pytest.mark.integration
