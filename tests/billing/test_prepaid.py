@@ -518,6 +518,19 @@ def test_the_billing_page_states_balance_available_credit_and_what_happens_at_ze
     )
 
 
+def test_a_buyer_paying_after_use_sees_what_it_owes_but_no_negative_available(buyer_org, buyer):
+    """Not held to funding terms, there is no limit to measure against: the page
+    lists what is owed and says so, and shows no "available" figure below zero."""
+    _usage(buyer_org, gpu_seconds=1_801)
+    client = Client()
+    client.force_login(buyer)
+
+    page = client.get("/billing/invoices/").content.decode()
+
+    assert "¥10.01" in page  # usage not yet invoiced
+    assert "Available</dt>" not in page and "-¥10.01" not in page
+
+
 def test_a_member_of_another_buyer_sees_its_own_balance_only(buyer_org, buyer_client):
     _top_up_succeeded(buyer_org, 2_500, intent_id="pi_mine")
     other = member_of(OrganisationFactory(kind=Organisation.Kind.BUYER, verified=True))
