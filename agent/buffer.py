@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -42,8 +43,12 @@ class SampleBuffer:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = _lock_state_dir(state_dir)
         self._max_samples = max_samples
-        # Autocommit mode; transactions are opened explicitly with BEGIN IMMEDIATE.
-        self._db = sqlite3.connect(state_dir / DB_NAME, isolation_level=None)
+        # Autocommit mode; transactions are opened explicitly with BEGIN IMMEDIATE. The agent
+        # samples on one thread and sends on another: one connection, used under one lock.
+        self._db = sqlite3.connect(
+            state_dir / DB_NAME, isolation_level=None, check_same_thread=False
+        )
+        self._mutex = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL makes each commit durable against power loss, not just a process crash.
         self._db.execute("PRAGMA synchronous=FULL")
@@ -53,7 +58,8 @@ class SampleBuffer:
         self._count = int(self._db.execute("SELECT count(*) FROM sample").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        with self._mutex:
+            self._db.close()
         self._lock.close()
 
     def __enter__(self) -> SampleBuffer:
@@ -64,7 +70,8 @@ class SampleBuffer:
 
     @property
     def next_seq(self) -> int:
-        return int(self._db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
+        with self._mutex:
+            return int(self._db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
 
     def __len__(self) -> int:
         return self._count
@@ -73,19 +80,22 @@ class SampleBuffer:
         """Number the readings with fresh seqs, store them durably, return their seqs."""
         if not readings:
             return []
-        with self._transaction():
-            first = self.next_seq
-            seqs = list(range(first, first + len(readings)))
-            self._db.executemany(
-                "INSERT INTO sample (seq, body) VALUES (?, ?)",
-                [
-                    (seq, _dumps(r.to_sample(seq=seq, ts=ts)))
-                    for seq, r in zip(seqs, readings, strict=True)
-                ],
-            )
-            self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seqs[-1] + 1,))
-            dropped = self._trim(next_seq=seqs[-1] + 1)
-        self._count += len(seqs) - dropped
+        with self._mutex:
+            with self._transaction():
+                first = self.next_seq
+                seqs = list(range(first, first + len(readings)))
+                self._db.executemany(
+                    "INSERT INTO sample (seq, body) VALUES (?, ?)",
+                    [
+                        (seq, _dumps(r.to_sample(seq=seq, ts=ts)))
+                        for seq, r in zip(seqs, readings, strict=True)
+                    ],
+                )
+                self._db.execute(
+                    "UPDATE meta SET value=? WHERE key='next_seq'", (seqs[-1] + 1,)
+                )
+                dropped = self._trim(next_seq=seqs[-1] + 1)
+            self._count += len(seqs) - dropped
         if dropped:
             log.warning(
                 "buffer full (%d samples): dropped the %d oldest", self._max_samples, dropped
@@ -94,15 +104,19 @@ class SampleBuffer:
 
     def oldest(self, limit: int) -> list[dict[str, Any]]:
         """The oldest buffered samples, in seq order (the order they must be sent in)."""
-        rows = self._db.execute("SELECT body FROM sample ORDER BY seq LIMIT ?", (limit,))
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT body FROM sample ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def remove(self, samples: Sequence[dict[str, Any]]) -> None:
-        with self._transaction():
-            cursor = self._db.executemany(
-                "DELETE FROM sample WHERE seq=?", [(s["seq"],) for s in samples]
-            )
-        self._count -= cursor.rowcount
+        with self._mutex:
+            with self._transaction():
+                cursor = self._db.executemany(
+                    "DELETE FROM sample WHERE seq=?", [(s["seq"],) for s in samples]
+                )
+            self._count -= cursor.rowcount
 
     def _trim(self, *, next_seq: int) -> int:
         # Each seq is one sample, so the newest max_samples are exactly the seqs above this.

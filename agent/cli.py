@@ -207,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample_every=args.sample_every,
         max_backoff=args.max_backoff,
         max_batch=args.max_batch,
+        send_in_background=not args.once,
         **({"wall_clock": clock} if args.simulate and clock else {}),
     )
     log.info(

@@ -8,6 +8,7 @@ import math
 import os
 import random
 import select
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        send_in_background: bool = False,
     ) -> None:
         self._reader = reader
         self._buffer = buffer
@@ -116,6 +118,9 @@ class Agent:
         )
         self._retry_after: float | None = None
         self._last_error = ""
+        self._send_in_background = send_in_background
+        self._sender_failed: BaseException | None = None
+        self._finished = threading.Event()
         self.rejected = 0
 
     def sample(self) -> int:
@@ -170,6 +175,8 @@ class Agent:
         return 1 if self.rejected else 0
 
     def run(self, duration: float | None = None) -> int:
+        if self._send_in_background:
+            return self._run_with_sender_thread(duration)
         start = self._clock()
         deadline = start + duration if duration is not None else math.inf
         next_sample = next_send = start
@@ -188,6 +195,54 @@ class Agent:
             self.send()
         # On a signal the samples are already on disk: exit now, the next start sends them.
         return 0
+
+    def _run_with_sender_thread(self, duration: float | None) -> int:
+        """Sample on this thread and send on another, so a slow or hanging post (up to the
+        HTTP timeout, then backoff) never delays a sample: a late sample is a gap the
+        exchange meters as lost GPU time, billed to the provider as a fault it did not have."""
+        start = self._clock()
+        deadline = start + duration if duration is not None else math.inf
+        sender = threading.Thread(target=self._send_loop, name="agent-sender", daemon=True)
+        sender.start()
+        next_sample = start
+        try:
+            while not self._stop.is_set() and self._sender_failed is None:
+                now = self._clock()
+                if now >= deadline:
+                    break
+                if now >= next_sample:
+                    self.sample()
+                    next_sample = _next_tick(next_sample, self._sample_every, now)
+                self._stop.wait(min(next_sample, deadline) - self._clock())
+        finally:
+            self._finished.set()
+            # A post in flight ends within the HTTP timeout; on a signal do not wait long.
+            sender.join(timeout=None if not self._stop.is_set() else 1.0)
+        if self._sender_failed is not None:
+            raise self._sender_failed
+        if not self._stop.is_set():
+            self.send()
+        return 0
+
+    def _send_loop(self) -> None:
+        next_send = self._clock()
+        try:
+            while not self._stop.is_set() and not self._finished.is_set():
+                now = self._clock()
+                if now >= next_send:
+                    next_send = self._after_send(next_send, now)
+                # Wake at least every half second to notice the end of a bounded run.
+                self._stop.wait(min(next_send - self._clock(), 0.5))
+        except BaseException as exc:  # noqa: BLE001 - handed to the sampling thread to raise
+            self._sender_failed = exc
+            self._stop_sampling()
+
+    def _stop_sampling(self) -> None:
+        # The sampling thread waits on the stop flag; a failed sender must wake it. A real
+        # StopFlag is woken by set(); a test double without one is polled on its next tick.
+        wake = getattr(self._stop, "set", None)
+        if callable(wake):
+            wake()
 
     def _after_send(self, scheduled: float, now: float) -> float:
         if self.send():

@@ -92,13 +92,16 @@ class Stack:
             "STRIPE_CONNECT_ENABLED": "false",
             "PAYOUT_BANK_ACCOUNT": "1234500001",
             "PLATFORM_FEE_BASIS_POINTS": str(FEE_BP),
-            # the agent samples every second; a gap between samples counts as lost
-            # only past 3 intervals (18 s): its sampling waits while a post is slow
-            # (one thread), and a loaded CI machine's slow post is not a provider fault
+            # the agent samples every second (and posts from a thread of its own, so a
+            # slow post never delays a sample); a gap counts as lost only past 3
+            # intervals (18 s). A window is metered 20 s after it closes: on a loaded
+            # 2-core CI machine a post can take seconds, and samples that reach the
+            # exchange after their window was metered would be metered as lost (CI saw
+            # 112 GPU-seconds lost with 5 s); production waits 120 s.
             "TELEMETRY_INTERVAL_SECONDS": "6",
             "AGENT_STARTUP_GRACE_INTERVALS": "2",
             "METERING_WINDOW_SECONDS": "60",
-            "METERING_GRACE_SECONDS": "5",
+            "METERING_GRACE_SECONDS": "20",
         }
         self.env.pop("EXCHANGE_CLOCK", None)
         self.stripe.configure_webhook(

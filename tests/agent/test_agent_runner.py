@@ -156,3 +156,60 @@ def test_run_keeps_sampling_while_backing_off(buffer):
     assert len(client.posts[2]) > 2
     assert len(buffer) == 0
     assert buffer.next_seq == 21  # ten rounds of two GPUs, none skipped
+
+
+class SlowClient(ScriptedClient):
+    """An exchange that takes `delay` seconds to answer each post, as a loaded one does."""
+
+    def __init__(self, delay: float, *outcomes: Outcome) -> None:
+        super().__init__(*outcomes)
+        self.delay = delay
+        self.sample_times: list[float] = []
+
+    def post(self, samples):
+        import time
+
+        self.sample_times += [s["ts"] for s in samples]
+        time.sleep(self.delay)
+        return super().post(samples)
+
+
+def _longest_gap(times: list[float]) -> float:
+    distinct = sorted(set(times))
+    return max(b - a for a, b in zip(distinct, distinct[1:], strict=False))
+
+
+@pytest.mark.parametrize(
+    ("in_background", "expect_gap_over"), [(True, None), (False, 0.9)], ids=["thread", "inline"]
+)
+def test_a_slow_post_does_not_delay_sampling(buffer, in_background, expect_gap_over):
+    from agent.runner import StopFlag
+
+    client = SlowClient(delay=1.0)
+    agent = Agent(reader=TwoGpus(), buffer=buffer, client=client, stop=StopFlag(),
+                  interval=0.5, sample_every=0.1, send_in_background=in_background)  # fmt: skip
+
+    assert agent.run(duration=2.5) == 0
+
+    # Every sample reached the exchange, in order, none twice.
+    sent = [seq for post in client.posts for seq in post]
+    assert sent == sorted(set(sent)) == list(range(1, buffer.next_seq))
+    gap = _longest_gap(client.sample_times)
+    if expect_gap_over is None:
+        # Samples kept their 0.1 s rhythm while each post took a second: no gap to meter.
+        assert gap < 0.5
+    else:
+        # Sampling on the posting thread waits for the post: the gap the thread removes.
+        assert gap > expect_gap_over
+
+
+def test_a_refused_token_on_the_sending_thread_stops_the_agent(buffer):
+    from agent.runner import StopFlag
+
+    client = ScriptedClient(Outcome.UNAUTHORIZED)
+    agent = Agent(reader=TwoGpus(), buffer=buffer, client=client, stop=StopFlag(),
+                  interval=0.2, sample_every=0.1, send_in_background=True)  # fmt: skip
+
+    with pytest.raises(AuthFailed):
+        agent.run(duration=30.0)
+    assert len(buffer) >= 2  # what was sampled stays buffered for a corrected token
