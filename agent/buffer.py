@@ -71,7 +71,9 @@ class SampleBuffer:
     @property
     def next_seq(self) -> int:
         with self._mutex:
-            return int(self._db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
+            return int(
+                self._db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
+            )
 
     def __len__(self) -> int:
         return self._count
@@ -91,9 +93,7 @@ class SampleBuffer:
                         for seq, r in zip(seqs, readings, strict=True)
                     ],
                 )
-                self._db.execute(
-                    "UPDATE meta SET value=? WHERE key='next_seq'", (seqs[-1] + 1,)
-                )
+                self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seqs[-1] + 1,))
                 dropped = self._trim(next_seq=seqs[-1] + 1)
             self._count += len(seqs) - dropped
         if dropped:
