@@ -29,3 +29,10 @@ class OrganisationThrottle(WriteRateThrottle):
     def ident(self, request) -> str | None:
         organisation = organisation_for_user(request.user)
         return None if organisation is None else str(organisation.pk)
+
+
+class WebhookThrottle(OrganisationThrottle):
+    """Webhook endpoints made or changed, test events and redeliveries, per
+    organisation: each one makes the exchange call a URL of its choosing."""
+
+    scope = "webhooks"

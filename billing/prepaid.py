@@ -38,6 +38,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from accounts.models import Organisation
+from accounts.webhooks import webhook_emit
 from billing import selectors
 from billing.gateways import stripe as gateway
 from billing.ledger import Leg, account_get, transaction_post
@@ -439,6 +440,18 @@ def _alerts_review(*, terms: FundingTerms, available: int, now: dt.datetime) -> 
             continue
         if created:
             _alert_send(alert=alert, terms=terms)
+            webhook_emit(
+                organisation_id=terms.buyer_id,
+                event_type="funding.alert",
+                data={
+                    "threshold_amount": threshold,
+                    "available_amount": available,
+                    "currency": terms.currency,
+                    "at_zero": terms.at_zero,
+                    "grace_minutes": terms.grace_minutes,
+                },
+                key=f"funding.alert:{alert.pk}",
+            )
 
 
 def _alert_send(*, alert: FundingAlert, terms: FundingTerms) -> None:

@@ -33,6 +33,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from accounts.models import Organisation
+from accounts.webhooks import webhook_emit
 from billing.invoices import (
     P,
     S,
@@ -155,6 +156,23 @@ def invoice_issue(*, invoice: Invoice, actor=None) -> Invoice:
             transition(
                 invoice, old=S.OPEN, new=S.PAID, reason="paid from the prepaid balance", paid_at=now
             )
+        webhook_emit(
+            organisation_id=invoice.buyer_id,
+            event_type="invoice.issued",
+            data={
+                "invoice": invoice.pk,
+                "number": invoice.number,
+                "status": invoice.status,
+                "currency": invoice.currency,
+                "total_amount": invoice.total_amount,
+                "voucher_amount": invoice.voucher_amount,
+                "buyer_amount": invoice.buyer_amount,
+                "outstanding_amount": invoice.outstanding_amount,
+                "period_start": invoice.period_start.isoformat(),
+                "period_end": invoice.period_end.isoformat(),
+            },
+            key=f"invoice.issued:{invoice.pk}",
+        )
     return invoice
 
 

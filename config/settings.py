@@ -324,6 +324,8 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {
     # outbox: publish what a lost broker dropped or a failed publish left behind
     "core-outbox-relay": {"task": "core.outbox_relay", "schedule": 30.0},
+    # webhooks to organisations' own systems: retries of what is due
+    "accounts-webhooks-send": {"task": "accounts.webhooks_send", "schedule": 30.0},
     # market: matching, lease lifecycle, order expiry
     "market-match-round": {"task": "market.match_round", "schedule": 5.0},
     "market-leases-advance": {"task": "market.leases_advance", "schedule": 15.0},
@@ -425,6 +427,9 @@ THROTTLE_RATES = {
     "quotes": env.str("THROTTLE_RATE_QUOTES", default="60/min"),
     # per node: telemetry batches
     "telemetry": env.str("THROTTLE_RATE_TELEMETRY", default="30/min"),
+    # per organisation: webhook endpoints made or changed, test events and redeliveries
+    # (each makes the exchange call a URL of the organisation's choosing)
+    "webhooks": env.str("THROTTLE_RATE_WEBHOOKS", default="30/hour"),
 }
 for _scope, _rate in THROTTLE_RATES.items():
     if not re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", _rate):
@@ -484,6 +489,17 @@ NODE_SELF_TEST_ACCEPT_SIMULATED = env.bool(
 )
 # Leases on a node faulty for this long move to another offer (if the order allows).
 FAILOVER_AFTER_SECONDS = env.int("FAILOVER_AFTER_SECONDS", default=60)
+# Webhooks (accounts/webhooks.py): attempts per event before it fails (backoff from
+# 30 s doubling, capped at 6 h: 12 attempts span about a day), failed events in a row
+# that disable an endpoint, and whether loopback/private addresses (and plain http)
+# may receive them: in development and the demo, never by default in production.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=12)
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=5)
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=not PRODUCTION)
+if not 1 <= WEBHOOK_MAX_ATTEMPTS <= 30 or not 1 <= WEBHOOK_DISABLE_AFTER_FAILURES <= 100:
+    raise environ.ImproperlyConfigured(
+        "WEBHOOK_MAX_ATTEMPTS must be 1 to 30, WEBHOOK_DISABLE_AFTER_FAILURES 1 to 100"
+    )
 # A lease on interruptible capacity is pre-empted by a higher bid only after this notice.
 PREEMPTION_NOTICE_MINUTES = env.int("PREEMPTION_NOTICE_MINUTES", default=10)
 if not 0 <= PREEMPTION_NOTICE_MINUTES <= 24 * 60:

@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Q
 
+from accounts.webhooks import webhook_emit
 from core import clock
 from core.cache import generation_bump
 from core.errors import Conflict
@@ -116,6 +117,29 @@ def _leases_completed_notify(lease_ids: list[int]) -> None:
 LIVE_STATUSES = (Lease.Status.PENDING, Lease.Status.ACTIVE)
 
 
+def leases_ended_announce(leases: list[Lease], *, reason: str) -> None:
+    """Tell the buyer's and the provider's webhook endpoints (accounts/webhooks.py)
+    that leases ended before their planned end, in the caller's transaction."""
+    for lease in leases:
+        data = {
+            "lease": lease.pk,
+            "order": lease.order_id,
+            "status": lease.status,
+            "gpu_count": lease.gpu_count,
+            "starts_at": lease.starts_at.isoformat(),
+            "planned_ends_at": (lease.original_ends_at or lease.ends_at).isoformat(),
+            "ended_at": lease.ended_at.isoformat() if lease.ended_at else None,
+            "reason": reason,
+        }
+        for organisation_id in sorted({lease.buyer_id, lease.provider_id}):
+            webhook_emit(
+                organisation_id=organisation_id,
+                event_type="lease.ended",
+                data=data,
+                key=f"lease.ended:{lease.pk}",
+            )
+
+
 def leases_stop(
     *, leases: list[Lease], at: dt.datetime, actor: User | None, reason: str
 ) -> list[Lease]:
@@ -140,6 +164,7 @@ def leases_stop(
     _leases_completed_notify(
         [lease.pk for lease in moved if lease.status == Lease.Status.COMPLETED]
     )
+    leases_ended_announce(moved, reason=reason)
     return moved
 
 
@@ -271,6 +296,8 @@ def lease_fail(*, lease_id: int, reason: str, now: dt.datetime) -> Lease | None:
             to_status=Lease.Status.FAILED,
             reason=reason[:200],
         )
+        lease.status, lease.ended_at = Lease.Status.FAILED, now
+        leases_ended_announce([lease], reason=reason[:200])
         if _may_rearm(order):
             _order_rearm(
                 order=order,

@@ -30,7 +30,12 @@ from knox.models import AuthToken
 from schemathesis.core.failures import Failure, FailureGroup
 from werkzeug.test import Client as WSGIClient
 
-from accounts.models import Organisation, OrganisationRelationship, SmeDeclaration
+from accounts.models import (
+    Organisation,
+    OrganisationRelationship,
+    SmeDeclaration,
+    WebhookEndpoint,
+)
 from billing.models import SubsidyProgramme, Voucher, VoucherApplication
 from market.models import Lease, Node, Offer, Order, Site, UsageRecord
 from tests.factories import make_credit_code
@@ -213,6 +218,43 @@ API: dict[tuple[str, str], Api] = {
         sees={"buyer_a"},
         body=lambda w, r: {"role": "member"},
         ok=400,
+    ),
+    # webhooks: the organisation's owners and admins (every world member is an owner)
+    (f"{V1}/webhooks/", "get"): Api(
+        MEMBERS, rows=lambda w, r: _ids(WebhookEndpoint.objects.filter(organisation=_org(w, r)))
+    ),
+    (f"{V1}/webhooks/", "post"): Api(
+        MEMBERS, body=lambda w, r: {"url": "https://hooks.example.com/new"}, ok=201
+    ),
+    (f"{V1}/webhooks/{{id}}/", "get"): Api(
+        MEMBERS, path=lambda w: {"id": w.a.objects["webhook"].pk}, sees={"buyer_a"}
+    ),
+    (f"{V1}/webhooks/{{id}}/", "patch"): Api(
+        MEMBERS,
+        path=lambda w: {"id": w.a.objects["webhook"].pk},
+        sees={"buyer_a"},
+        body=lambda w, r: {"description": "our scheduler"},
+    ),
+    (f"{V1}/webhooks/{{id}}/", "delete"): Api(
+        MEMBERS, path=lambda w: {"id": w.a.objects["webhook"].pk}, sees={"buyer_a"}, ok=204
+    ),
+    (f"{V1}/webhooks/{{id}}/rotate-secret/", "post"): Api(
+        MEMBERS, path=lambda w: {"id": w.a.objects["webhook"].pk}, sees={"buyer_a"}
+    ),
+    (f"{V1}/webhooks/{{id}}/test/", "post"): Api(
+        MEMBERS, path=lambda w: {"id": w.a.objects["webhook"].pk}, sees={"buyer_a"}, ok=202
+    ),
+    (f"{V1}/webhooks/{{id}}/deliveries/", "get"): Api(
+        MEMBERS, path=lambda w: {"id": w.a.objects["webhook"].pk}, sees={"buyer_a"}
+    ),
+    (f"{V1}/webhooks/{{id}}/deliveries/{{delivery_pk}}/redeliver/", "post"): Api(
+        MEMBERS,
+        path=lambda w: {
+            "id": w.a.objects["webhook"].pk,
+            "delivery_pk": w.a.objects["webhook_delivery"].pk,
+        },
+        sees={"buyer_a"},
+        ok=202,
     ),
     (f"{V1}/authorities/", "post"): Api(
         STAFF,

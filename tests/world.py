@@ -16,7 +16,13 @@ from typing import Any
 from django.utils import timezone
 from knox.models import AuthToken
 
-from accounts.models import Organisation, OrganisationRelationship, SmeDeclaration
+from accounts.models import (
+    Organisation,
+    OrganisationRelationship,
+    SmeDeclaration,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from billing.models import (
     FraudFlag,
     Invoice,
@@ -170,6 +176,23 @@ def _side(name: str) -> Side:
     claim_seal(claim=o["claim"])  # the subsidy trail's signed tree head it was computed under
     o["claim_export"] = claim_export_request(programme=o["programme"], year=2026, month=5)
     claim_export_run(token=o["claim_export"])  # the worker's part: the CSV is ready
+    o["webhook"] = WebhookEndpoint.objects.create(
+        organisation=buyer,
+        url=f"https://hooks.buyer-{name}.example.com/exchange",
+        secret="whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+        created_at=now,
+    )
+    o["webhook_delivery"] = WebhookDelivery.objects.create(
+        endpoint=o["webhook"],
+        event_id=f"evt_world_{name}",
+        event_type="webhook.test",
+        payload={"id": f"evt_world_{name}", "type": "webhook.test", "data": {}},
+        status=WebhookDelivery.Status.FAILED,
+        attempts=12,
+        last_status_code=503,
+        last_error="HTTP 503",
+        created_at=now,
+    )
     run = PayoutRun.objects.create(
         key=f"world run {name}",
         status=PayoutRun.Status.COMPLETED,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from accounts.api import views
+from accounts.api import views, webhooks
 
 urlpatterns = [
     path("auth/token/", views.TokenObtainView.as_view(), name="api-token-obtain"),
@@ -34,4 +34,22 @@ urlpatterns = [
     ),
     path("authorities/", views.AuthorityInviteView.as_view(), name="api-authority-invite"),
     path("invitations/accept/", views.InvitationAcceptView.as_view(), name="api-invitation-accept"),
+    path("webhooks/", webhooks.WebhookEndpointListView.as_view(), name="api-webhooks"),
+    path("webhooks/<int:pk>/", webhooks.WebhookEndpointDetailView.as_view(), name="api-webhook"),
+    path(
+        "webhooks/<int:pk>/rotate-secret/",
+        webhooks.WebhookSecretRotateView.as_view(),
+        name="api-webhook-rotate-secret",
+    ),
+    path("webhooks/<int:pk>/test/", webhooks.WebhookTestView.as_view(), name="api-webhook-test"),
+    path(
+        "webhooks/<int:pk>/deliveries/",
+        webhooks.WebhookDeliveryListView.as_view(),
+        name="api-webhook-deliveries",
+    ),
+    path(
+        "webhooks/<int:pk>/deliveries/<int:delivery_pk>/redeliver/",
+        webhooks.WebhookRedeliverView.as_view(),
+        name="api-webhook-redeliver",
+    ),
 ]

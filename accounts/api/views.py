@@ -165,7 +165,9 @@ class OrganisationCreateView(PaginatedAPIView):
     def get(self, request):
         organisations = Organisation.objects.order_by("pk")
         verified = request.query_params.get("verified")
-        if verified in ("true", "false"):
+        if verified is not None:
+            if verified not in ("true", "false"):
+                raise serializers.ValidationError({"verified": ["Use true or false."]})
             organisations = organisations.filter(verified=verified == "true")
         return self.paginated(queryset=organisations, serializer_class=OrganisationOutput)
 

@@ -36,6 +36,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from accounts.webhooks import webhook_emit
 from core import clock
 from market.matching.book import (
     HOLDING_STATUSES,
@@ -193,8 +194,29 @@ def _commit(fills: list[Fill], victims: list[_Victim], *, at: dt.datetime, now: 
             LeaseEvent(lease_id=v.lease_id, from_status=v.status, to_status=v.status, reason=why)
             for v in victims
         )
+        _notices_announce(ids, at=at, why=why)
         result = RoundResult()
         lease_ids = round_commit(fills, now=now, result=result, since=at)
         if result.gpus_allocated != sum(fill.gpus for fill in fills):
             raise _Lost
     return lease_ids
+
+
+def _notices_announce(lease_ids: list[int], *, at: dt.datetime, why: str) -> None:
+    """The buyer's webhook endpoints hear of the notice when it is given
+    (accounts/webhooks.py); the order and lease pages show it too."""
+    for lease in Lease.objects.filter(pk__in=lease_ids).order_by("pk"):
+        webhook_emit(
+            organisation_id=lease.buyer_id,
+            event_type="lease.preemption_notice",
+            data={
+                "lease": lease.pk,
+                "order": lease.order_id,
+                "gpu_count": lease.gpu_count,
+                "ends_at": at.isoformat(),
+                "planned_ends_at": (lease.original_ends_at or at).isoformat(),
+                "notice_minutes": settings.PREEMPTION_NOTICE_MINUTES,
+                "reason": why,
+            },
+            key=f"lease.preemption_notice:{lease.pk}",
+        )

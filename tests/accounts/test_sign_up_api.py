@@ -97,3 +97,7 @@ def test_staff_list_the_claims_waiting_and_verify_one_by_api(admin_user):
     assert verified.status_code == 200
     assert Organisation.objects.get(pk=claim["id"]).verified is True
     assert staff.get("/api/v1/organisations/?verified=false").json()["results"] == []
+    # a filter value that is neither true nor false is an error, not "no filter"
+    unclear = staff.get("/api/v1/organisations/?verified=-58800")
+    assert unclear.status_code == 400
+    assert unclear.json()["errors"] == {"verified": ["Use true or false."]}
