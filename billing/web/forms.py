@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation, OrganisationRelationship
-from billing.models import SubsidyProgramme
+from billing.models import FundingTerms, SubsidyProgramme
 from core import limits
 from core.forms import YuanField
 from market.models import GPUModel, Site
@@ -310,3 +310,51 @@ class SmeDeclareForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text=_("Headcount, revenue, founding date, a registry extract …"),
     )
+
+
+class TopUpForm(forms.Form):
+    """A card top-up of the prepaid balance. `once` is a key made when the
+    form is shown: the same form sent twice (a double click, a reload) is one
+    top-up, never two charges."""
+
+    amount = YuanField(label=_("Amount (¥)"))
+    payment_method = forms.ChoiceField(label=_("Test card"), choices=())
+    once = forms.CharField(widget=forms.HiddenInput, max_length=40)
+
+    def __init__(self, *args, cards=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["payment_method"].choices = list(cards)
+
+
+class FundingTermsForm(forms.Form):
+    """What happens when available funds reach zero, and the alerts before."""
+
+    at_zero = forms.ChoiceField(label=_("At zero"), choices=())
+    grace_minutes = forms.IntegerField(
+        label=_("Grace before running leases end (minutes)"),
+        min_value=0,
+        max_value=limits.MAX_FUNDING_GRACE_MINUTES,
+    )
+    alert_thresholds = forms.CharField(
+        label=_("Alert me at (¥, separated by commas)"), required=False, max_length=200
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["at_zero"].choices = FundingTerms.AtZero.choices
+
+    def clean_alert_thresholds(self) -> list[int]:
+        text = self.cleaned_data.get("alert_thresholds") or ""
+        amounts = []
+        for item in (item for item in _LIST_SEPARATORS.split(text) if item):
+            try:
+                amounts.append(YuanField(max_amount=limits.MAX_AMOUNT).clean(item))
+            except ValidationError as exc:
+                raise ValidationError(
+                    _("%(value)s is not an amount in yuan.") % {"value": item[:20]}
+                ) from exc
+        if len(amounts) > limits.MAX_ALERT_THRESHOLDS:
+            raise ValidationError(
+                _("At most %(max)s thresholds.") % {"max": limits.MAX_ALERT_THRESHOLDS}
+            )
+        return sorted(set(amounts), reverse=True)

@@ -1,9 +1,13 @@
-"""Pages: a buyer's invoices, printing and paying them."""
+"""Pages: a buyer's invoices, printing and paying them; its prepaid balance
+(top-ups by card) and what happens when its funds run out."""
+
+import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -12,7 +16,9 @@ from accounts.permissions import page_check_can_change
 from accounts.selectors import organisation_for_user
 from billing import interim, invoice_files, payments, prepaid, selectors
 from billing.subsidy import invoice_pending_reimbursements, reimbursement_submit
+from billing.web.forms import FundingTermsForm, TopUpForm
 from core.errors import ApplicationError
+from core.money import format_money
 
 TEST_CARDS = [
     ("pm_card_visa", gettext_lazy("Visa 4242 (succeeds)")),
@@ -35,8 +41,19 @@ def _invoice(request: HttpRequest, pk: int):
     return invoice
 
 
-@login_required
-def invoice_list(request: HttpRequest) -> HttpResponse:
+def _terms_initial(terms) -> dict:
+    if terms is None:
+        return {"at_zero": "stop_orders", "grace_minutes": 60, "alert_thresholds": ""}
+    return {
+        "at_zero": terms.at_zero,
+        "grace_minutes": terms.grace_minutes,
+        "alert_thresholds": ", ".join(f"{amount / 100:.2f}" for amount in terms.alert_thresholds),
+    }
+
+
+def _invoice_list_page(
+    request: HttpRequest, *, top_up_form=None, terms_form=None, status: int = 200
+) -> HttpResponse:
     buyer = _buyer(request)
     funding = selectors.funding_get(buyer=buyer)
     return render(
@@ -48,8 +65,83 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
             "at_zero_explained": prepaid.at_zero_explained(funding.terms),
             "leases_stop_at": prepaid.leases_stop_at(funding.terms),
             "alerts": selectors.funding_alerts(buyer=buyer),
+            "top_ups": selectors.top_up_list(buyer=buyer)[:5],
+            "top_up_form": top_up_form
+            or TopUpForm(initial={"once": uuid.uuid4().hex}, cards=TEST_CARDS),
+            "terms_form": terms_form or FundingTermsForm(initial=_terms_initial(funding.terms)),
         },
+        status=status,
     )
+
+
+@login_required
+def invoice_list(request: HttpRequest) -> HttpResponse:
+    return _invoice_list_page(request)
+
+
+@login_required
+@require_POST
+def funding_top_up(request: HttpRequest) -> HttpResponse:
+    """A card top-up from the page; the balance grows when Stripe confirms it."""
+    buyer = _buyer(request)
+    form = TopUpForm(request.POST, cards=TEST_CARDS)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            top_up, _created = prepaid.top_up_start(
+                buyer=buyer,
+                amount=data["amount"],
+                payment_method=data["payment_method"],
+                idempotency_key=f"page-{data['once']}",
+            )
+        except ApplicationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("Top-up of %(amount)s %(status)s. Your balance grows when Stripe confirms it.")
+                % {
+                    "amount": format_money(top_up.amount, top_up.currency),
+                    "status": top_up.get_status_display(),
+                },
+            )
+            return redirect(f"{reverse('billing-invoices')}#funding")
+    return _invoice_list_page(request, top_up_form=form, status=400)
+
+
+@login_required
+@require_POST
+def funding_terms(request: HttpRequest) -> HttpResponse:
+    """What happens at zero and the alert thresholds; an automatic top-up set
+    through the API stays as it is."""
+    buyer = _buyer(request)
+    form = FundingTermsForm(request.POST)
+    if form.is_valid():
+        terms = prepaid.funding_terms_ensure(buyer=buyer)
+        try:
+            prepaid.funding_terms_update(
+                buyer=buyer,
+                **form.cleaned_data,
+                auto_top_up=terms.auto_top_up,
+                auto_top_up_amount=terms.auto_top_up_amount,
+                auto_top_up_below_amount=terms.auto_top_up_below_amount,
+                auto_top_up_payment_method=terms.auto_top_up_payment_method,
+            )
+        except ApplicationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, _("Your funding terms are saved."))
+            return redirect(f"{reverse('billing-invoices')}#funding")
+    return _invoice_list_page(request, terms_form=form, status=400)
+
+
+def _form_errors(form, exc: ApplicationError) -> None:
+    """A service's field errors, back on the form's fields (the rest on top)."""
+    for field, problems in exc.errors.items():
+        for problem in problems:
+            form.add_error(field if field in form.fields else None, problem)
+    if not exc.errors:
+        form.add_error(None, exc.message)
 
 
 @login_required

@@ -16,6 +16,8 @@ from billing.web import (
 urlpatterns = [
     path("", home.home, name="home"),
     path("billing/invoices/", invoices.invoice_list, name="billing-invoices"),
+    path("billing/funding/top-up/", invoices.funding_top_up, name="billing-funding-top-up"),
+    path("billing/funding/terms/", invoices.funding_terms, name="billing-funding-terms"),
     path(
         "billing/invoices/settle-now/",
         invoices.invoice_settle_now,

@@ -599,3 +599,140 @@ def test_ten_invoices_issued_at_once_draw_the_balance_down_to_zero_and_never_bel
     receivable = account_get(purpose=P.BUYER_RECEIVABLE, organisation=buyer_org)
     assert receivable.normal_balance == 100_000 - 35_000
     assert ledger_is_balanced()
+
+
+# --- the balance section's forms (the invoices page) ------------------------------------
+
+
+def _page_client(user) -> Client:
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+@pytest.mark.integration
+def test_a_buyer_tops_up_from_the_page_once_however_often_it_clicks(
+    localstripe, buyer_org, buyer, django_capture_on_commit_callbacks
+):
+    browser = _page_client(buyer)
+    form = {"amount": "500.00", "payment_method": "pm_card_visa", "once": "f00d"}
+
+    # when the form is sent twice (a double click)
+    first = browser.post("/billing/funding/top-up/", form)
+    again = browser.post("/billing/funding/top-up/", form)
+
+    # then one top-up of ¥500.00 was started, and nothing is credited yet
+    assert first.status_code == again.status_code == 302
+    top_up = TopUp.objects.get()
+    assert (top_up.amount, top_up.status) == (50_000, "succeeded")
+    page = browser.get("/billing/invoices/").content.decode()
+    assert "Top-up of ¥500.00 succeeded. Your balance grows when Stripe confirms it." in page
+
+    # when Stripe's signed event arrives
+    body, headers = localstripe.relay.wait_for(
+        "payment_intent.succeeded", object_id=top_up.stripe_payment_intent_id
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        Client().post(
+            "/api/v1/stripe/webhook/",
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=headers["Stripe-Signature"],
+        )
+
+    # then the page shows the balance and the credited top-up
+    page = browser.get("/billing/invoices/").content.decode()
+    assert _balance(buyer_org) == 50_000
+    assert '<dt>Prepaid balance</dt><dd class="num">¥500.00</dd>' in page
+    assert "Recent top-ups" in page and "¥500.00" in page
+
+
+@pytest.mark.parametrize(
+    ("amount", "error"),
+    [
+        ("0", "Ensure this value is greater than or equal to 0.01."),
+        ("12.345", "Ensure that there are no more than 2 decimal places."),
+        ("lots", "Enter a number."),
+        ("99999999999.99", "Ensure this value is less than or equal to"),
+    ],
+)
+def test_a_bad_top_up_amount_is_shown_on_its_field_and_nothing_is_charged(
+    buyer_org, buyer, amount, error
+):
+    response = _page_client(buyer).post(
+        "/billing/funding/top-up/",
+        {"amount": amount, "payment_method": "pm_card_visa", "once": "x1"},
+    )
+
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert not TopUp.objects.exists()
+
+
+def test_the_buyer_sets_what_happens_at_zero_and_its_alerts_on_the_page(buyer_org, buyer):
+    browser = _page_client(buyer)
+
+    response = browser.post(
+        "/billing/funding/terms/",
+        {"at_zero": "stop_leases", "grace_minutes": "30", "alert_thresholds": "50, 20.5，50"},
+    )
+
+    assert response.status_code == 302
+    terms = prepaid.funding_terms_ensure(buyer=buyer_org)
+    assert (terms.at_zero, terms.grace_minutes, terms.alert_thresholds) == (
+        "stop_leases",
+        30,
+        [5_000, 2_050],
+    )
+    page = browser.get("/billing/invoices/").content.decode()
+    assert 'value="50.00, 20.50"' in page
+    assert "Your funding terms are saved." in page
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("alert_thresholds", "50, lots", "lots is not an amount in yuan."),
+        ("alert_thresholds", ", ".join(["1"] * 11), "At most 10 thresholds."),
+        ("grace_minutes", "-1", "Ensure this value is greater than or equal to 0."),
+        ("at_zero", "shrug", "Select a valid choice."),
+    ],
+)
+def test_bad_funding_terms_are_shown_on_their_field_and_nothing_changes(
+    buyer_org, buyer, field, value, error
+):
+    body = {"at_zero": "stop_orders", "grace_minutes": "60", "alert_thresholds": "10"}
+    body[field] = value
+
+    response = _page_client(buyer).post("/billing/funding/terms/", body)
+
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert not FundingTerms.objects.filter(buyer=buyer_org).exists()
+
+
+def test_a_read_only_member_sees_the_balance_but_cannot_top_up_or_change_terms(buyer_org):
+    from accounts.models import Membership
+    from tests.factories import MembershipFactory, UserFactory
+
+    reader = MembershipFactory(
+        organisation=buyer_org, user=UserFactory(), role=Membership.Role.READ_ONLY
+    ).user
+    browser = _page_client(reader)
+
+    assert browser.get("/billing/invoices/").status_code == 200
+    top_up = {"amount": "5.00", "payment_method": "pm_card_visa", "once": "r1"}
+    assert browser.post("/billing/funding/top-up/", top_up).status_code == 403
+    terms = {"at_zero": "stop_leases", "grace_minutes": "0", "alert_thresholds": ""}
+    assert browser.post("/billing/funding/terms/", terms).status_code == 403
+    assert not TopUp.objects.exists() and not FundingTerms.objects.exists()
+
+
+def test_the_balance_forms_speak_chinese(buyer_org, buyer):
+    from django.utils import translation
+
+    browser = _page_client(buyer)
+    with translation.override("zh-hans"):
+        page = browser.get("/billing/invoices/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+
+    assert "银行卡充值" in page and "余额用尽时" in page
