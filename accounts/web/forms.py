@@ -78,3 +78,22 @@ class InvitationAcceptForm(forms.Form):
         if data.get("password1") != data.get("password2"):
             self.add_error("password2", _("The two passwords differ."))
         return data
+
+
+class WebhookEndpointForm(forms.Form):
+    url = forms.URLField(label=_("Endpoint URL"), max_length=500, assume_scheme="https")
+    description = forms.CharField(label=_("Description"), max_length=200, required=False)
+    event_types = forms.MultipleChoiceField(
+        label=_("Events"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked: every event."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        from accounts.webhooks import EVENT_TYPES
+
+        super().__init__(*args, **kwargs)
+        self.fields["event_types"].choices = [
+            (name, name) for name in EVENT_TYPES if name != "webhook.test"
+        ]

@@ -14,6 +14,8 @@ urlpatterns = [
     path("account/tokens/<str:prefix>/revoke/", views.token_revoke, name="token_revoke"),
     path("account/invitations/", views.invitation_create, name="invitation_create"),
     path("account/members/<int:pk>/role/", views.member_role, name="member_role"),
+    path("account/webhooks/", views.webhook_create, name="webhook_create"),
+    path("account/webhooks/<int:pk>/<str:action>/", views.webhook_action, name="webhook_action"),
     path("staff/authorities/invite/", views.authority_invite_page, name="authority_invite"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
 ]

@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -8,9 +9,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from knox.settings import knox_settings
 
+from accounts import webhooks
 from accounts.invitations import (
     authority_invite,
     invitation_for_token,
+    membership_check_manager,
     membership_role_set,
 )
 from accounts.invitations import (
@@ -19,7 +22,7 @@ from accounts.invitations import (
 from accounts.invitations import (
     invitation_create as invite,
 )
-from accounts.models import Membership, Organisation
+from accounts.models import Membership, Organisation, WebhookDelivery
 from accounts.permissions import page_check_can_change
 from accounts.selectors import (
     authorities_with_invitations,
@@ -35,13 +38,14 @@ from accounts.services import (
     organisation_competing_claims,
     user_sign_up,
 )
-from accounts.throttles import SignUpThrottle, TokenCreateThrottle
+from accounts.throttles import SignUpThrottle, TokenCreateThrottle, WebhookThrottle
 from accounts.web.forms import (
     AuthorityInviteForm,
     InvitationAcceptForm,
     InvitationForm,
     MemberRoleForm,
     SignUpForm,
+    WebhookEndpointForm,
 )
 from core.errors import ApplicationError, NotFound
 from core.pages import form_errors_apply
@@ -84,25 +88,112 @@ def sign_up(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/account.html", _account_context(request))
+
+
+def _account_context(request: HttpRequest, *, webhook_form=None) -> dict:
     organisation = organisation_for_user(request.user)
     manager = role_for_user(request.user) in Membership.MANAGERS
+    return {
+        "tokens": user_tokens(user=request.user),
+        "new_token": request.session.pop("new_token", None),
+        "token_ttl_days": knox_settings.TOKEN_TTL.days,
+        "token_limit": knox_settings.TOKEN_LIMIT_PER_USER,
+        "role": role_for_user(request.user),
+        "manager": manager,
+        "members": memberships_of(organisation).order_by("pk") if organisation else [],
+        "invitations": invitations_of(organisation)[:50] if manager else [],
+        "invitation_form": InvitationForm(),
+        "new_invitation_link": request.session.pop("new_invitation_link", None),
+        "roles": MemberRoleForm.base_fields["role"].choices,
+        **(
+            _webhooks_context(request, organisation, form=webhook_form)
+            if manager and organisation
+            else {}
+        ),
+    }
+
+
+def _webhooks_context(request: HttpRequest, organisation: Organisation, form=None) -> dict:
+    endpoints = list(webhooks.endpoints_of(organisation))
+    return {
+        "webhook_endpoints": endpoints,
+        "webhook_deliveries": WebhookDelivery.objects.filter(endpoint__in=endpoints)
+        .select_related("endpoint")
+        .order_by("-pk")[:10],
+        "webhook_form": form or WebhookEndpointForm(),
+        "new_webhook_secret": request.session.pop("new_webhook_secret", None),
+    }
+
+
+def _managed_organisation(request: HttpRequest) -> Organisation:
+    organisation = organisation_for_user(request.user)
+    if organisation is None:
+        raise Http404
+    page_check_can_change(request)
+    try:
+        membership_check_manager(user=request.user, organisation=organisation)
+    except ApplicationError as exc:
+        raise DjangoPermissionDenied(exc.message) from exc
+    return organisation
+
+
+@login_required
+@require_POST
+def webhook_create(request: HttpRequest) -> HttpResponse:
+    """An owner or admin adds a webhook endpoint; its signing secret is shown once."""
+    organisation = _managed_organisation(request)
+    if throttled := page_throttled(request, WebhookThrottle):
+        return throttled
+    form = WebhookEndpointForm(request.POST)
+    if form.is_valid():
+        try:
+            endpoint = webhooks.endpoint_create(
+                organisation=organisation, by=request.user, **form.cleaned_data
+            )
+        except ApplicationError as exc:
+            form_errors_apply(form, exc)
+        else:
+            request.session["new_webhook_secret"] = endpoint.secret
+            messages.success(request, _("Webhook endpoint added."))
+            return redirect(f"{reverse('account')}#webhooks")
     return render(
-        request,
-        "accounts/account.html",
-        {
-            "tokens": user_tokens(user=request.user),
-            "new_token": request.session.pop("new_token", None),
-            "token_ttl_days": knox_settings.TOKEN_TTL.days,
-            "token_limit": knox_settings.TOKEN_LIMIT_PER_USER,
-            "role": role_for_user(request.user),
-            "manager": manager,
-            "members": memberships_of(organisation).order_by("pk") if organisation else [],
-            "invitations": invitations_of(organisation)[:50] if manager else [],
-            "invitation_form": InvitationForm(),
-            "new_invitation_link": request.session.pop("new_invitation_link", None),
-            "roles": MemberRoleForm.base_fields["role"].choices,
-        },
+        request, "accounts/account.html", _account_context(request, webhook_form=form), status=400
     )
+
+
+WEBHOOK_ACTIONS = ("test", "on", "off", "rotate", "delete")
+
+
+@login_required
+@require_POST
+def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    organisation = _managed_organisation(request)
+    if action not in WEBHOOK_ACTIONS:
+        raise Http404
+    if throttled := page_throttled(request, WebhookThrottle):
+        return throttled
+    endpoint = get_object_or_404(webhooks.endpoints_of(organisation), pk=pk)
+    try:
+        if action == "test":
+            webhooks.endpoint_test(endpoint=endpoint, by=request.user)
+            messages.success(request, _("Test event queued; its outcome shows below."))
+        elif action in ("on", "off"):
+            webhooks.endpoint_update(endpoint=endpoint, active=action == "on")
+            messages.success(
+                request,
+                _("Webhook endpoint turned %(state)s.")
+                % {"state": _("on") if action == "on" else _("off")},
+            )
+        elif action == "rotate":
+            webhooks.endpoint_secret_rotate(endpoint=endpoint)
+            request.session["new_webhook_secret"] = endpoint.secret
+        else:
+            endpoint.delete()
+            messages.success(request, _("Webhook endpoint removed."))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect(f"{reverse('account')}#webhooks")
 
 
 @login_required

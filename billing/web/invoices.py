@@ -19,6 +19,7 @@ from billing.subsidy import invoice_pending_reimbursements, reimbursement_submit
 from billing.web.forms import FundingTermsForm, TopUpForm
 from core.errors import ApplicationError
 from core.money import format_money
+from core.pages import form_errors_apply
 
 TEST_CARDS = [
     ("pm_card_visa", gettext_lazy("Visa 4242 (succeeds)")),
@@ -95,7 +96,7 @@ def funding_top_up(request: HttpRequest) -> HttpResponse:
                 idempotency_key=f"page-{data['once']}",
             )
         except ApplicationError as exc:
-            _form_errors(form, exc)
+            form_errors_apply(form, exc)
         else:
             messages.success(
                 request,
@@ -128,20 +129,11 @@ def funding_terms(request: HttpRequest) -> HttpResponse:
                 auto_top_up_payment_method=terms.auto_top_up_payment_method,
             )
         except ApplicationError as exc:
-            _form_errors(form, exc)
+            form_errors_apply(form, exc)
         else:
             messages.success(request, _("Your funding terms are saved."))
             return redirect(f"{reverse('billing-invoices')}#funding")
     return _invoice_list_page(request, terms_form=form, status=400)
-
-
-def _form_errors(form, exc: ApplicationError) -> None:
-    """A service's field errors, back on the form's fields (the rest on top)."""
-    for field, problems in exc.errors.items():
-        for problem in problems:
-            form.add_error(field if field in form.fields else None, problem)
-    if not exc.errors:
-        form.add_error(None, exc.message)
 
 
 @login_required
