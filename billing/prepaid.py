@@ -254,6 +254,7 @@ def top_up_start(
             transfer_group=f"top-up-{top_up.pk}",
             metadata={"top_up": str(top_up.pk), "buyer": str(buyer.pk)},
             payment_method=payment_method,
+            off_session=automatic,
         )
     except gateway.GatewayError as exc:
         logger.warning("top-up intent failed", extra={"top_up": top_up.pk, "error": str(exc)})

@@ -436,17 +436,11 @@ def test_alerts_are_sent_once_per_crossing_on_the_page_and_by_mail(buyer_org, bu
     assert mail.outbox[2].subject == "Your available funds have reached zero"
 
 
+@pytest.mark.integration
 def test_an_automatic_top_up_charges_the_saved_card_once_per_crossing(
-    buyer_org, buyer_client, monkeypatch
+    localstripe, buyer_org, buyer_client, django_capture_on_commit_callbacks
 ):
-    intents = []
-
-    def intent_create(**kwargs):
-        intents.append(kwargs)
-        return {"id": f"pi_auto{len(intents)}", "status": "processing", "client_secret": "s"}
-
-    monkeypatch.setattr(prepaid.gateway, "payment_intent_create", intent_create)
-    monkeypatch.setattr("billing.payments.customer_ensure", lambda organisation: "cus_test")
+    # given ¥100.00 of credit and an automatic top-up of ¥200.00 at ¥20.00 or below
     _credit(buyer_org, 10_000)
     response = buyer_client.put(
         "/api/v1/balance/",
@@ -463,13 +457,29 @@ def test_an_automatic_top_up_charges_the_saved_card_once_per_crossing(
     assert response.status_code == 200, response.json()
     _usage(buyer_org, gpu_seconds=16_200)  # 4.5 h at ¥20.00 = ¥90.00: ¥10.00 left
 
+    # when the beat's sweep runs twice
     funding_sweep()
     funding_sweep()
 
+    # then the saved card was charged once, off-session, on the local Stripe
     top_up = TopUp.objects.get()
-    assert (top_up.amount, top_up.automatic, top_up.status) == (20_000, True, "processing")
-    assert len(intents) == 1
-    assert intents[0]["payment_method"] == "pm_card_visa" and intents[0]["amount"] == 20_000
+    assert (top_up.amount, top_up.automatic, top_up.status) == (20_000, True, "succeeded")
+    body, headers = localstripe.relay.wait_for(
+        "payment_intent.succeeded", object_id=top_up.stripe_payment_intent_id
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        Client().post(
+            "/api/v1/stripe/webhook/",
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=headers["Stripe-Signature"],
+        )
+    # and once Stripe's event came, available funds are ¥10.00 + ¥200.00
+    funding = buyer_client.get("/api/v1/balance/").json()
+    assert (funding["balance_amount"], funding["available_amount"]) == (20_000, 21_000)
+    funding_sweep()
+    assert TopUp.objects.count() == 1  # above the trigger again: no second charge
+    assert ledger_is_balanced()
 
 
 def test_funding_terms_are_bounded_and_the_credit_limit_is_staffs(buyer_org, buyer_client):
