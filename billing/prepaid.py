@@ -16,7 +16,8 @@ account of the buyer (credit-normal, floored at zero):
 so an invoice draws the balance down once, when it is issued, and its
 remainder is paid by card as before: no money is counted twice.
 
-A buyer with funding terms is held to them: at available ≤ 0 new orders are
+A buyer held to its funding terms (`held`: it chose so, or staff granted it
+credit; a top-up alone holds nobody) is stopped at zero: at available ≤ 0 new orders are
 refused (`funding_check_order`, called by market.orders through
 settings.ORDER_PLACEMENT_CHECKS); under `stop_leases` the beat's sweep also
 ends the buyer's running leases (market.leases.lease_end_now) and takes its
@@ -68,7 +69,8 @@ def _balance_account(*, buyer: Organisation, currency: str) -> LedgerAccount:
 
 
 def funding_terms_ensure(*, buyer: Organisation) -> FundingTerms:
-    """The buyer's terms, created with the defaults (stop new orders at zero)."""
+    """The buyer's terms, created with the defaults: not held (it pays after
+    use, its prepaid balance first), stop new orders at zero once held."""
     if not buyer.is_buyer:
         raise ApplicationError(_("Only a buyer has a prepaid balance."))
     terms, _created = FundingTerms.objects.get_or_create(
@@ -95,9 +97,11 @@ def funding_terms_update(
     auto_top_up_amount: int,
     auto_top_up_below_amount: int,
     auto_top_up_payment_method: str = "",
+    held: bool = True,
 ) -> FundingTerms:
-    """The buyer sets what happens at zero, its alerts and its automatic
-    top-up (the credit limit is staff's: `credit_limit_set`)."""
+    """The buyer sets whether it is held to available funds, what happens at
+    zero, its alerts and its automatic top-up (the credit limit is staff's:
+    `credit_limit_set`)."""
     errors: dict[str, list[str]] = {}
     if at_zero not in AtZero.values:
         errors["at_zero"] = [_("Choose stop_orders or stop_leases.")]
@@ -124,7 +128,13 @@ def funding_terms_update(
     if errors:
         raise ApplicationError(_("The funding terms are not valid."), errors=errors)
     terms = funding_terms_ensure(buyer=buyer)
+    if not held and terms.credit_limit_amount > 0:
+        raise ApplicationError(
+            _("With a credit limit you are held to your available funds."),
+            errors={"held": [_("Staff granted you credit: paying after use is not open to you.")]},
+        )
     FundingTerms.objects.filter(pk=terms.pk).update(
+        held=held,
         at_zero=at_zero,
         grace_minutes=grace_minutes,
         alert_thresholds=sorted(set(alert_thresholds), reverse=True),
@@ -145,8 +155,9 @@ def credit_limit_set(*, buyer: Organisation, amount: int) -> FundingTerms:
             _("The credit limit is not valid."), errors={"credit_limit_amount": problem}
         )
     terms = funding_terms_ensure(buyer=buyer)
+    # credit is a cap: a buyer granted some is held to its available funds
     FundingTerms.objects.filter(pk=terms.pk).update(
-        credit_limit_amount=amount, updated_at=clock.now()
+        credit_limit_amount=amount, updated_at=clock.now(), **({"held": True} if amount else {})
     )
     terms.refresh_from_db()
     return terms
@@ -154,7 +165,7 @@ def credit_limit_set(*, buyer: Organisation, amount: int) -> FundingTerms:
 
 def at_zero_explained(terms: FundingTerms | None) -> str:
     """What happens at zero, in the words the page and the API both show."""
-    if terms is None:
+    if terms is None or not terms.held:
         return _(
             "You pay each invoice by card after use; no spending limit applies. "
             "Top up to pay invoices from a prepaid balance."
@@ -185,7 +196,7 @@ def funding_check_order(*, buyer: Organisation, currency: str) -> None:
     """Refuse a new order (409, nothing stored) when the buyer is held to
     funding terms and has nothing available. Called by market.orders through
     settings.ORDER_PLACEMENT_CHECKS."""
-    if not FundingTerms.objects.filter(buyer=buyer).exists():
+    if not FundingTerms.objects.filter(buyer=buyer, held=True).exists():
         return  # pays by card after use: one query, no usage priced
     funding = selectors.funding_get(buyer=buyer, currency=currency)
     if not funding.enforced or funding.available > 0:
@@ -380,7 +391,7 @@ def invoice_pay_from_balance(*, invoice: Invoice) -> int:
 def funding_sweep() -> int:
     """Review every buyer held to funding terms; returns how many were reviewed."""
     reviewed = 0
-    for terms in FundingTerms.objects.select_related("buyer").order_by("pk"):
+    for terms in FundingTerms.objects.filter(held=True).select_related("buyer").order_by("pk"):
         try:
             funding_review(terms=terms)
         except Exception:  # one buyer's failure never stops the others' review

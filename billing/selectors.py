@@ -435,7 +435,8 @@ class Funding:
 
     @property
     def enforced(self) -> bool:
-        return self.terms is not None
+        """Held to available funds (stopped at zero), not paying after use."""
+        return self.terms is not None and self.terms.held
 
 
 def unbilled_usage_amount(*, buyer: Organisation, currency: str) -> int:

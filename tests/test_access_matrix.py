@@ -690,6 +690,15 @@ PAGES: dict[str, Page] = {
         method="post",
         data=lambda w: {"role": "member"},
     ),
+    "webhook_create": Page(
+        MEMBERS, method="post", data=lambda w: {"url": "https://hooks.example.com/page"}
+    ),
+    "webhook_action": Page(
+        MEMBERS,
+        kwargs=lambda w: {"pk": w.a.objects["webhook"].pk, "action": "off"},
+        sees={"buyer_a"},
+        method="post",
+    ),
     "authority_invite": Page(STAFF),
     "invitation_accept": Page(ALL, kwargs=lambda w: {"token": _invitation_token(w)}),
     "market:catalogue": Page(ALL),
@@ -751,6 +760,13 @@ PAGES: dict[str, Page] = {
     "node-health": Page(PROVIDERS, kwargs=lambda w: {"pk": w.a.node.pk}, sees={"provider_a"}),
     "billing-invoices": Page(BUYERS),
     "billing-invoice-settle-now": Page(BUYERS, method="post"),
+    # an empty form: the buyer's field errors (400); nothing is charged
+    "billing-funding-top-up": Page(BUYERS, method="post"),
+    "billing-funding-terms": Page(
+        BUYERS,
+        method="post",
+        data=lambda w: {"held": "false", "at_zero": "stop_orders", "grace_minutes": "60"},
+    ),
     "billing-invoice": Page(BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}),
     "billing-invoice-status": Page(
         BUYERS, kwargs=lambda w: {"pk": w.a.invoice.pk}, sees={"buyer_a"}

@@ -22,9 +22,11 @@ from core.parsers import BoundedJSONParser
 class FundingOutput(serializers.Serializer):
     currency = serializers.CharField()
     prepaid = serializers.BooleanField(
-        help_text="Held to funding terms (a top-up or a credit limit made them). "
-        "Without terms the buyer pays invoices by card after use and no limit applies."
+        help_text="Held to available funds: the buyer chose so (PUT with held) or staff "
+        "granted credit. Otherwise it pays invoices by card after use, its prepaid balance "
+        "first, and no limit applies."
     )
+    held = serializers.BooleanField(help_text="The same as prepaid, by the name PUT takes.")
     balance_amount = serializers.IntegerField(help_text="The prepaid balance (minor units).")
     credit_limit_amount = serializers.IntegerField(help_text="Credit granted by the exchange.")
     outstanding_amount = serializers.IntegerField(help_text="Issued invoices not yet paid.")
@@ -57,6 +59,7 @@ def funding_data(buyer: Organisation) -> dict:
     return {
         "currency": funding.currency,
         "prepaid": funding.enforced,
+        "held": funding.enforced,
         "balance_amount": funding.balance,
         "credit_limit_amount": funding.credit_limit,
         "outstanding_amount": funding.outstanding,
@@ -88,6 +91,12 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class FundingTermsInput(serializers.Serializer):
+    held = StrictBooleanField(
+        required=False,
+        default=True,
+        help_text="Held to available funds (stopped at zero as at_zero says); false: pay "
+        "each invoice by card after use, the prepaid balance first (not open with credit).",
+    )
     at_zero = serializers.ChoiceField(choices=FundingTerms.AtZero.choices)
     grace_minutes = serializers.IntegerField(
         min_value=0, max_value=limits.MAX_FUNDING_GRACE_MINUTES
@@ -123,9 +132,9 @@ class FundingView(APIView):
     """The buyer's prepaid balance, credit, what is available and what happens
     at zero (GET). PUT replaces its funding terms: fields left out take their
     defaults (no alert but zero, no automatic top-up); the credit limit is
-    staff's. Terms once set hold the buyer to them: at available ≤ 0 new
-    orders are refused (409), and under stop_leases running leases end after
-    the grace."""
+    staff's. Terms set with `held` (the default) hold the buyer to them: at
+    available ≤ 0 new orders are refused (409), and under stop_leases running
+    leases end after the grace; a top-up alone holds nobody."""
 
     permission_classes = [IsBuyer]
     # JSON only: a form's "0" is no boolean a buyer meant for auto_top_up

@@ -10,10 +10,12 @@ from core import limits
 class FundingTerms(models.Model):
     """How a buyer funds its usage: a prepaid balance (the ledger's
     `buyer_credit` account, topped up by card) and a credit limit set by
-    staff. A buyer with terms is held to them (billing/prepaid.py): when what
-    is available reaches zero, new orders are refused (`stop_orders`), and
-    under `stop_leases` running leases end too once `grace_minutes` have
-    passed. A buyer without terms pays its invoices by card after use.
+    staff. A buyer `held` to its terms (it chose so, or staff granted it
+    credit) is stopped at zero (billing/prepaid.py): when what is available
+    reaches zero, new orders are refused (`stop_orders`), and under
+    `stop_leases` running leases end too once `grace_minutes` have passed. A
+    buyer not held (no terms, or a top-up alone) pays its invoices by card
+    after use, its prepaid balance first.
 
     `exhausted_at` is when available first reached zero (cleared when it is
     above zero again); `auto_top_up_armed` allows one automatic top-up per
@@ -28,6 +30,7 @@ class FundingTerms(models.Model):
     )
     currency = models.CharField(max_length=3, default="CNY")
     credit_limit_amount = models.BigIntegerField(default=0)
+    held = models.BooleanField(default=False)
     at_zero = models.CharField(max_length=12, choices=AtZero.choices, default=AtZero.STOP_ORDERS)
     grace_minutes = models.PositiveIntegerField(default=60)
     # Alert when available falls to or below each amount (minor units), once per crossing.

@@ -327,8 +327,18 @@ class TopUpForm(forms.Form):
 
 
 class FundingTermsForm(forms.Form):
-    """What happens when available funds reach zero, and the alerts before."""
+    """How the buyer pays (after use, or held to its available funds), what
+    happens when available funds reach zero, and the alerts before."""
 
+    held = forms.TypedChoiceField(
+        label=_("How you pay"),
+        choices=[
+            ("false", _("By card after use: no spending limit")),
+            ("true", _("From available funds (balance and credit): stopped at zero")),
+        ],
+        coerce=lambda value: value == "true",
+        widget=forms.RadioSelect,
+    )
     at_zero = forms.ChoiceField(label=_("At zero"), choices=())
     grace_minutes = forms.IntegerField(
         label=_("Grace before running leases end (minutes)"),

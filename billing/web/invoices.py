@@ -44,8 +44,14 @@ def _invoice(request: HttpRequest, pk: int):
 
 def _terms_initial(terms) -> dict:
     if terms is None:
-        return {"at_zero": "stop_orders", "grace_minutes": 60, "alert_thresholds": ""}
+        return {
+            "held": "false",
+            "at_zero": "stop_orders",
+            "grace_minutes": 60,
+            "alert_thresholds": "",
+        }
     return {
+        "held": "true" if terms.held else "false",
         "at_zero": terms.at_zero,
         "grace_minutes": terms.grace_minutes,
         "alert_thresholds": ", ".join(f"{amount / 100:.2f}" for amount in terms.alert_thresholds),
@@ -113,8 +119,8 @@ def funding_top_up(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def funding_terms(request: HttpRequest) -> HttpResponse:
-    """What happens at zero and the alert thresholds; an automatic top-up set
-    through the API stays as it is."""
+    """How the buyer pays, what happens at zero and the alert thresholds; an
+    automatic top-up set through the API stays as it is."""
     buyer = _buyer(request)
     form = FundingTermsForm(request.POST)
     if form.is_valid():

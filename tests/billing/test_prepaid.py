@@ -132,7 +132,8 @@ def test_a_card_top_up_is_credited_once_when_its_webhook_comes_twice(
     # then the balance is ¥500.00, credited once, and the ledger balances
     funding = buyer_client.get("/api/v1/balance/").json()
     assert (funding["balance_amount"], funding["available_amount"]) == (50_000, 50_000)
-    assert funding["prepaid"] is True
+    # a top-up alone holds nobody to a limit: the balance pays invoices first
+    assert funding["prepaid"] is False
     assert LedgerTransaction.objects.filter(kind="top_up").count() == 1
     assert account_get(purpose=P.STRIPE_CLEARING).normal_balance == 50_000
     assert TopUp.objects.get().credited_at is not None
@@ -684,12 +685,18 @@ def test_the_buyer_sets_what_happens_at_zero_and_its_alerts_on_the_page(buyer_or
 
     response = browser.post(
         "/billing/funding/terms/",
-        {"at_zero": "stop_leases", "grace_minutes": "30", "alert_thresholds": "50, 20.5，50"},
+        {
+            "held": "true",
+            "at_zero": "stop_leases",
+            "grace_minutes": "30",
+            "alert_thresholds": "50, 20.5，50",
+        },
     )
 
     assert response.status_code == 302
     terms = prepaid.funding_terms_ensure(buyer=buyer_org)
-    assert (terms.at_zero, terms.grace_minutes, terms.alert_thresholds) == (
+    assert (terms.held, terms.at_zero, terms.grace_minutes, terms.alert_thresholds) == (
+        True,
         "stop_leases",
         30,
         [5_000, 2_050],
@@ -706,12 +713,18 @@ def test_the_buyer_sets_what_happens_at_zero_and_its_alerts_on_the_page(buyer_or
         ("alert_thresholds", ", ".join(["1"] * 11), "At most 10 thresholds."),
         ("grace_minutes", "-1", "Ensure this value is greater than or equal to 0."),
         ("at_zero", "shrug", "Select a valid choice."),
+        ("held", "maybe", "Select a valid choice."),
     ],
 )
 def test_bad_funding_terms_are_shown_on_their_field_and_nothing_changes(
     buyer_org, buyer, field, value, error
 ):
-    body = {"at_zero": "stop_orders", "grace_minutes": "60", "alert_thresholds": "10"}
+    body = {
+        "held": "true",
+        "at_zero": "stop_orders",
+        "grace_minutes": "60",
+        "alert_thresholds": "10",
+    }
     body[field] = value
 
     response = _page_client(buyer).post("/billing/funding/terms/", body)
@@ -733,7 +746,7 @@ def test_a_read_only_member_sees_the_balance_but_cannot_top_up_or_change_terms(b
     assert browser.get("/billing/invoices/").status_code == 200
     top_up = {"amount": "5.00", "payment_method": "pm_card_visa", "once": "r1"}
     assert browser.post("/billing/funding/top-up/", top_up).status_code == 403
-    terms = {"at_zero": "stop_leases", "grace_minutes": "0", "alert_thresholds": ""}
+    terms = {"held": "true", "at_zero": "stop_leases", "grace_minutes": "0"}
     assert browser.post("/billing/funding/terms/", terms).status_code == 403
     assert not TopUp.objects.exists() and not FundingTerms.objects.exists()
 
@@ -746,3 +759,56 @@ def test_the_balance_forms_speak_chinese(buyer_org, buyer):
         page = browser.get("/billing/invoices/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
 
     assert "银行卡充值" in page and "余额用尽时" in page
+
+
+def test_a_buyer_who_tops_up_or_pays_after_use_is_never_stopped_unless_it_chooses(
+    buyer_org, buyer, buyer_client
+):
+    # given a buyer paying after use, ¥90.00 of usage not yet invoiced, then ¥10.00 prepaid
+    _usage(buyer_org, gpu_seconds=16_200)
+    _top_up_succeeded(buyer_org, 1_000, intent_id="pi_small")
+    OfferFactory()
+    order = _order_body()
+
+    # then it is not held: it orders, and the sweep neither alerts nor stops it
+    assert buyer_client.get("/api/v1/balance/").json()["held"] is False
+    assert buyer_client.post("/api/v1/orders/", order, format="json").status_code == 201
+    funding_sweep()
+    assert not FundingAlert.objects.exists()
+
+    # when it chooses on the page to be held to its funds (¥10.00 − ¥90.00 < 0)
+    browser = Client()
+    browser.force_login(buyer)
+    browser.post(
+        "/billing/funding/terms/",
+        {"held": "true", "at_zero": "stop_orders", "grace_minutes": "0", "alert_thresholds": ""},
+    )
+
+    # then the next order is refused, saying why, and the page says what holds
+    refused = buyer_client.post("/api/v1/orders/", order, format="json")
+    assert refused.status_code == 409
+    assert "Your available funds are -¥80.00" in refused.json()["detail"]
+    page = browser.get("/billing/invoices/").content.decode()
+    assert "When available funds reach zero, new orders are refused" in page
+
+    # and choosing to pay after use again lifts it
+    browser.post(
+        "/billing/funding/terms/",
+        {"held": "false", "at_zero": "stop_orders", "grace_minutes": "0", "alert_thresholds": ""},
+    )
+    assert buyer_client.post("/api/v1/orders/", order, format="json").status_code == 201
+
+
+def test_a_buyer_granted_credit_is_held_and_cannot_opt_out(buyer_org, buyer_client):
+    _credit(buyer_org, 10_000)
+    assert buyer_client.get("/api/v1/balance/").json()["held"] is True
+
+    answer = buyer_client.put(
+        "/api/v1/balance/",
+        {"held": False, "at_zero": "stop_orders", "grace_minutes": 0},
+        format="json",
+    )
+
+    assert answer.status_code == 400
+    assert "held" in answer.json()["errors"]
+    assert FundingTerms.objects.get(buyer=buyer_org).held is True
