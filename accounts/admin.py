@@ -8,6 +8,8 @@ from accounts.models import (
     Organisation,
     OrganisationRelationship,
     SmeDeclaration,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from accounts.services import organisation_unverify, organisation_verify
 from core import clock
@@ -150,3 +152,50 @@ class SmeDeclarationAdmin(admin.ModelAdmin):
     search_fields = ["organisation__legal_name"]
     readonly_fields = ["status", "decided_by", "decided_at", "decision_reason", "created_at"]
     raw_id_fields = ["organisation", "declared_by"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Organisations manage their endpoints (account page, API webhooks/); staff
+    look, and may turn one off. The signing secret is never shown here."""
+
+    list_display = ["url", "organisation", "active", "created_at", "disabled_at"]
+    list_filter = ["active"]
+    search_fields = ["url", "organisation__legal_name"]
+    exclude = ["secret"]
+    readonly_fields = [
+        "organisation",
+        "url",
+        "description",
+        "event_types",
+        "created_by",
+        "created_at",
+        "disabled_at",
+        "disabled_reason",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Every event sent to an endpoint and its last outcome: shown only."""
+
+    list_display = [
+        "event_type",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "created_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "event_type"]
+    search_fields = ["event_id", "endpoint__url"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
