@@ -208,8 +208,10 @@ WITH w AS MATERIALIZED (
     SELECT w.*, floor(w.ws / %(size)s)::bigint AS k
     FROM unnest(%(lease)s::bigint[], %(node)s::bigint[], %(ws)s::float8[],
                 %(we)s::float8[], %(ge)s::float8[]) AS w(lease_id, node_id, ws, we, ge)
-), r AS (
-    SELECT node_id, min(ws) - %(silent)s AS lo, max(we) + %(silent)s AS hi FROM w GROUP BY node_id
+), r AS (  -- each node's span as timestamps once, not converted again for every sample
+    SELECT node_id, to_timestamp(min(ws) - %(silent)s) AS lo,
+           to_timestamp(max(we) + %(silent)s) AS hi
+    FROM w GROUP BY node_id
 ), ticks AS (
     SELECT s.node_id, date_part('epoch', s.ts) AS t,
            coalesce(bit_count((bit_or(1::bigint << s.gpu_index)
@@ -217,7 +219,7 @@ WITH w AS MATERIALIZED (
            sum(s.xid_errors + s.ecc_errors) AS errs, sum(s.utilisation) / count(*) AS util,
            sum(s.power_w) / count(*) AS power
     FROM r JOIN market_telemetrysample s
-      ON s.node_id = r.node_id AND s.ts >= to_timestamp(r.lo) AND s.ts < to_timestamp(r.hi)
+      ON s.node_id = r.node_id AND s.ts >= r.lo AND s.ts < r.hi
     WHERE s.ts >= %(lo)s AND s.ts < %(hi)s  -- constants: only the partitions of these days
     GROUP BY s.node_id, s.ts
 ), spans AS (
