@@ -469,7 +469,10 @@ def market_reset() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE market_leaseevent, market_lease, market_orderevent CASCADE")
+        # Not TRUNCATE ... CASCADE: offers reference leases (resale_of), so the
+        # cascade emptied the book and the baseline round allocated nothing.
+        cursor.execute("TRUNCATE market_leaseevent, market_orderevent")
+        cursor.execute("DELETE FROM market_lease")
         cursor.execute("UPDATE market_order SET gpus_filled = 0, status = 'open'")
         cursor.execute("UPDATE market_offer SET gpus_available = gpus_total")
         cursor.execute("VACUUM ANALYZE market_order")
