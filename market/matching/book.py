@@ -139,7 +139,10 @@ class Book:
     them, so in-memory allocation respects node free capacity exactly as the
     commit does. Exhausted offers are dropped from a list lazily."""
 
-    def __init__(self, offers: list[BookOffer]) -> None:
+    def __init__(self, offers: list[BookOffer], *, dark: list[BookOffer] | None = None) -> None:
+        # live offers none of whose nodes can take a lease now (offline, draining):
+        # not for matching; the quote names them, with their reasons
+        self.dark = dark or []
         self.offers = sorted(offers, key=attrgetter("key"))
         for rank, offer in enumerate(self.offers):
             offer.rank = rank
@@ -240,9 +243,10 @@ def book_load(
         node = nodes[node_id] = BookNode(id=node_id, free=max(0, count - held.get(node_id, 0)))
         pools[(site_id, model_id)].append(node)
     reliability = provider_reliability({row[1] for row in rows}, now=now)
-    book_offers = []
+    book_offers, dark = [], []
     for row in rows:
-        (oid, provider, site, node_id, model, price, currency, available, start, until) = row[:10]
+        (oid, provider, site, node_id, model) = row[:5]
+        available = row[7]
         if row[17] is not None:
             # a resale sells GPUs its seller's lease holds: the node's own
             # capacity is not what limits it, the offer's GPUs are
@@ -251,33 +255,40 @@ def book_load(
             offer_nodes = pools.get((site, model), [])
         else:
             offer_nodes = [nodes[node_id]] if node_id in nodes else []
+        offer = _book_offer(row, nodes=offer_nodes, reliability=reliability[provider])
         if not offer_nodes:
+            dark.append(offer)
             continue
-        green = row[12]
-        book_offers.append(
-            BookOffer(
-                id=oid,
-                provider_id=provider,
-                site_id=site,
-                gpu_model_id=model,
-                price=price,
-                currency=currency,
-                available=available,
-                available_from=start,
-                available_until=until,
-                min_hours=row[10],
-                max_hours=row[11],
-                green=green,
-                region=row[13],
-                hub=row[14],
-                nodes=offer_nodes,
-                key=(price, -green, -reliability[provider], row[15], oid),
-                verified=all(node.id in verified for node in offer_nodes),
-                interruptible=row[16],
-                resale_of=row[17],
-            )
-        )
-    return Book(book_offers)
+        offer.verified = all(node.id in verified for node in offer_nodes)
+        book_offers.append(offer)
+    return Book(book_offers, dark=dark)
+
+
+def _book_offer(row: tuple, *, nodes: list[BookNode], reliability: Decimal) -> BookOffer:
+    """One row of book_load's offer query as a BookOffer (verified: set by the caller)."""
+    (oid, provider, site, _node, model, price, currency, available, start, until) = row[:10]
+    green = row[12]
+    return BookOffer(
+        id=oid,
+        provider_id=provider,
+        site_id=site,
+        gpu_model_id=model,
+        price=price,
+        currency=currency,
+        available=available,
+        available_from=start,
+        available_until=until,
+        min_hours=row[10],
+        max_hours=row[11],
+        green=green,
+        region=row[13],
+        hub=row[14],
+        nodes=nodes,
+        key=(price, -green, -reliability, row[15], oid),
+        verified=False,
+        interruptible=row[16],
+        resale_of=row[17],
+    )
 
 
 def orders_load(queryset, *, models: list[GPUModel]) -> list[BookOrder]:

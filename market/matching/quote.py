@@ -16,7 +16,6 @@ from decimal import Decimal
 from core import limits
 from market.matching.book import BookOffer, BookOrder, book_load
 from market.matching.engine import plan
-from market.models import Offer
 
 # Why an offer is not in a quote, in the order a buyer would look at them.
 MODEL = "model"  # its GPU model is not one the order accepts
@@ -184,57 +183,11 @@ def order_quote_explain(
         excluded.append(
             QuoteExclusion(offer.id, offer.gpu_model_id, offer.site_id, offer.price, tuple(reasons))
         )
-    # Live offers the book left out: none of their nodes is online.
-    for offer in _dark_offers(now=now, known={offer.id for offer in book.offers}):
+    # Live offers the book left out: none of their nodes can take a lease now.
+    for offer in book.dark:
         reasons = exclusion_reasons(order, offer, now) or [CAPACITY]
         excluded.append(
             QuoteExclusion(offer.id, offer.gpu_model_id, offer.site_id, offer.price, tuple(reasons))
         )
     excluded.sort(key=lambda e: (e.price_amount, e.offer_id))
     return Quote(fills=list(taken.values()), excluded=excluded, gpus_asked=gpu_count)
-
-
-def _dark_offers(*, now: dt.datetime, known: set[int]) -> list[BookOffer]:
-    rows = Offer.objects.filter(
-        status=Offer.Status.ACTIVE, gpus_available__gt=0, available_until__gt=now
-    ).values_list(
-        "id",
-        "provider_id",
-        "site_id",
-        "gpu_model_id",
-        "price_amount",
-        "currency",
-        "gpus_available",
-        "available_from",
-        "available_until",
-        "min_hours",
-        "max_hours",
-        "site__green_share",
-        "site__region",
-        "site__hub",
-        "interruptible",
-        "resale_of_id",
-    )
-    return [
-        BookOffer(
-            id=row[0],
-            provider_id=row[1],
-            site_id=row[2],
-            gpu_model_id=row[3],
-            price=row[4],
-            currency=row[5],
-            available=row[6],
-            available_from=row[7],
-            available_until=row[8],
-            min_hours=row[9],
-            max_hours=row[10],
-            green=row[11],
-            region=row[12],
-            hub=row[13],
-            nodes=[],
-            interruptible=row[14],
-            resale_of=row[15],
-        )
-        for row in rows
-        if row[0] not in known
-    ]
