@@ -175,36 +175,20 @@ class Agent:
         return 1 if self.rejected else 0
 
     def run(self, duration: float | None = None) -> int:
-        if self._send_in_background:
-            return self._run_with_sender_thread(duration)
-        start = self._clock()
-        deadline = start + duration if duration is not None else math.inf
-        next_sample = next_send = start
-        while not self._stop.is_set():
-            now = self._clock()
-            if now >= deadline:
-                break
-            if now >= next_sample:
-                self.sample()
-                next_sample = _next_tick(next_sample, self._sample_every, now)
-            if now >= next_send:
-                next_send = self._after_send(next_send, now)
-            self._stop.wait(min(next_sample, next_send, deadline) - self._clock())
-        if not self._stop.is_set():
-            # A bounded run ends with one last attempt so it leaves little behind.
-            self.send()
-        # On a signal the samples are already on disk: exit now, the next start sends them.
-        return 0
+        """Sample and send on their own schedules until `duration` or a stop.
 
-    def _run_with_sender_thread(self, duration: float | None) -> int:
-        """Sample on this thread and send on another, so a slow or hanging post (up to the
-        HTTP timeout, then backoff) never delays a sample: a late sample is a gap the
-        exchange meters as lost GPU time, billed to the provider as a fault it did not have."""
+        With `send_in_background` the sending runs on a thread of its own, so a
+        slow or hanging post (up to the HTTP timeout, then backoff) never delays
+        a sample: a late sample is a gap the exchange meters as lost GPU time,
+        billed to the provider as a fault it did not have."""
         start = self._clock()
         deadline = start + duration if duration is not None else math.inf
-        sender = threading.Thread(target=self._send_loop, name="agent-sender", daemon=True)
-        sender.start()
+        sender = None
+        if self._send_in_background:
+            sender = threading.Thread(target=self._send_loop, name="agent-sender", daemon=True)
+            sender.start()
         next_sample = start
+        next_send = math.inf if sender else start
         try:
             while not self._stop.is_set() and self._sender_failed is None:
                 now = self._clock()
@@ -213,15 +197,20 @@ class Agent:
                 if now >= next_sample:
                     self.sample()
                     next_sample = _next_tick(next_sample, self._sample_every, now)
-                self._stop.wait(min(next_sample, deadline) - self._clock())
+                if now >= next_send:
+                    next_send = self._after_send(next_send, now)
+                self._stop.wait(min(next_sample, next_send, deadline) - self._clock())
         finally:
-            self._finished.set()
-            # A post in flight ends within the HTTP timeout; on a signal do not wait long.
-            sender.join(timeout=None if not self._stop.is_set() else 1.0)
+            if sender is not None:
+                self._finished.set()
+                # A post in flight ends within the HTTP timeout; on a signal do not wait long.
+                sender.join(timeout=None if not self._stop.is_set() else 1.0)
         if self._sender_failed is not None:
             raise self._sender_failed
         if not self._stop.is_set():
+            # A bounded run ends with one last attempt so it leaves little behind.
             self.send()
+        # On a signal the samples are already on disk: exit now, the next start sends them.
         return 0
 
     def _send_loop(self) -> None:

@@ -7,18 +7,9 @@ from django.utils import translation
 
 from accounts.models import Membership, WebhookDelivery, WebhookEndpoint
 from accounts.webhooks import webhooks_send_due
-from tests.accounts.test_webhooks import Receiver
 from tests.factories import MembershipFactory, OrganisationFactory, UserFactory, member_of
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
 
 
 def _browser(user) -> Client:

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import time_machine
 from rest_framework.test import APIClient
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from accounts.models import Membership, WebhookDelivery, WebhookEndpoint
 from accounts.webhooks import webhook_emit, webhooks_send_due
 from market.leases import lease_end_now, leases_advance
 from market.matching import order_match, orders_preempt
+from tests.accounts.conftest import Receiver
 from tests.factories import (
     MembershipFactory,
     NodeFactory,
@@ -35,49 +33,6 @@ pytestmark = pytest.mark.django_db
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 H800 = "nvidia-h800-sxm"
-
-
-class Receiver:
-    """An organisation's web server: records each call and answers the next
-    scripted status (then 200)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        self.received_at: list[float] = []
-        self.script: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                receiver.received_at.append(time.time())  # the test's travelled time
-                self.send_response(receiver.script.pop(0) if receiver.script else 200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/exchange"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self, secret: str) -> list[dict]:
-        """Every call's body, each verified with the endpoint's secret as the
-        receiver did when it came (the signed timestamp is checked against its clock)."""
-        events = []
-        for (headers, body), at in zip(self.calls, self.received_at, strict=True):
-            with time_machine.travel(at, tick=False):
-                events.append(Webhook(secret).verify(body, headers))
-        return events
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
 
 
 def _api(user) -> APIClient:
@@ -137,8 +92,7 @@ def test_a_buyer_hears_its_lease_ended_signed_so_it_can_verify_it(receiver):
     # a secret that is not the endpoint's does not verify it
     with pytest.raises(WebhookVerificationError):
         receiver.events(provider_secret)
-    other.server.shutdown()
-    other.server.server_close()
+    other.close()
 
 
 @time_machine.travel(T0, tick=False)

@@ -155,3 +155,20 @@ def fake_stripe(settings):
     settings.STRIPE_CONNECT_ENABLED = True
     yield fake
     fake.stop()
+
+
+def stripe_event_deliver(
+    localstripe, capture_on_commit, *, object_id: str, event: str = "payment_intent.succeeded"
+):
+    """Wait for localstripe's signed `event` about `object_id`, post it to the
+    exchange's webhook as Stripe would, and run what its commit queued."""
+    from django.test import Client
+
+    body, headers = localstripe.relay.wait_for(event, object_id=object_id)
+    with capture_on_commit(execute=True):
+        return Client().post(
+            "/api/v1/stripe/webhook/",
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=headers["Stripe-Signature"],
+        )

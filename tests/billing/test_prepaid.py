@@ -24,7 +24,7 @@ from billing.models import (
 )
 from billing.prepaid import funding_sweep
 from market.models import Lease, LeaseEvent, Order
-from tests.billing.conftest import open_invoice
+from tests.billing.conftest import open_invoice, stripe_event_deliver
 from tests.factories import (
     LeaseFactory,
     OfferFactory,
@@ -240,16 +240,9 @@ def test_the_card_pays_only_the_remainder_and_the_money_is_counted_once(
     paid = buyer_client.post(
         f"/api/v1/invoices/{invoice.pk}/pay/", {"payment_method": "pm_card_visa"}, format="json"
     ).json()
-    body, headers = localstripe.relay.wait_for(
-        "payment_intent.succeeded", object_id=paid["payment_intent"]
+    stripe_event_deliver(
+        localstripe, django_capture_on_commit_callbacks, object_id=paid["payment_intent"]
     )
-    with django_capture_on_commit_callbacks(execute=True):
-        Client().post(
-            "/api/v1/stripe/webhook/",
-            data=body,
-            content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=headers["Stripe-Signature"],
-        )
 
     invoice.refresh_from_db()
     assert paid["amount"] == 5_000
@@ -465,16 +458,9 @@ def test_an_automatic_top_up_charges_the_saved_card_once_per_crossing(
     # then the saved card was charged once, off-session, on the local Stripe
     top_up = TopUp.objects.get()
     assert (top_up.amount, top_up.automatic, top_up.status) == (20_000, True, "succeeded")
-    body, headers = localstripe.relay.wait_for(
-        "payment_intent.succeeded", object_id=top_up.stripe_payment_intent_id
+    stripe_event_deliver(
+        localstripe, django_capture_on_commit_callbacks, object_id=top_up.stripe_payment_intent_id
     )
-    with django_capture_on_commit_callbacks(execute=True):
-        Client().post(
-            "/api/v1/stripe/webhook/",
-            data=body,
-            content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=headers["Stripe-Signature"],
-        )
     # and once Stripe's event came, available funds are ¥10.00 + ¥200.00
     funding = buyer_client.get("/api/v1/balance/").json()
     assert (funding["balance_amount"], funding["available_amount"]) == (20_000, 21_000)
@@ -640,16 +626,9 @@ def test_a_buyer_tops_up_from_the_page_once_however_often_it_clicks(
     assert "Top-up of ¥500.00 succeeded. Your balance grows when Stripe confirms it." in page
 
     # when Stripe's signed event arrives
-    body, headers = localstripe.relay.wait_for(
-        "payment_intent.succeeded", object_id=top_up.stripe_payment_intent_id
+    stripe_event_deliver(
+        localstripe, django_capture_on_commit_callbacks, object_id=top_up.stripe_payment_intent_id
     )
-    with django_capture_on_commit_callbacks(execute=True):
-        Client().post(
-            "/api/v1/stripe/webhook/",
-            data=body,
-            content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=headers["Stripe-Signature"],
-        )
 
     # then the page shows the balance and the credited top-up
     page = browser.get("/billing/invoices/").content.decode()
