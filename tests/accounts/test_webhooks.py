@@ -381,3 +381,28 @@ def test_a_funding_alert_is_announced_once_per_crossing(receiver):
         "at_zero": "stop_orders",
         "grace_minutes": 0,
     }
+
+
+def test_a_run_stops_at_its_budget_and_hands_back_what_it_did_not_try(receiver, monkeypatch):
+    from accounts import webhooks
+
+    # given three due events and a budget spent after the first call
+    buyer = OrganisationFactory(kind="buyer")
+    _endpoint(buyer, receiver.url)
+    with time_machine.travel(T0, tick=False):
+        for n in range(3):
+            webhook_emit(organisation_id=buyer.pk, event_type="webhook.test", data={"n": n})
+    monkeypatch.setattr(webhooks, "SEND_BUDGET_SECONDS", -1.0)
+
+    # when a run sends
+    with time_machine.travel(T0, tick=False):
+        assert webhooks_send_due() == {"delivered": 0, "retrying": 0, "failed": 0}
+
+        # then it tried none past its budget, and all three are due again at once
+        assert receiver.calls == []
+        assert (
+            list(WebhookDelivery.objects.values_list("attempts", "next_attempt_at"))
+            == [(0, T0)] * 3
+        )
+        monkeypatch.setattr(webhooks, "SEND_BUDGET_SECONDS", 30.0)
+        assert webhooks_send_due()["delivered"] == 3
