@@ -7,6 +7,7 @@ import io
 from collections import defaultdict
 
 from core.charts import line_chart
+from market.index.classes import gpu_class_label
 from market.index.compute import IndexRow
 
 CSV_COLUMNS = [
@@ -48,5 +49,5 @@ def index_chart_svg(rows: list[IndexRow], *, title: str) -> str:
     chart.x_labels = [day.isoformat() for day in days]
     chart.x_labels_major_every = max(1, len(days) // 8)
     for code in sorted(series):
-        chart.add(code, [series[code].get(day) for day in days])
+        chart.add(gpu_class_label(code), [series[code].get(day) for day in days])
     return chart.render(is_unicode=True)
