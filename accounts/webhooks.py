@@ -178,6 +178,11 @@ def endpoint_secret_rotate(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     return endpoint
 
 
+def endpoint_remove(*, endpoint: WebhookEndpoint) -> None:
+    """The endpoint gets no more events; its deliveries go with it."""
+    endpoint.delete()
+
+
 def endpoints_of(organisation: Organisation) -> QuerySet[WebhookEndpoint]:
     return WebhookEndpoint.objects.filter(organisation=organisation)
 

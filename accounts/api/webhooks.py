@@ -132,7 +132,7 @@ class WebhookEndpointDetailView(_WebhookView):
     @extend_schema(responses={204: None, **errors(403, 404)})
     def delete(self, request, pk: int):
         _, endpoints = _managed_endpoints(request)
-        get_object_or_404(endpoints, pk=pk).delete()
+        webhooks.endpoint_remove(endpoint=get_object_or_404(endpoints, pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -189,7 +189,7 @@ def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             webhooks.endpoint_secret_rotate(endpoint=endpoint)
             request.session["new_webhook_secret"] = endpoint.secret
         else:
-            endpoint.delete()
+            webhooks.endpoint_remove(endpoint=endpoint)
             messages.success(request, _("Webhook endpoint removed."))
     except ApplicationError as exc:
         messages.error(request, exc.message)

@@ -18,7 +18,7 @@ from billing import interim, invoice_files, payments, prepaid, selectors
 from billing.subsidy import invoice_pending_reimbursements, reimbursement_submit
 from billing.web.forms import FundingTermsForm, TopUpForm
 from core.errors import ApplicationError
-from core.money import format_money
+from core.money import format_major, format_money
 from core.pages import form_errors_apply
 
 TEST_CARDS = [
@@ -54,7 +54,7 @@ def _terms_initial(terms) -> dict:
         "held": "true" if terms.held else "false",
         "at_zero": terms.at_zero,
         "grace_minutes": terms.grace_minutes,
-        "alert_thresholds": ", ".join(f"{amount / 100:.2f}" for amount in terms.alert_thresholds),
+        "alert_thresholds": ", ".join(format_major(amount) for amount in terms.alert_thresholds),
     }
 
 
