@@ -13,7 +13,7 @@ from decimal import Decimal
 from operator import attrgetter
 
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import F, Sum, Window
 
 from core import clock
 from core.postgres import pg_array, pg_json, pg_values
@@ -186,6 +186,32 @@ class Book:
         if self._dead[models] * 4 > len(lst):
             self._merged[models] = [o for o in lst if o.available > 0]
             self._dead[models] = 0
+
+
+def book_cutoff(
+    *, now: dt.datetime, model_ids: Collection[int], max_price: int, gpus: int
+) -> int | None:
+    """The price at which the cheapest live offers of `model_ids` (up to
+    `max_price`) first offer `gpus` GPUs between them, or None when all of them
+    together offer fewer: every offer up to that price is the cheapest part of
+    the book (a prefix in book order, ties at the price included). One walk of
+    the `offer_active_by_price` index that stops there, not a read of the book."""
+    running = (
+        Offer.objects.filter(
+            status=Offer.Status.ACTIVE,
+            gpus_available__gt=0,
+            available_until__gt=now,
+            gpu_model_id__in=list(model_ids),
+            price_amount__lte=max_price,
+        )
+        .annotate(
+            running=Window(Sum("gpus_available"), order_by=[F("price_amount").asc(), F("id").asc()])
+        )
+        .filter(running__gte=gpus)
+        .order_by("price_amount", "id")
+        .values_list("price_amount", flat=True)
+    )
+    return next(iter(running[:1]), None)
 
 
 def book_load(

@@ -85,6 +85,7 @@ from market.matching.book import (
     BookOrder,
     Fill,
     RoundResult,
+    book_cutoff,
     book_load,
     orders_load,
 )
@@ -132,13 +133,8 @@ def order_match(
         order.previous_lease_id = previous_lease_id
         if order.ends_at <= now:
             return []
-    book = book_load(
-        now=now,
-        model_ids=order.models,
-        max_price=order.max_price,
-        exclude_node_ids=exclude_node_ids,
-    )
-    lease_ids = round_commit(plan([order], book, now), now=now, result=RoundResult())
+    fills = _plan_from_cheapest([order], now=now, exclude_node_ids=exclude_node_ids)
+    lease_ids = round_commit(fills, now=now, result=RoundResult())
     return list(Lease.objects.filter(id__in=lease_ids).order_by("id"))
 
 
@@ -154,12 +150,59 @@ def orders_match(*, order_ids: Collection[int], now: dt.datetime | None = None) 
     if not orders:
         return []
     orders.sort(key=lambda o: o.id)
-    book = book_load(
-        now=now,
-        model_ids=frozenset().union(*(o.models for o in orders)),
-        max_price=max(o.max_price for o in orders),
+    return round_commit(_plan_from_cheapest(orders, now=now), now=now, result=RoundResult())
+
+
+# The cheapest part of the book an order-time match reads first: offers up to
+# the price where they hold this many GPUs, or this many times the orders' need.
+SNAPSHOT_MIN_GPUS = 512
+SNAPSHOT_NEED_FACTOR = 4
+SNAPSHOT_GROWTH = 8
+
+
+def _plan_from_cheapest(
+    orders: list[BookOrder], *, now: dt.datetime, exclude_node_ids: Collection[int] = frozenset()
+) -> list[Fill]:
+    """Plan `orders` (in the order given, no rebalancing) from the cheapest
+    part of the book, reading more of it only when the plan might differ.
+
+    Reading the whole book for a handful of orders was most of an order-time
+    match (100,000 offers: 0.7 s a run, a core's worth behind a stream of
+    placements). The cheapest offers up to a price P (`book_cutoff`) are a
+    prefix of the book in its order, ties at P included, so each order walks
+    the same offers in the same order as it would in the whole book, until the
+    prefix ends. The plan is the whole book's plan when every order either
+    filled completely inside the prefix or bids below P (its walk stops at an
+    offer dearer than its bid, inside the prefix): by induction over the
+    orders, each takes what it would have taken. Otherwise - an order left
+    short that could pay more than P, or a gang order that could (its cheapest
+    site may lie past P) - the prefix grows eightfold and the plan is redone,
+    up to the whole book. Tested against the whole book's plan."""
+    model_ids = frozenset().union(*(o.models for o in orders))
+    max_price = max(o.max_price for o in orders)
+    gpus = max(SNAPSHOT_MIN_GPUS, SNAPSHOT_NEED_FACTOR * sum(o.need for o in orders))
+    while True:
+        cutoff = book_cutoff(now=now, model_ids=model_ids, max_price=max_price, gpus=gpus)
+        book = book_load(
+            now=now,
+            model_ids=model_ids,
+            max_price=max_price if cutoff is None else cutoff,
+            exclude_node_ids=exclude_node_ids,
+        )
+        fills = plan(orders, book, now, rebalance=False)
+        if cutoff is None or _plan_is_whole_book(orders, fills, cutoff):
+            return fills
+        gpus *= SNAPSHOT_GROWTH
+
+
+def _plan_is_whole_book(orders: list[BookOrder], fills: list[Fill], cutoff: int) -> bool:
+    got: dict[int, int] = {}
+    for fill in fills:
+        got[fill.order.id] = got.get(fill.order.id, 0) + fill.gpus
+    return all(
+        order.max_price < cutoff or (not order.gang and got.get(order.id, 0) >= order.need)
+        for order in orders
     )
-    return round_commit(plan(orders, book, now, rebalance=False), now=now, result=RoundResult())
 
 
 @contextlib.contextmanager
