@@ -5,17 +5,23 @@ A writer calls `generation_bump(name)` in its transaction; the counter moves
 on then and again after commit, so every value cached under the old generation is never
 read again (Redis evicts it with its timeout). `cached(name, key, compute)`
 answers from the current generation or computes and stores. The timeout
-bounds how stale a value can be should a writer forget to bump.
+bounds how stale a value can be should a writer forget to bump. An
+unreachable cache computes every read afresh (and says so in the log): slower,
+never wrong, and never a 500.
 """
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from django.core.cache import cache
 from django.db import transaction
+from redis.exceptions import RedisError
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 def _key(name: str) -> str:
@@ -49,9 +55,16 @@ def generation_bump(name: str) -> None:
 
 
 def cached(name: str, key: str, compute: Callable[[], T], *, timeout: int = 300) -> T:
-    full = f"{name}:{generation(name)}:{key}"
-    value = cache.get(full)
+    try:
+        full = f"{name}:{generation(name)}:{key}"
+        value = cache.get(full)
+    except (RedisError, OSError):
+        logger.warning("cache unavailable; %s read uncached", name, exc_info=True)
+        return compute()
     if value is None:
         value = compute()
-        cache.set(full, value, timeout=timeout)
+        try:
+            cache.set(full, value, timeout=timeout)
+        except (RedisError, OSError):
+            logger.warning("cache unavailable; %s not stored", name, exc_info=True)
     return value

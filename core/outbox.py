@@ -60,16 +60,32 @@ def _flag(name: str) -> str:
 
 
 def outbox_enqueue(
-    *, task_name: str, args: Sequence[Any] = (), key: str, coalesce: str | None = None
+    *,
+    task_name: str,
+    args: Sequence[Any] = (),
+    key: str,
+    coalesce: str | None = None,
+    fresh: bool = False,
 ) -> OutboxMessage:
     """Write `task_name(*args)` to the outbox in the current transaction and
     publish it after commit. `key` names the work (e.g. `order-match:42`): while
     a row with that key waits, enqueueing it again publishes that row again
     instead of adding another (a Stripe retry of an event still unprocessed).
     With `coalesce`, the publish after commit is skipped while a run of that
-    name is pending (module docstring)."""
+    name is pending (module docstring). `fresh`: the key names something this
+    transaction created (a new order's id), so no row can wait under it yet:
+    the row is inserted without looking for one first."""
     now = clock.now()
-    waiting = OutboxMessage.objects.filter(key=key, completed_at__isnull=True).first()
+    if fresh:
+        waiting = OutboxMessage.objects.create(
+            task_name=task_name,
+            args=list(args),
+            key=key,
+            task_id=f"{TASK_ID_PREFIX}{uuid.uuid4()}",
+            available_at=now + FIRST_PUBLISH_GRACE,
+        )
+    else:
+        waiting = OutboxMessage.objects.filter(key=key, completed_at__isnull=True).first()
     if waiting is None:
         try:
             with transaction.atomic():  # a savepoint: a racing equal key loses quietly

@@ -1,11 +1,18 @@
-"""The GPU catalogue, seeded from market/data/gpu_models.json."""
+"""The GPU catalogue, seeded from market/data/gpu_models.json.
+
+`catalogue_models()` reads the whole catalogue (a few dozen rows) from the
+cache until an entry changes: placing an order read it from the database two
+or three times (validating the accepted models, then the floors)."""
 
 import json
 from pathlib import Path
 
 from django.db import transaction
 
+from core.cache import cached, generation_bump
 from market.models import GPUModel
+
+CATALOGUE_CACHE = "market-catalogue"
 
 DATA_FILE = Path(__file__).parent / "data" / "gpu_models.json"
 FIELDS = [
@@ -33,3 +40,13 @@ def gpu_models_load(*, path: Path = DATA_FILE) -> int:
             slug=entry["slug"], defaults={field: entry.get(field) for field in FIELDS}
         )
     return len(entries)
+
+
+def catalogue_models() -> list[GPUModel]:
+    """Every catalogue entry, in the catalogue's order; cached until one is
+    saved or deleted (`catalogue_changed`, connected in MarketConfig.ready)."""
+    return cached(CATALOGUE_CACHE, "models", lambda: list(GPUModel.objects.all()), timeout=3600)
+
+
+def catalogue_changed(**_kwargs) -> None:
+    generation_bump(CATALOGUE_CACHE)

@@ -27,6 +27,7 @@ from core import clock, limits
 from core.errors import ApplicationError, Conflict
 from core.outbox import outbox_enqueue
 from core.transitions import transition
+from market.catalogue import catalogue_models
 from market.matching import OPEN_STATUSES, acceptable_model_ids, order_match
 from market.models import GPUModel, Lease, Node, Order, OrderEvent
 from market.models.capacity import Hub
@@ -113,6 +114,7 @@ def _validate(
         elif good_till > start_by:
             errors["good_till"] = ["An order cannot stand on the book past its start-by deadline."]
     model_ids = acceptable_model_ids(
+        models=catalogue_models(),
         accepted_ids={m.pk for m in accepted},
         min_tflops=min_tflops,
         min_memory_gb=min_memory_gb,
@@ -255,7 +257,11 @@ def order_create(
                 idempotency_key=idempotency_key or None,
                 request_digest=digest,
             )
-            order.accepted_models.set(accepted_models)
+            # a new order has none yet: insert them, no read of what it has
+            Order.accepted_models.through.objects.bulk_create(
+                Order.accepted_models.through(order=order, gpumodel_id=pk)
+                for pk in sorted({model.pk for model in accepted_models})
+            )
             OrderEvent.objects.create(
                 order=order, to_status=Order.Status.OPEN, actor=placed_by, reason="placed"
             )
@@ -267,6 +273,7 @@ def order_create(
                     args=[order.pk],
                     key=f"order-match:{order.pk}",
                     coalesce="market.match_order",
+                    fresh=True,
                 )
     except IntegrityError:
         # The same key raced in from a second request: the first one won.

@@ -14,6 +14,7 @@ from core.openapi import errors
 from market import orders, resale
 from market import selectors as search
 from market.api.offers import OfferOutput
+from market.catalogue import catalogue_models
 from market.leases import lease_end_now
 from market.models import GPUModel, Lease, Order
 from market.throttles import OrderPlacementThrottle
@@ -217,8 +218,9 @@ class OrderCreateInput(serializers.Serializer):
     )
 
     def validate_accepted_models(self, slugs: list[str]) -> list[GPUModel]:
-        models = list(GPUModel.objects.filter(slug__in=slugs))
-        unknown = sorted(set(slugs) - {m.slug for m in models})
+        wanted = set(slugs)
+        models = [m for m in catalogue_models() if m.slug in wanted]
+        unknown = sorted(wanted - {m.slug for m in models})
         if unknown:
             raise serializers.ValidationError(f"Unknown GPU model: {', '.join(unknown)}.")
         return models
