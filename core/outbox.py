@@ -76,6 +76,7 @@ def outbox_enqueue(
     transaction created (a new order's id), so no row can wait under it yet:
     the row is inserted without looking for one first."""
     now = clock.now()
+    waiting: OutboxMessage | None
     if fresh:
         waiting = OutboxMessage.objects.create(
             task_name=task_name,
