@@ -19,7 +19,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
+from core.cache import generation_bump
 from market.models import Node, NodeHealthCursor, NodeSelfTest
+from market.models.capacity import BOARD_CACHE
 
 MEMORY_FLOOR = Decimal("0.90")
 TFLOPS_FLOOR = Decimal("0.60")
@@ -104,13 +106,18 @@ def node_self_test_record(
             verified_at=now if passed else locked.verified_at,
             verification_reason=reason[:300],
         )
+        if passed != locked.verified:
+            generation_bump(BOARD_CACHE)  # the search shows offers as verified or not
     return test
 
 
 def node_deverify(*, node: Node, reason: str) -> bool:
     """Take a node's verification away (errors in its telemetry); True if it had one."""
-    return bool(
+    changed = bool(
         Node.objects.filter(pk=node.pk, verified=True).update(
             verified=False, verification_reason=reason[:300]
         )
     )
+    if changed:
+        generation_bump(BOARD_CACHE)
+    return changed

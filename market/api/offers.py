@@ -1,5 +1,7 @@
 """API: offers - public search, a provider's own offers and their actions."""
 
+import hashlib
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -11,12 +13,19 @@ from accounts.permissions import IsProvider
 from accounts.selectors import organisation_for_user
 from core import limits
 from core.api import PaginatedAPIView
+from core.cache import cached
 from core.db import replica_reads
 from market import capacity
 from market import selectors as search
 from market.api.capacity import SiteOutput
 from market.models import GPUModel, Offer
-from market.models.capacity import Hub
+from market.models.capacity import BOARD_CACHE, Hub
+
+# A page of the public search is the same for everyone: it is cached until the
+# book changes (BOARD_CACHE moves on with every write to offers, sites, leases,
+# node verification and reliability scores) and for this long at most - an
+# offer whose window closes leaves the search without a write.
+SEARCH_PAGE_SECONDS = 15
 
 
 class OfferOutput(serializers.ModelSerializer):
@@ -124,8 +133,16 @@ class OfferListCreateView(PaginatedAPIView):
     def get(self, request):
         data = OfferSearchInput(data=request.query_params)
         data.is_valid(raise_exception=True)
-        offers = search.OfferResults(**data.validated_data)
-        return self.paginated(queryset=offers, serializer_class=OfferOutput)
+
+        def page() -> dict:
+            offers = search.OfferResults(**data.validated_data)
+            return self.paginated(queryset=offers, serializer_class=OfferOutput).data
+
+        # the whole address: the filters, the page, and the host its links name
+        key = hashlib.sha256(request.build_absolute_uri().encode()).hexdigest()
+        return Response(
+            cached(BOARD_CACHE, f"search-page:{key}", page, timeout=SEARCH_PAGE_SECONDS)
+        )
 
     @extend_schema(request=OfferCreateInput, responses={201: OfferOutput})
     def post(self, request):

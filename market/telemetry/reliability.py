@@ -18,7 +18,9 @@ from django.db import transaction
 from django.db.models import Sum
 
 from core import clock
+from core.cache import generation_bump
 from market.models import ProviderReliability, UsageRecord
+from market.models.capacity import BOARD_CACHE
 
 RELIABILITY_WINDOW = dt.timedelta(days=30)
 _FOUR_PLACES = Decimal("0.0001")
@@ -71,4 +73,5 @@ def provider_reliability_refresh(*, now: dt.datetime | None = None) -> int:
             unique_fields=["provider"],
             update_fields=["score", "computed_at"],
         )
+        generation_bump(BOARD_CACHE)  # searches show and sort by the scores
     return len(rows)
