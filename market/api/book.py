@@ -172,5 +172,5 @@ def quote_payload(view: search.QuoteView, *, at) -> dict:
             for fill in quote.fills
         ],
         "excluded": [{"exclusion": e, "offer": view.offers[e.offer_id]} for e in view.excluded],
-        "excluded_total": len(quote.excluded),
+        "excluded_total": quote.excluded_total,
     }

@@ -13,7 +13,7 @@ from decimal import Decimal
 from operator import attrgetter
 
 from django.db import connection
-from django.db.models import F, Sum, Window
+from django.db.models import Count, F, Sum, Window
 
 from core import clock
 from core.postgres import pg_array, pg_json, pg_values
@@ -189,29 +189,46 @@ class Book:
 
 
 def book_cutoff(
-    *, now: dt.datetime, model_ids: Collection[int], max_price: int, gpus: int
+    *,
+    now: dt.datetime,
+    model_ids: Collection[int] | None = None,
+    max_price: int | None = None,
+    gpus: int | None = None,
+    offers: int | None = None,
 ) -> int | None:
-    """The price at which the cheapest live offers of `model_ids` (up to
-    `max_price`) first offer `gpus` GPUs between them, or None when all of them
-    together offer fewer: every offer up to that price is the cheapest part of
-    the book (a prefix in book order, ties at the price included). One walk of
-    the `offer_active_by_price` index that stops there, not a read of the book."""
+    """The price at which the cheapest live offers (of `model_ids`, up to
+    `max_price`) first hold `gpus` GPUs between them - or, with `offers`, first
+    number that many - or None when all of them together fall short: every
+    offer up to that price is the cheapest part of the book (a prefix in book
+    order, ties at the price included). One walk in price order that stops
+    there, not a read of the book."""
+    live = live_offers(now=now, model_ids=model_ids, max_price=max_price)
+    measure = Sum("gpus_available") if offers is None else Count("id")
     running = (
-        Offer.objects.filter(
-            status=Offer.Status.ACTIVE,
-            gpus_available__gt=0,
-            available_until__gt=now,
-            gpu_model_id__in=list(model_ids),
-            price_amount__lte=max_price,
-        )
-        .annotate(
-            running=Window(Sum("gpus_available"), order_by=[F("price_amount").asc(), F("id").asc()])
-        )
-        .filter(running__gte=gpus)
+        live.annotate(running=Window(measure, order_by=[F("price_amount").asc(), F("id").asc()]))
+        .filter(running__gte=offers if offers is not None else gpus)
         .order_by("price_amount", "id")
         .values_list("price_amount", flat=True)
     )
     return next(iter(running[:1]), None)
+
+
+def live_offers(
+    *,
+    now: dt.datetime,
+    model_ids: Collection[int] | None = None,
+    max_price: int | None = None,
+):
+    """The live offers a book is read from (those none of whose nodes can take
+    a lease now included: the book keeps them apart, as dark)."""
+    offers = Offer.objects.filter(
+        status=Offer.Status.ACTIVE, gpus_available__gt=0, available_until__gt=now
+    )
+    if model_ids is not None:
+        offers = offers.filter(gpu_model_id__in=list(model_ids))
+    if max_price is not None:
+        offers = offers.filter(price_amount__lte=max_price)
+    return offers
 
 
 def book_load(
@@ -221,13 +238,7 @@ def book_load(
     max_price: int | None = None,
     exclude_node_ids: Collection[int] = frozenset(),
 ) -> Book:
-    offers = Offer.objects.filter(
-        status=Offer.Status.ACTIVE, gpus_available__gt=0, available_until__gt=now
-    )
-    if model_ids is not None:
-        offers = offers.filter(gpu_model_id__in=model_ids)
-    if max_price is not None:
-        offers = offers.filter(price_amount__lte=max_price)
+    offers = live_offers(now=now, model_ids=model_ids, max_price=max_price)
     rows = pg_values(
         offers,
         "id",

@@ -133,7 +133,7 @@ def order_match(
         order.previous_lease_id = previous_lease_id
         if order.ends_at <= now:
             return []
-    fills = _plan_from_cheapest([order], now=now, exclude_node_ids=exclude_node_ids)
+    fills = plan_from_cheapest([order], now=now, exclude_node_ids=exclude_node_ids)
     lease_ids = round_commit(fills, now=now, result=RoundResult())
     return list(Lease.objects.filter(id__in=lease_ids).order_by("id"))
 
@@ -150,7 +150,7 @@ def orders_match(*, order_ids: Collection[int], now: dt.datetime | None = None) 
     if not orders:
         return []
     orders.sort(key=lambda o: o.id)
-    return round_commit(_plan_from_cheapest(orders, now=now), now=now, result=RoundResult())
+    return round_commit(plan_from_cheapest(orders, now=now), now=now, result=RoundResult())
 
 
 # The cheapest part of the book an order-time match reads first: offers up to
@@ -160,7 +160,7 @@ SNAPSHOT_NEED_FACTOR = 4
 SNAPSHOT_GROWTH = 8
 
 
-def _plan_from_cheapest(
+def plan_from_cheapest(
     orders: list[BookOrder], *, now: dt.datetime, exclude_node_ids: Collection[int] = frozenset()
 ) -> list[Fill]:
     """Plan `orders` (in the order given, no rebalancing) from the cheapest

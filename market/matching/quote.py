@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from core import limits
-from market.matching.book import BookOffer, BookOrder, book_load
-from market.matching.engine import plan
+from market.matching.book import BookOffer, BookOrder, book_cutoff, book_load, live_offers
+from market.matching.engine import plan_from_cheapest
 
 # Why an offer is not in a quote, in the order a buyer would look at them.
 MODEL = "model"  # its GPU model is not one the order accepts
@@ -74,8 +74,10 @@ class QuoteExclusion:
 @dataclass(frozen=True)
 class Quote:
     fills: list[QuoteFill]
+    # the cheapest excluded offers, at least `explained` of them (all on a small book)
     excluded: list[QuoteExclusion]
     gpus_asked: int
+    excluded_total: int = 0  # every live offer not in the quote
 
     @property
     def gpus(self) -> int:
@@ -136,10 +138,12 @@ def order_quote_explain(
     interruptible: bool = False,
     start_at: dt.datetime | None = None,
     buyer_id: int = 0,
+    explained: int = limits.MAX_QUOTE_EXCLUSIONS,
 ) -> Quote:
-    """The engine's plan for one order on the whole live book, and each live
-    offer left out with its reasons. Without a maximum price every ask is
-    within it."""
+    """The engine's plan for one order on the live book (as an order placed now
+    would be planned: from the cheapest part of the book, more when needed),
+    and the cheapest `explained` live offers left out with their reasons (all
+    of them on a smaller book). Without a maximum price every ask is within it."""
     order = BookOrder(
         id=0,
         buyer_id=buyer_id,
@@ -157,10 +161,7 @@ def order_quote_explain(
         interruptible=interruptible,
         start_at=start_at,
     )
-    book = book_load(now=now)
-    static = {offer.id: exclusion_reasons(order, offer, now) for offer in book.offers}
-    free = {offer.id: offer.free() for offer in book.offers}
-    fills = plan([order], book, now) if model_ids else []
+    fills = plan_from_cheapest([order], now=now) if model_ids else []
     taken: dict[int, QuoteFill] = {}
     for fill in fills:
         line = taken.get(fill.offer.id)
@@ -173,13 +174,18 @@ def order_quote_explain(
             starts_at=fill.starts_at,
             ends_at=fill.ends_at,
         )
+    # The cheapest offers left out, each with its reasons: read from the cheapest
+    # part of the book that holds `explained` of them whatever the quote took
+    # (on 100,000 offers, reading and explaining all of them took seconds).
+    cutoff = book_cutoff(now=now, offers=explained + len(taken))
+    book = book_load(now=now, max_price=cutoff)
     excluded = []
     for offer in book.offers:
         if offer.id in taken:
             continue
-        reasons = static[offer.id]
+        reasons = exclusion_reasons(order, offer, now)
         if not reasons:  # it could serve the order, yet the plan left it
-            reasons = [CAPACITY] if free[offer.id] <= 0 else [GANG_SITE if gang else NOT_NEEDED]
+            reasons = [CAPACITY] if offer.free() <= 0 else [GANG_SITE if gang else NOT_NEEDED]
         excluded.append(
             QuoteExclusion(offer.id, offer.gpu_model_id, offer.site_id, offer.price, tuple(reasons))
         )
@@ -190,4 +196,10 @@ def order_quote_explain(
             QuoteExclusion(offer.id, offer.gpu_model_id, offer.site_id, offer.price, tuple(reasons))
         )
     excluded.sort(key=lambda e: (e.price_amount, e.offer_id))
-    return Quote(fills=list(taken.values()), excluded=excluded, gpus_asked=gpu_count)
+    live = len(book.offers) + len(book.dark) if cutoff is None else live_offers(now=now).count()
+    return Quote(
+        fills=list(taken.values()),
+        excluded=excluded,
+        gpus_asked=gpu_count,
+        excluded_total=live - len(taken),
+    )

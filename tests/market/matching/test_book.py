@@ -217,3 +217,41 @@ def test_a_gang_quote_says_which_sites_cannot_hold_the_order():
 
     assert [(f.offer_id, f.gpus) for f in quote.fills] == [(whole.pk, 8)]
     assert [(e.offer_id, e.reasons) for e in quote.excluded] == [(cheap_small.pk, ("gang_site",))]
+
+
+def test_a_quote_explains_the_cheapest_offers_left_out_as_the_whole_book_would():
+    # given a book of a dozen offers, ties at one price, one offline node and
+    # another model among them; the quote explains only the 2 cheapest left out
+    h800 = gpu("nvidia-h800-sxm")
+    for price in (1_000, 1_200, 1_200, 1_200, 1_500, 1_800, 2_000, 2_000, 2_600):
+        h800_offer(gpus=4, price=price)
+    h800_offer(gpus=8, price=1_200, state="offline")
+    OfferFactory(node=NodeFactory(gpu_model=gpu("huawei-ascend-910b3")), price_amount=900)
+    ask = {
+        "model_ids": frozenset({h800.pk}),
+        "gpu_count": 6,
+        "hours": 10,
+        "currency": "CNY",
+        "start_by": timezone.now() + dt.timedelta(days=1),
+        "now": timezone.now(),
+        "max_price_amount": 2_500,
+    }
+
+    # when
+    cheapest = order_quote_explain(**ask, explained=2)
+    whole = order_quote_explain(**ask, explained=1_000)
+
+    # then the same fills, the same first two exclusions, the same total
+    assert [(f.offer_id, f.gpus) for f in cheapest.fills] == [
+        (f.offer_id, f.gpus) for f in whole.fills
+    ]
+    assert cheapest.gpus == 6
+    assert cheapest.excluded[:2] == whole.excluded[:2]
+    assert len(cheapest.excluded) < len(whole.excluded) == 9  # 11 live, 2 in the quote
+    assert cheapest.excluded_total == whole.excluded_total == 9
+    assert [e.reasons for e in whole.excluded[:4]] == [
+        ("model",),  # ¥9
+        ("not_needed",),  # the two ¥12 offers the quote did not need
+        ("not_needed",),
+        ("capacity",),  # ¥12 on the offline node
+    ]

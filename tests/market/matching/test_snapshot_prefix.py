@@ -1,5 +1,5 @@
 """An order-time match reads the cheapest part of the book first
-(market.matching.engine._plan_from_cheapest) and more only when its plan
+(market.matching.engine.plan_from_cheapest) and more only when its plan
 might differ. Property: whatever the book and the orders (several models and
 sites, pool and node offers, regions, gang orders, bids above and below the
 prefix's price), the fills are exactly those planned on the whole book."""
@@ -89,7 +89,7 @@ def test_the_cheapest_part_of_the_book_plans_what_the_whole_book_plans(offers, o
         if planned:
             whole = engine.plan(planned, book_load(now=now), now, rebalance=False)
             again = [o for o in orders_load(queryset, models=catalogue) if o.need > 0 and o.models]
-            from_cheapest = engine._plan_from_cheapest(again, now=now)
+            from_cheapest = engine.plan_from_cheapest(again, now=now)
             assert _as_rows(from_cheapest) == _as_rows(whole)
         transaction.set_rollback(True)
 
