@@ -41,7 +41,7 @@ def main() -> None:
 
     now = clock.now()
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE market_telemetrysample")
+        cursor.execute("TRUNCATE market_telemetrysample, market_telemetrytick")
     Node.objects.exclude(state__in=["maintenance", "awaiting_agent"]).update(state="maintenance")
     print(f"{args.nodes} nodes x {args.gpus} GPUs, {args.ticks} new ticks a check")
     nodes = make_nodes(args.nodes, gpus=args.gpus, label="health")
@@ -87,7 +87,7 @@ def main() -> None:
     NodeHealthCursor.objects.filter(node_id__in=ids).delete()
     Node.objects.filter(pk__in=ids).update(state="maintenance")
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE market_telemetrysample")
+        cursor.execute("TRUNCATE market_telemetrysample, market_telemetrytick")
     check, floor = statistics.median(check_times), statistics.median(floor_times)
     print(
         f"median check {check * 1000:.0f} ms, floor {floor * 1000:.0f} ms, ratio {check / floor:.2f}"

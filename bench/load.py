@@ -278,7 +278,7 @@ def main() -> None:
         print(f"writing a book of {args.offers:,} offers (kept for the next run) ...")
         make_book(offers=args.offers)
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE market_telemetrysample")
+        cursor.execute("TRUNCATE market_telemetrysample, market_telemetrytick")
     nodes = make_nodes(max(1, args.agents), gpus=8, label="load-agent")
     models = list(
         GPUModel.objects.filter(offers__node__name__startswith="load-node-")
@@ -385,7 +385,7 @@ def main() -> None:
             f"same {rows:,} rows: {rows / seconds:,.0f} rows/s; ratio {copy['ratio']:.2f}"
         )
         with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE market_telemetrysample")
+            cursor.execute("TRUNCATE market_telemetrysample, market_telemetrytick")
     slowest = None
     if not args.no_profile and results.get("mix"):
         slowest = max(

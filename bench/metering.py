@@ -1,19 +1,27 @@
 """Metering throughput: N nodes × G GPUs × H hours of samples every 10 s
 (default 100 × 8 × 24 h ≈ 6.9 M rows), one lease per node for the whole
 period, then the time to meter all of it into usage records; beside it, in
-the same run, its floor: PostgreSQL's bare aggregate scan of the same rows
-(per node: count, mean utilisation and power, error counters), and the ratio.
+the same run, its floor: PostgreSQL's bare aggregate scan of the same raw
+samples (per node: count, mean utilisation and power, error counters), and
+the ratio; and a second floor, the same bare scan of the tick rows metering
+reads (one per node and timestamp), and the ratio to that.
+
+The samples are loaded with the ticks trigger off, then summed into ticks by
+the SQL migration market/0021 uses, timed on its own: that is ingestion's
+cost (the trigger pays it batch by batch), not metering's.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/<db> .venv/bin/python bench/metering.py \
         [--nodes 100] [--gpus 8] [--hours 24]
 
-It TRUNCATEs market_telemetrysample of that database (a benchmark database).
-The last line printed is a JSON object with samples, meter_seconds,
-floor_seconds and ratio.
+It TRUNCATEs market_telemetrysample and market_telemetrytick of that database
+(a benchmark database). The last line printed is a JSON object with samples,
+meter_seconds, floor_seconds and ratio, ticks, tick_floor_seconds and
+tick_ratio.
 """
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import time
@@ -21,9 +29,26 @@ import time
 from _setup import django_setup, make_nodes
 
 INTERVAL = 10
+TICK_TRIGGER = "market_telemetrytick_add"
 
 
-def floor_scan(connection, node_ids, start, end) -> float:
+SAMPLES_SCAN = """
+SELECT node_id, count(*), avg(utilisation), avg(power_w),
+       max(xid_errors + ecc_errors), count(*) FILTER (WHERE missing)
+FROM market_telemetrysample
+WHERE node_id = ANY(%s) AND ts >= %s AND ts < %s
+GROUP BY node_id
+"""
+TICKS_SCAN = """
+SELECT node_id, count(*), sum(util_sum) / sum(samples), sum(power_sum) / sum(samples),
+       max(errs), sum(bit_count(gpu_mask::bit(64)))
+FROM market_telemetrytick
+WHERE node_id = ANY(%s) AND ts >= %s AND ts < %s
+GROUP BY node_id
+"""
+
+
+def floor_scan(connection, node_ids, start, end, sql=SAMPLES_SCAN) -> float:
     """Median of 3: one pass over the same rows, aggregated per node; with and
     without JIT, and with index scans allowed or not (on a day's partition the
     planner chose an index scan that took 17.9 s where the sequential scan takes
@@ -37,27 +62,18 @@ def floor_scan(connection, node_ids, start, end) -> float:
                 cursor.execute(f"SET jit = {jit}")
                 cursor.execute(f"SET enable_indexscan = {index_scans}")
                 cursor.execute(f"SET enable_bitmapscan = {index_scans}")
-                medians.append(statistics.median(_scan_times(cursor, node_ids, start, end)))
+                medians.append(statistics.median(_scan_times(cursor, sql, node_ids, start, end)))
         cursor.execute("RESET jit")
         cursor.execute("RESET enable_indexscan")
         cursor.execute("RESET enable_bitmapscan")
     return min(medians)
 
 
-def _scan_times(cursor, node_ids, start, end) -> list[float]:
+def _scan_times(cursor, sql, node_ids, start, end) -> list[float]:
     times = []
     for _ in range(3):
         t = time.perf_counter()
-        cursor.execute(
-            """
-            SELECT node_id, count(*), avg(utilisation), avg(power_w),
-                   max(xid_errors + ecc_errors), count(*) FILTER (WHERE missing)
-            FROM market_telemetrysample
-            WHERE node_id = ANY(%s) AND ts >= %s AND ts < %s
-            GROUP BY node_id
-            """,
-            [node_ids, start, end],
-        )
+        cursor.execute(sql, [node_ids, start, end])
         cursor.fetchall()
         times.append(time.perf_counter() - t)
     return times
@@ -90,12 +106,16 @@ def main() -> None:
     print(f"generating {args.nodes} × {args.gpus} GPUs × {ticks} ticks of samples ...")
     t = time.perf_counter()
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE market_telemetrysample")
+        cursor.execute("TRUNCATE market_telemetrysample, market_telemetrytick")
     day = storage.day_start(start)
     while day < end:  # the days' partitions, as the upkeep task keeps them for recent days
         storage.partition_create(table=storage.SAMPLES, day=day)
+        storage.partition_create(table=storage.TICKS, day=day)
         day += dt.timedelta(days=1)
+    ticks_migration = importlib.import_module("market.migrations.0021_telemetry_ticks")
     with connection.cursor() as cursor:
+        # The ticks are summed below, timed on their own.
+        cursor.execute(f"ALTER TABLE market_telemetrysample DISABLE TRIGGER {TICK_TRIGGER}")
         cursor.execute(
             """
             INSERT INTO market_telemetrysample
@@ -115,8 +135,18 @@ def main() -> None:
             },
         )
         samples = cursor.rowcount
+        cursor.execute(f"ALTER TABLE market_telemetrysample ENABLE TRIGGER {TICK_TRIGGER}")
         cursor.execute("ANALYZE market_telemetrysample")
-    print(f"{samples:,} samples in {time.perf_counter() - t:.1f} s")
+        print(f"{samples:,} samples in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        cursor.execute(ticks_migration.PG_BUILD)
+        tick_rows = cursor.rowcount
+        cursor.execute("ANALYZE market_telemetrytick")
+        ticks_seconds = time.perf_counter() - t
+    print(
+        f"{tick_rows:,} ticks summed from them in {ticks_seconds:.2f} s "
+        "(ingestion's cost, not metering's)"
+    )
     buyer, _ = Organisation.objects.get_or_create(
         credit_code="91440300MA5BUYER0X",
         defaults={"kind": "buyer", "legal_name": "Bench Buyer Co., Ltd.", "verified": True},
@@ -159,11 +189,20 @@ def main() -> None:
     print(f"re-run wrote {rerun} records")
     floor_seconds = floor_scan(connection, node_ids, start, end)
     ratio = meter_seconds / floor_seconds
-    print(f"floor (bare aggregate scan of the same rows): {floor_seconds:.2f} s; ratio {ratio:.2f}")
+    print(
+        f"floor (bare aggregate scan of the same raw samples): {floor_seconds:.2f} s; "
+        f"ratio {ratio:.2f}"
+    )
+    tick_floor_seconds = floor_scan(connection, node_ids, start, end, sql=TICKS_SCAN)
+    tick_ratio = meter_seconds / tick_floor_seconds
+    print(
+        f"tick floor (bare aggregate scan of the {tick_rows:,} tick rows): "
+        f"{tick_floor_seconds:.2f} s; ratio {tick_ratio:.2f}"
+    )
     records.delete()
     Lease.objects.filter(pk__in=lease_ids).update(status=Lease.Status.CANCELLED)
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE market_telemetrysample")
+        cursor.execute("TRUNCATE market_telemetrysample, market_telemetrytick")
     print(
         json.dumps(
             {
@@ -171,6 +210,10 @@ def main() -> None:
                 "meter_seconds": round(meter_seconds, 2),
                 "floor_seconds": round(floor_seconds, 2),
                 "ratio": round(ratio, 2),
+                "ticks": tick_rows,
+                "ticks_seconds": round(ticks_seconds, 2),
+                "tick_floor_seconds": round(tick_floor_seconds, 3),
+                "tick_ratio": round(tick_ratio, 2),
                 "usage_records": written,
                 "gpu_seconds_delivered": delivered,
                 "gpu_seconds_lost": lost,

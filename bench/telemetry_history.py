@@ -82,7 +82,7 @@ def history_load(args, *, start: dt.datetime):
     from market.telemetry import storage
 
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {storage.SAMPLES}, {storage.MINUTES}")
+        cursor.execute(f"TRUNCATE {storage.SAMPLES}, {storage.TICKS}, {storage.MINUTES}")
     TelemetryRollupCursor.objects.all().delete()
     nodes = make_nodes(args.nodes + 1, gpus=args.gpus, label="history")
     quiet, nodes = nodes[0][0], nodes[1:]
@@ -238,7 +238,7 @@ def main() -> None:
     Lease.objects.filter(pk__in=[lease.pk, floor_lease.pk]).update(status=Lease.Status.CANCELLED)
     if not args.keep:
         with connection.cursor() as cursor:
-            cursor.execute(f"TRUNCATE {storage.SAMPLES}, {storage.MINUTES}")
+            cursor.execute(f"TRUNCATE {storage.SAMPLES}, {storage.TICKS}, {storage.MINUTES}")
         TelemetryRollupCursor.objects.all().delete()
     print(
         json.dumps(

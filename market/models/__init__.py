@@ -8,6 +8,7 @@ from market.models.telemetry import (
     TelemetryMinute,
     TelemetryRollupCursor,
     TelemetrySample,
+    TelemetryTick,
     UsageRecord,
 )
 from market.models.trading import Lease, LeaseEvent, Order, OrderEvent
@@ -30,5 +31,6 @@ __all__ = [
     "TelemetryMinute",
     "TelemetryRollupCursor",
     "TelemetrySample",
+    "TelemetryTick",
     "UsageRecord",
 ]

@@ -58,6 +58,35 @@ class TelemetrySample(models.Model):
         ]
 
 
+class TelemetryTick(models.Model):
+    """One tick of a node: the round of its GPUs' samples stamped with one
+    timestamp, summed (market/telemetry/metering.py reads these, not the raw
+    samples). `gpu_mask` ORs 1 << gpu over the samples not reporting their GPU
+    missing (a GPU index is below 64, core/limits.py); `errs` sums the XID and
+    ECC counters, `util_sum` and `power_sum` the readings, `samples` counts
+    every sample, missing or not.
+
+    The database keeps it: a trigger on the samples table (migration 0021)
+    adds every inserted sample to its tick in the same statement — by any
+    writer, ingestion's COPY, its ON CONFLICT path or the ORM — and a sample
+    that was not inserted (a re-sent one) adds nothing. A tick whose GPUs
+    arrive in two batches is one row. On PostgreSQL it is partitioned by day
+    on `ts` like the samples, and its days are dropped with theirs
+    (storage.py).
+    """
+
+    pk = models.CompositePrimaryKey("node", "ts")
+    node = models.ForeignKey(
+        Node, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    ts = models.DateTimeField()
+    gpu_mask = models.BigIntegerField()
+    samples = models.PositiveIntegerField()
+    errs = models.BigIntegerField()
+    util_sum = models.FloatField()
+    power_sum = models.FloatField()
+
+
 class NodeHealthEvent(models.Model):
     """A change of a node's state, with the reason (health history)."""
 

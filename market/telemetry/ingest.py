@@ -28,6 +28,12 @@ It is off by default: it measured no faster here (CPU, not the ~3 ms WAL
 flush per 5,000-sample commit, is the bottleneck). Health and metering carry a sample over gaps shorter than 3 reporting
 intervals, so a lost tick neither degrades the node nor loses GPU-seconds;
 money rows elsewhere keep synchronous commits. SQLite (embedded mode) bulk-inserts.
+
+Whichever path stores them, the database adds the samples it stored to their
+ticks (TelemetryTick, one row per node and timestamp, which metering reads) in
+the same statement, by a trigger (migration market/0021): a re-sent sample,
+not stored, adds nothing, and a COPY rolled back to its savepoint takes its
+ticks with it. That costs PostgreSQL one grouped upsert per batch (bench/ingest.py).
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """Telemetry storage that lasts: day partitions, per-minute rollups, retention.
 
-On PostgreSQL the raw samples (market_telemetrysample, on `ts`) and the rollups
+On PostgreSQL the raw samples (market_telemetrysample, on `ts`), their ticks
+(market_telemetrytick, on `ts`: one row per node and timestamp, which the
+database keeps as samples are inserted, models/telemetry.py) and the rollups
 (market_telemetryminute, on `minute`) are partitioned by UTC day, named
 `<table>_pYYYYMMDD`, with a DEFAULT partition for rows no day partition takes
 (a sample stamped long ago). `telemetry_storage_maintain` (beat, hourly)
 creates the days from the retention limit to TELEMETRY_PARTITIONS_AHEAD_DAYS
 ahead (moving rows the default partition holds for a day into it) and drops
 whole days past retention; SQLite (embedded mode) keeps plain tables and
-deletes the same rows.
+deletes the same rows. Ticks are evidence as much as the samples they sum
+(metering reads them): their days go with the samples' days, by the same rule.
 
 Raw samples are the evidence behind usage records, so a day of them goes
 only once it is older than TELEMETRY_RAW_RETENTION_DAYS *and* metered *and*
@@ -39,6 +42,7 @@ from market.models import (
     TelemetryMinute,
     TelemetryRollupCursor,
     TelemetrySample,
+    TelemetryTick,
     UsageRecord,
 )
 from market.telemetry.metering import METERED_STATUSES
@@ -49,9 +53,10 @@ DAY = dt.timedelta(days=1)
 HOUR = dt.timedelta(hours=1)
 ROLLUP_CURSOR = "minute"
 SAMPLES = TelemetrySample._meta.db_table
+TICKS = TelemetryTick._meta.db_table
 MINUTES = TelemetryMinute._meta.db_table
 # Partitioned tables and the column each is partitioned on.
-PARTITIONED = {SAMPLES: "ts", MINUTES: "minute"}
+PARTITIONED = {SAMPLES: "ts", TICKS: "ts", MINUTES: "minute"}
 # Leases that metering still reads samples for: pending ones start later, but
 # a pending lease past its start (advanced late) is metered from its start.
 _HOLDING_STATUSES = (Lease.Status.PENDING, *METERED_STATUSES)
@@ -185,14 +190,16 @@ def raw_droppable_before(*, now: dt.datetime) -> dt.datetime:
 
 def telemetry_storage_maintain(*, now: dt.datetime) -> dict[str, int]:
     """Create the day partitions from the retention limit to the days ahead,
-    drop raw samples past retention once metered and rolled up, and rollups
-    past theirs. Idempotent; returns what it did: partitions created, and raw
-    and rollup days dropped (PostgreSQL) or rows deleted (SQLite)."""
+    drop raw samples (and their ticks) past retention once metered and rolled
+    up, and rollups past theirs. Idempotent; returns what it did: partitions
+    created, and raw sample and rollup days dropped (PostgreSQL) or rows
+    deleted (SQLite)."""
     raw_before = raw_droppable_before(now=now)
     rollups_before = day_start(now) - dt.timedelta(days=settings.TELEMETRY_ROLLUP_RETENTION_DAYS)
     done = {"partitions_created": 0, "raw_dropped": 0, "rollups_dropped": 0}
     if connection.vendor != "postgresql":
         done["raw_dropped"] = TelemetrySample.objects.filter(ts__lt=raw_before).delete()[0]
+        TelemetryTick.objects.filter(ts__lt=raw_before).delete()
         done["rollups_dropped"] = TelemetryMinute.objects.filter(
             minute__lt=rollups_before
         ).delete()[0]
@@ -201,11 +208,13 @@ def telemetry_storage_maintain(*, now: dt.datetime) -> dict[str, int]:
     ahead = settings.TELEMETRY_PARTITIONS_AHEAD_DAYS
     for table, retention in (
         (SAMPLES, settings.TELEMETRY_RAW_RETENTION_DAYS),
+        (TICKS, settings.TELEMETRY_RAW_RETENTION_DAYS),
         (MINUTES, settings.TELEMETRY_ROLLUP_RETENTION_DAYS),
     ):
         for offset in range(-retention, ahead + 1):
             done["partitions_created"] += partition_create(table=table, day=today + offset * DAY)
     done["raw_dropped"] = _drop_before(table=SAMPLES, before=raw_before)
+    _drop_before(table=TICKS, before=raw_before)
     done["rollups_dropped"] = _drop_before(table=MINUTES, before=rollups_before)
     logger.info("telemetry storage maintained", extra=done)
     return done
