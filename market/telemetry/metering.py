@@ -57,8 +57,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
-from django.utils import timezone
 
+from core import clock
 from core.postgres import pg_array
 from market.models import Lease, TelemetryTick, UsageRecord
 
@@ -232,7 +232,7 @@ def _records_insert_postgres(records: list[dict[str, Any]]) -> int:
     params: dict[str, Any] = {
         field: pg_array(record[field] for record in records) for field in records[0]
     }
-    params["now"] = timezone.now()
+    params["now"] = clock.now()
     with connection.cursor() as cursor:
         cursor.execute(_INSERT_RECORDS_SQL, params)
         return cursor.rowcount
