@@ -75,28 +75,22 @@ def outbox_enqueue(
     name is pending (module docstring). `fresh`: the key names something this
     transaction created (a new order's id), so no row can wait under it yet:
     the row is inserted without looking for one first."""
-    now = clock.now()
+    new_row = {
+        "task_name": task_name,
+        "args": list(args),
+        "key": key,
+        "task_id": f"{TASK_ID_PREFIX}{uuid.uuid4()}",
+        "available_at": clock.now() + FIRST_PUBLISH_GRACE,
+    }
     waiting: OutboxMessage | None
     if fresh:
-        waiting = OutboxMessage.objects.create(
-            task_name=task_name,
-            args=list(args),
-            key=key,
-            task_id=f"{TASK_ID_PREFIX}{uuid.uuid4()}",
-            available_at=now + FIRST_PUBLISH_GRACE,
-        )
+        waiting = OutboxMessage.objects.create(**new_row)
     else:
         waiting = OutboxMessage.objects.filter(key=key, completed_at__isnull=True).first()
     if waiting is None:
         try:
             with transaction.atomic():  # a savepoint: a racing equal key loses quietly
-                waiting = OutboxMessage.objects.create(
-                    task_name=task_name,
-                    args=list(args),
-                    key=key,
-                    task_id=f"{TASK_ID_PREFIX}{uuid.uuid4()}",
-                    available_at=now + FIRST_PUBLISH_GRACE,
-                )
+                waiting = OutboxMessage.objects.create(**new_row)
         except IntegrityError:
             waiting = OutboxMessage.objects.get(key=key, completed_at__isnull=True)
     message_id = waiting.pk

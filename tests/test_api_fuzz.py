@@ -35,14 +35,9 @@ def _json_bodies_only(document: dict) -> dict:
     and a mangled multipart body is a 415, not a documented answer."""
     for operations in document["paths"].values():
         for operation in operations.values():
-            content = (
-                operation.get("requestBody", {}).get("content")
-                if isinstance(operation, dict)
-                else None
-            )
-            if content and "application/json" in content:
-                for media_type in [m for m in content if m != "application/json"]:
-                    del content[media_type]
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            if body and "application/json" in body["content"]:
+                body["content"] = {"application/json": body["content"]["application/json"]}
     return document
 
 

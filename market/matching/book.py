@@ -202,11 +202,13 @@ def book_cutoff(
     offer up to that price is the cheapest part of the book (a prefix in book
     order, ties at the price included). One walk in price order that stops
     there, not a read of the book."""
-    live = live_offers(now=now, model_ids=model_ids, max_price=max_price)
-    measure = Sum("gpus_available") if offers is None else Count("id")
+    measure, threshold = (
+        (Count("id"), offers) if offers is not None else (Sum("gpus_available"), gpus)
+    )
     running = (
-        live.annotate(running=Window(measure, order_by=[F("price_amount").asc(), F("id").asc()]))
-        .filter(running__gte=offers if offers is not None else gpus)
+        live_offers(now=now, model_ids=model_ids, max_price=max_price)
+        .annotate(running=Window(measure, order_by=[F("price_amount").asc(), F("id").asc()]))
+        .filter(running__gte=threshold)
         .order_by("price_amount", "id")
         .values_list("price_amount", flat=True)
     )

@@ -77,7 +77,7 @@ class Quote:
     # the cheapest excluded offers, at least `explained` of them (all on a small book)
     excluded: list[QuoteExclusion]
     gpus_asked: int
-    excluded_total: int = 0  # every live offer not in the quote
+    excluded_total: int  # every live offer not in the quote
 
     @property
     def gpus(self) -> int:
