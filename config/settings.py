@@ -216,7 +216,7 @@ ORDER_PLACEMENT_CHECKS = ["billing.prepaid.funding_check_order"]
 API_JSON_MAX_BYTES = env.int("API_JSON_MAX_BYTES", default=256 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -396,7 +396,7 @@ CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default=REDIS_URL)
 if CACHE_REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.redis_cache.RedisCache",
             "LOCATION": CACHE_REDIS_URL,
             "KEY_PREFIX": "exchange",
         }

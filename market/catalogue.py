@@ -1,7 +1,7 @@
 """The GPU catalogue, seeded from market/data/gpu_models.json.
 
 `catalogue_models()` reads the whole catalogue (a few dozen rows) from the
-cache until an entry changes: placing an order read it from the database two
+cache (kept in the process too) until an entry changes: placing an order read it from the database two
 or three times (validating the accepted models, then the floors)."""
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from core.cache import cached, generation_bump
+from core.cache import cached_in_process, generation_bump
 from market.models import GPUModel
 
 CATALOGUE_CACHE = "market-catalogue"
@@ -44,8 +44,13 @@ def gpu_models_load(*, path: Path = DATA_FILE) -> int:
 
 def catalogue_models() -> list[GPUModel]:
     """Every catalogue entry, in the catalogue's order; cached until one is
-    saved or deleted (`catalogue_changed`, connected in MarketConfig.ready)."""
-    return cached(CATALOGUE_CACHE, "models", lambda: list(GPUModel.objects.all()), timeout=3600)
+    saved or deleted (`catalogue_changed`, connected in MarketConfig.ready).
+    The entries are this process's own copies, shared by its callers: read them,
+    never change them."""
+    models = cached_in_process(
+        CATALOGUE_CACHE, "models", lambda: list(GPUModel.objects.all()), timeout=3600
+    )
+    return list(models)
 
 
 def catalogue_changed(**_kwargs) -> None:

@@ -19,10 +19,25 @@ from tests.support import free_port
 def test_the_cache_is_redis_when_there_is_one_and_local_memory_without():
     backend = project_settings.CACHES["default"]["BACKEND"]
     if project_settings.REDIS_URL:
-        assert backend == "django.core.cache.backends.redis.RedisCache"
+        assert backend == "core.redis_cache.RedisCache"  # Django's, its redis-py client kept
         assert project_settings.CACHES["default"]["LOCATION"] == project_settings.REDIS_URL
     else:
         assert backend == "django.core.cache.backends.locmem.LocMemCache"
+
+
+@pytest.mark.skipif(not project_settings.REDIS_URL, reason="needs Redis (REDIS_URL)")
+def test_the_redis_cache_reuses_one_client_and_still_reads_and_writes():
+    from django.core.cache import cache
+
+    key = f"reuse-{uuid.uuid4().hex}"
+    cache.set(key, {"a": 1}, timeout=30)
+    assert cache.get(key) == {"a": 1}
+    assert cache.add(f"{key}-n", 1, timeout=30)
+    assert cache.incr(f"{key}-n") == 2
+    # one redis.Redis per connection pool, not a new one (and its callback table) per call
+    client = cache._cache.get_client(write=True)
+    assert cache._cache.get_client(write=True) is client
+    assert cache._cache.get_client() is cache._cache.get_client()
 
 
 @pytest.mark.integration
