@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
 
-from django.db import connection
-from django.db.models import Count, F, Sum, Window
+from django.db import connection, transaction
+from django.db.models import Q, Sum
 
 from core import clock
 from core.postgres import pg_array, pg_json, pg_values
@@ -24,6 +24,8 @@ OPEN_STATUSES = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
 
 
 HOLDING_STATUSES = (Lease.Status.PENDING, Lease.Status.ACTIVE)
+# book_cutoff's walk fetches this many offers a round trip (512 GPUs are ~100 offers)
+CUTOFF_FETCH = 256
 
 
 def acceptable_model_ids(
@@ -201,18 +203,26 @@ def book_cutoff(
     number that many - or None when all of them together fall short: every
     offer up to that price is the cheapest part of the book (a prefix in book
     order, ties at the price included). One walk in price order that stops
-    there, not a read of the book."""
-    measure, threshold = (
-        (Count("id"), offers) if offers is not None else (Sum("gpus_available"), gpus)
-    )
-    running = (
+    there, not a read of the book: a server-side cursor, fetched
+    CUTOFF_FETCH rows at a time, which PostgreSQL plans for its first rows
+    (the partial index by price) - a running-sum window over the same rows
+    sorted every live offer of the models first (24 ms against 8 ms at
+    100,000 offers)."""
+    threshold = offers if offers is not None else (gpus or 0)
+    walked = 0
+    prices = (
         live_offers(now=now, model_ids=model_ids, max_price=max_price)
-        .annotate(running=Window(measure, order_by=[F("price_amount").asc(), F("id").asc()]))
-        .filter(running__gte=threshold)
         .order_by("price_amount", "id")
-        .values_list("price_amount", flat=True)
+        .values_list("price_amount", "gpus_available")
     )
-    return next(iter(running[:1]), None)
+    # in a transaction: outside one the cursor is WITH HOLD, and PostgreSQL
+    # would materialise every remaining row at the implicit commit
+    with transaction.atomic(savepoint=False):
+        for price, gpus_available in prices.iterator(chunk_size=CUTOFF_FETCH):
+            walked += 1 if offers is not None else gpus_available
+            if walked >= threshold:
+                return price
+    return None
 
 
 def live_offers(
@@ -262,12 +272,17 @@ def book_load(
         "interruptible",
         "resale_of_id",
     )
-    site_ids = {row[2] for row in rows}
+    # the offers' own nodes, and every node of a site whose pooled offers (no
+    # node: the site's GPUs of the model) are read; a resale needs neither
+    sold = [row for row in rows if row[17] is None]
+    node_ids = {row[3] for row in sold if row[3] is not None}
+    pool_site_ids = {row[2] for row in sold if row[3] is None}
     node_rows = pg_values(
         # a node announced for maintenance (drain_at) takes no new lease
-        Node.objects.filter(
-            site_id__in=site_ids, state=Node.State.ONLINE, drain_at__isnull=True
-        ).exclude(id__in=exclude_node_ids),
+        Node.objects.filter(Q(id__in=node_ids) | Q(site_id__in=pool_site_ids))
+        .filter(state=Node.State.ONLINE, drain_at__isnull=True)
+        .exclude(id__in=exclude_node_ids)
+        .order_by(),
         "id",
         "site_id",
         "gpu_model_id",

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market.matching import engine
-from market.matching.book import book_load, orders_load
+from market.matching.book import book_cutoff, book_load, orders_load
 from market.models import GPUModel, Order
 from tests.factories import NodeFactory, OfferFactory, OrderFactory, SiteFactory, gpu
 
@@ -115,3 +115,28 @@ def test_a_gang_order_filled_inside_the_prefix_still_looks_past_it(monkeypatch):
         [(y_cheap.pk, 4), (y_dear.pk, 4)]
     )
     assert x.pk not in {lease.offer_id for lease in leases}
+
+
+@pytest.mark.django_db
+def test_the_cutoff_is_the_price_where_the_cheapest_offers_first_hold_enough():
+    h800 = gpu("nvidia-h800-sxm")
+    for price, gpus in ((100, 2), (200, 4), (200, 4), (300, 8)):
+        OfferFactory(node=NodeFactory(gpu_count=gpus), gpu_model=h800, price_amount=price)
+    # sold out: never counted, however cheap
+    OfferFactory(node=NodeFactory(gpu_count=8), gpu_model=h800, price_amount=50, gpus_available=0)
+    now = dt.datetime.now(dt.UTC)
+
+    def cutoff(**kwargs):
+        return book_cutoff(now=now, model_ids=[h800.pk], **kwargs)
+
+    assert cutoff(gpus=2) == 100
+    assert cutoff(gpus=3) == 200
+    assert cutoff(gpus=10) == 200  # both offers at 200: ties fall inside the prefix
+    assert cutoff(gpus=11) == 300
+    assert cutoff(gpus=19) is None  # the whole book holds 18
+    assert cutoff(gpus=11, max_price=250) is None
+    assert cutoff(offers=2) == 200
+    assert cutoff(offers=4) == 300
+    assert cutoff(offers=5) is None
+    with transaction.atomic():  # inside a caller's transaction as well
+        assert cutoff(gpus=11) == 300
