@@ -84,8 +84,8 @@ def orders_preempt(
     lack GPUs pre-empt lower bids' interruptible leases (module docstring), in
     the round's priority order. Returns the pre-empting leases' ids."""
     now = now or clock.now()
-    if not _exposed().exists():
-        return []
+    if order_ids is None and not _exposed().exists():
+        return []  # the round, with nothing to pre-empt: no need to load every open order
     queryset = Order.objects.filter(
         on_book(now),
         status__in=OPEN_STATUSES,
@@ -97,6 +97,10 @@ def orders_preempt(
         queryset = queryset.filter(pk__in=order_ids)
     models = list(GPUModel.objects.all())
     orders = [o for o in orders_load(queryset, models=models) if o.need > 0 and o.models]
+    # after an order-time match most orders are filled: nothing left to look at
+    # (the live leases on interruptible offers are a scan of every live lease)
+    if not orders or (order_ids is not None and not _exposed().exists()):
+        return []
     orders.sort(key=lambda o: (-o.max_price * o.hours, -o.max_price, o.id))
     lease_ids: list[int] = []
     for order in orders:
