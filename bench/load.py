@@ -13,8 +13,18 @@ concurrency; every other endpoint's p99 is printed beside it as a ratio.
 ten a repeat), 10 % lease reads, 10 % usage-record reads, 5 % quotes (POST quotes/,
 an order's fields, nothing placed) and
 --agents node agents posting telemetry batches; after it, the matching backlog
-left behind (queued runs, waiting outbox rows) and the time to drain it, and
-the telemetry rate beside a raw binary COPY of the same rows (its floor).
+left behind (queued runs, waiting outbox rows) and the time to drain it.
+The agents post to an ingestion server of their own (--ingest-workers
+gunicorn processes; 0: the API's server), as a proxy in front of the
+exchange routes /api/v1/telemetry/ to its own pool in production, so that
+API traffic never queues agents' batches behind it.
+Telemetry's floor is measured in the same run, under the same load: the mix
+again for as long (`mix_copy`, the API clients only) while --agents
+processes write the same batches straight into the table by raw binary COPY,
+one transaction a batch, back to back (no HTTP, no parsing, no ticks). The
+ratio is samples/s over HTTP during `mix` to rows/s by COPY during
+`mix_copy`; a raw COPY of the same rows on the quiet machine is printed
+beside them.
 Then a pyinstrument profile of the slowest endpoint, in-process.
 
 Redis (Celery's broker and the cache) is a redis-server of its own on a
@@ -46,6 +56,7 @@ WEIGHTS = {
     "order": {"order": 1},
     "mix": {"search": 60, "order": 15, "leases": 10, "usage": 10, "quote": 5},
 }
+WEIGHTS["mix_copy"] = WEIGHTS["mix"]  # the same API clients, beside COPY writers
 LIFTED_THROTTLES = {
     name: "1000000/min"
     for name in (
@@ -126,6 +137,82 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
+
+
+def copy_writer(node_id: int, *, batch: int, gpus: int, seconds: float, url: str, rows) -> None:
+    """One writer of telemetry's floor (in its own process): batches of
+    `batch` new samples of `node_id`, as an agent builds them, each written by
+    one binary COPY (ingestion's own encoding) and committed, back to back for
+    `seconds`; adds the rows written to `rows` (a shared counter)."""
+    import psycopg
+
+    from market.telemetry.ingest import _COPY_SQL, _copy_data
+
+    seq = int(time.time() * 1000) * 1000  # numbers no agent of this run has used
+    written = 0
+    with psycopg.connect(url) as connection:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            base = time.time() - 60
+            seqs = range(seq, seq + batch)
+            columns = (
+                list(seqs),
+                [q % gpus for q in seqs],
+                [base + (i // gpus) * 0.001 for i in range(batch)],
+                [91.5] * batch,
+                [70_000] * batch,
+                [612.5] * batch,
+                [67.0] * batch,
+                [0] * batch,
+                [0] * batch,
+                [False] * batch,
+            )
+            seq += batch
+            with connection.cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+                copy.write(_copy_data(node_id=node_id, columns=columns))
+            connection.commit()
+            written += batch
+    with rows.get_lock():
+        rows.value += written
+
+
+def copy_floor_during(*, run, config: dict, seconds: float, url: str) -> int:
+    """Rows written by raw COPY (one writer per agent, the tick trigger off)
+    while `run()` - the API clients of the mix - loads the server."""
+    import multiprocessing
+
+    from django.db import connection
+    from ingest import TICK_TRIGGER
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE market_telemetrysample DISABLE TRIGGER {TICK_TRIGGER}")
+    connection.close()  # the writers are forked: none may share this connection
+    context = multiprocessing.get_context("fork")
+    rows = context.Value("q", 0)
+    writers = [
+        context.Process(
+            target=copy_writer,
+            args=(node_id,),
+            kwargs={
+                "batch": config["batch"],
+                "gpus": config["gpus"],
+                "seconds": seconds,
+                "url": url,
+                "rows": rows,
+            },
+        )
+        for node_id, _token in config["nodes"]
+    ]
+    try:
+        for writer in writers:
+            writer.start()
+        run()
+        for writer in writers:
+            writer.join()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE market_telemetrysample ENABLE TRIGGER {TICK_TRIGGER}")
+    return rows.value
 
 
 def run_locust(*, scenario: str, config: dict, port: int, users: int, seconds: float, out: Path):
@@ -256,6 +343,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--agents", type=int, default=2, help="telemetry agents in the mix")
     parser.add_argument("--batch", type=int, default=1000, help="samples per telemetry POST")
+    parser.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=2,
+        help="gunicorn processes of the agents' own server in the mix (0: the API's)",
+    )
     parser.add_argument("--offers", type=int, default=100_000)
     parser.add_argument("--scenarios", default="bare,search,board,order,mix")
     parser.add_argument("--replica-url", help="DATABASE_REPLICA_URL for the server")
@@ -314,21 +407,46 @@ def main() -> None:
         redis_url = own_redis.url
     env["REDIS_URL"] = redis_url
     server = start_server(port, args.workers, env)
+    ingest = None
+    scenarios = args.scenarios.split(",")
+    if "mix" in scenarios and args.agents and args.ingest_workers:
+        ingest_port = free_port()
+        ingest = start_server(ingest_port, args.ingest_workers, env)
+        config["ingest_url"] = f"http://127.0.0.1:{ingest_port}"
     worker = start_worker(env, out / "worker.log")
     results: dict[str, dict] = {}
     backlog: dict = {}
+    copy_rows = 0
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", process=server)
-        for scenario in args.scenarios.split(","):
+        if ingest is not None:
+            wait_for_http(f"{config['ingest_url']}/healthz", process=ingest)
+        if "mix" in scenarios and args.agents:
+            scenarios.insert(scenarios.index("mix") + 1, "mix_copy")
+        for scenario in scenarios:
             t = time.perf_counter()
-            results[scenario] = run_locust(
-                scenario=scenario,
-                config=config,
-                port=port,
-                users=args.users,
-                seconds=args.seconds,
-                out=out,
-            )
+
+            def run(scenario=scenario):
+                return run_locust(
+                    scenario=scenario,
+                    config=config,
+                    port=port,
+                    users=args.users,
+                    seconds=args.seconds,
+                    out=out,
+                )
+
+            if scenario == "mix_copy":
+                got: dict = {}
+                copy_rows = copy_floor_during(
+                    run=lambda got=got: got.update(run()),
+                    config=config,
+                    seconds=args.seconds,
+                    url=os.environ["DATABASE_URL"],
+                )
+                results[scenario] = got
+            else:
+                results[scenario] = run()
             if scenario in ("order", "mix"):
                 queued, waiting = match_backlog(redis_url)
                 at_end = {"queued_runs": queued, "waiting_orders": waiting}
@@ -344,10 +462,10 @@ def main() -> None:
                 }
             print(f"  {scenario}: {time.perf_counter() - t:.0f} s")
     finally:
-        server.terminate()
-        worker.terminate()
-        server.wait()
-        worker.wait()
+        for process in (server, worker, ingest):
+            if process is not None:
+                process.terminate()
+                process.wait()
         if own_redis is not None:
             own_redis.kill()
     bare = results.get("bare", {}).get("bare")
@@ -372,17 +490,22 @@ def main() -> None:
         )
     telemetry = results.get("mix", {}).get("telemetry")
     copy = None
-    if telemetry and telemetry["requests"] > telemetry["errors"]:
+    if telemetry and telemetry["requests"] > telemetry["errors"] and copy_rows:
         samples_per_s = telemetry["rps"] * args.batch
+        in_run = copy_rows / args.seconds
         rows, seconds = raw_copy_rate(connection)
         copy = {
             "samples_per_s": round(samples_per_s),
-            "copy_samples_per_s": round(rows / seconds),
-            "ratio": round(samples_per_s / (rows / seconds), 3),
+            "copy_in_mix_rows_per_s": round(in_run),
+            "ratio": round(samples_per_s / in_run, 3),
+            "copy_quiet_rows_per_s": round(rows / seconds),
+            "ingest_workers": args.ingest_workers if ingest is not None else 0,
         }
         print(
-            f"telemetry during the mix: {samples_per_s:,.0f} samples/s; raw binary COPY of the "
-            f"same {rows:,} rows: {rows / seconds:,.0f} rows/s; ratio {copy['ratio']:.2f}"
+            f"telemetry during the mix: {samples_per_s:,.0f} samples/s over HTTP; raw binary "
+            f"COPY by {args.agents} writers during the same mix (mix_copy): {in_run:,.0f} rows/s; "
+            f"ratio {copy['ratio']:.2f} (a raw COPY of {rows:,} rows on the quiet machine: "
+            f"{rows / seconds:,.0f} rows/s)"
         )
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE market_telemetrysample, market_telemetrytick")
