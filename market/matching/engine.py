@@ -51,10 +51,12 @@ GPU twice; the loser of a race simply gets less and the next round retries.
 Cost (bench/matching.py, bench/matching_profile.py): a round of 10,000 orders
 x 5,000 offers is dominated by the database, so on PostgreSQL every lock, read
 and write is one statement with array parameters (no model instances, no
-placeholder per value): the leases and their events are one INSERT, the order
-counters, status moves and their events one UPDATE + INSERT. What remains is
-mostly PostgreSQL's own work: index maintenance and the deferred foreign-key
-checks of the new rows at commit.
+placeholder per value), or a binary COPY: the leases and their events are
+copied under ids drawn from the lease sequence in one statement, the order
+counters, status moves and their events are one UPDATE + INSERT, and offers
+are updated in place (heap-only: migration 0022). What remains is mostly
+PostgreSQL's own work: index maintenance and the deferred foreign-key checks
+of the new rows at commit (docs/scaling.md, "Matching round phases").
 
 Ties: with prices in integer minor units, ties are rare and no further
 tie-break changed the outcome measurably (bench/matching_variants.py), so

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
 
 from django.db import connection, transaction
 
@@ -164,46 +163,73 @@ def round_commit(
     return lease_ids
 
 
-_LEASE_COLUMNS = [
-    ("order_id", "bigint"),
-    ("offer_id", "bigint"),
-    ("node_id", "bigint"),
-    ("buyer_id", "bigint"),
-    ("provider_id", "bigint"),
-    ("gpu_count", "integer"),
-    ("price_amount", "bigint"),
+_LEASE_COLUMNS = [  # a row's fields, in order, and their binary COPY types
+    ("order_id", "int8"),
+    ("offer_id", "int8"),
+    ("node_id", "int8"),
+    ("buyer_id", "int8"),
+    ("provider_id", "int8"),
+    ("gpu_count", "int4"),
+    ("price_amount", "int8"),
     ("currency", "text"),
     ("starts_at", "timestamptz"),
     ("ends_at", "timestamptz"),
-    ("previous_lease_id", "bigint"),
-    ("resold_from_id", "bigint"),
+    ("previous_lease_id", "int8"),
+    ("resold_from_id", "int8"),
 ]
 
 
 def _leases_insert(rows: list[tuple], *, now: dt.datetime) -> list[int]:
     """Insert the leases and their `matched` events; returns the lease ids in row order."""
-    pending = Lease.Status.PENDING
     if connection.vendor == "postgresql":
-        # One statement from column arrays: the round writes thousands of rows,
-        # and model instances or one placeholder per value would cost more than
-        # the matching itself. The events are written from the inserted rows.
-        qn = connection.ops.quote_name
-        names = ", ".join(qn(name) for name, _type in _LEASE_COLUMNS)
-        arrays = ", ".join(f"%s::{pg_type}[]" for _name, pg_type in _LEASE_COLUMNS)
-        sql = (
-            f"WITH inserted AS (INSERT INTO {qn(Lease._meta.db_table)} ({names}, status, created_at, rearm) "  # noqa: S608 - model metadata
-            f"SELECT u.*, %s, %s, false FROM unnest({arrays}) AS u RETURNING id), "
-            f"events AS (INSERT INTO {qn(LeaseEvent._meta.db_table)} "
-            "(lease_id, from_status, to_status, reason, at) "
-            "SELECT id, '', %s, 'matched', %s FROM inserted) "
-            "SELECT id FROM inserted"
+        return _leases_copy(rows, now=now)
+    return _leases_create(rows, now=now)
+
+
+def _leases_copy(rows: list[tuple], *, now: dt.datetime) -> list[int]:
+    """PostgreSQL: the ids drawn from the lease sequence in one statement, then
+    the leases and their events by binary COPY. A round writes thousands of
+    rows: model instances, one placeholder per value, or arrays spelt out as
+    text in an INSERT would cost more than the matching itself."""
+    qn = connection.ops.quote_name
+    lease_table = qn(Lease._meta.db_table)
+    pending = Lease.Status.PENDING
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(seq) FROM CAST(pg_get_serial_sequence(%s, 'id') AS regclass) AS seq, "
+            "generate_series(1, %s) ORDER BY 1",
+            [Lease._meta.db_table, len(rows)],
         )
-        # parameters in textual order: the SELECT list's constants, the arrays, the events'
-        params: list[Any] = [pending, now, *(pg_array(c) for c in zip(*rows, strict=True))]
-        params += [pending, now]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return [row[0] for row in cursor.fetchall()]
+        ids = [row[0] for row in cursor.fetchall()]
+        names = ", ".join(qn(name) for name, _type in _LEASE_COLUMNS)
+        with cursor.copy(
+            f"COPY {lease_table} (id, {names}, status, created_at, rearm) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(
+                [
+                    "int8",
+                    *(pg_type for _name, pg_type in _LEASE_COLUMNS),
+                    "text",
+                    "timestamptz",
+                    "bool",
+                ]
+            )
+            for pk, row in zip(ids, rows, strict=True):
+                copy.write_row((pk, *row, pending, now, False))
+        with cursor.copy(
+            f"COPY {qn(LeaseEvent._meta.db_table)} (lease_id, from_status, to_status, reason, at) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "text", "text", "text", "timestamptz"])
+            for pk in ids:
+                copy.write_row((pk, "", pending, "matched", now))
+    return ids
+
+
+def _leases_create(rows: list[tuple], *, now: dt.datetime) -> list[int]:
+    """Any database: the same rows through the ORM (whose `auto_now_add` stamps
+    `created_at` and `at` with the wall clock, not `now`)."""
+    pending = Lease.Status.PENDING
     fields = [name for name, _type in _LEASE_COLUMNS]
     leases = Lease.objects.bulk_create(
         [Lease(status=pending, **dict(zip(fields, row, strict=True))) for row in rows]
