@@ -194,7 +194,8 @@ def _leases_copy(rows: list[tuple], *, now: dt.datetime) -> list[int]:
     qn = connection.ops.quote_name
     lease_table = qn(Lease._meta.db_table)
     pending = Lease.Status.PENDING
-    with connection.cursor() as cursor:
+    # wrap_database_errors: a COPY's errors surface as Django's, like execute's
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         cursor.execute(
             "SELECT nextval(seq) FROM CAST(pg_get_serial_sequence(%s, 'id') AS regclass) AS seq, "
             "generate_series(1, %s) ORDER BY 1",

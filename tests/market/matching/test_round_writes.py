@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 import time_machine
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from market.matching import match_round, store
@@ -121,3 +121,18 @@ def test_lease_rows_with_a_previous_lease_and_a_resold_block_copy_as_the_orm_wri
     # then
     assert by_copy == by_orm
     assert [row[:12] for row in by_copy["returned"]] == rows
+
+
+@time_machine.travel(T0, tick=False)
+def test_a_lease_row_the_table_refuses_raises_djangos_integrity_error_by_copy():
+    order = OrderFactory(accepted_models=[gpu(H800)])
+    offer = OfferFactory()
+    start = T0 + dt.timedelta(hours=1)
+    free = (order.pk, offer.pk, offer.node_id, order.buyer_id, offer.provider_id, 1, 0, "CNY",
+            start, start + dt.timedelta(hours=1), None, None)  # fmt: skip
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        store._leases_copy([free], now=T0)
+
+    assert not Lease.objects.exists()
+    assert not LeaseEvent.objects.exists()
