@@ -29,7 +29,8 @@ Then a pyinstrument profile of the slowest endpoint, in-process.
 
 Redis (Celery's broker and the cache) is a redis-server of its own on a
 free loopback port, gone at the end (or --redis-url).
-The database is a benchmark database: the book is written once and kept,
+The database is a benchmark database: the book is written once and kept (the
+leases and orders of earlier runs are deleted first, every offer's GPUs back),
 market_telemetrysample is TRUNCATEd. Throttles are lifted for the server
 (a load generator is one client). With --replica-url the server reads through
 the replica (DATABASE_REPLICA_URL; bench/replica.py starts one).
@@ -83,6 +84,41 @@ def buyer_token() -> str:
     Membership.objects.get_or_create(user=user, organisation=buyer, defaults={"role": "owner"})
     _instance, token = AuthToken.objects.create(user=user, expiry=None)
     return token
+
+
+def market_reset() -> tuple[int, int]:
+    """Every run starts from the same book: the leases, orders and matching
+    rows earlier runs left are deleted and each offer's GPUs are back (a run
+    places thousands of orders; after a few, every node of the ordered models
+    was held and each order walked a book that had nothing left to sell).
+    Benchmark database only. Returns (leases, orders) removed."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM market_lease), (SELECT count(*) FROM market_order)"
+        )
+        leases, orders = cursor.fetchone()
+        for statement in (
+            "DELETE FROM market_offerevent WHERE offer_id IN "
+            "(SELECT id FROM market_offer WHERE resale_of_id IS NOT NULL)",
+            "DELETE FROM market_offer WHERE resale_of_id IS NOT NULL",
+            "DELETE FROM market_usagerecord",
+            "DELETE FROM billing_invoiceline WHERE lease_id IS NOT NULL",
+            "DELETE FROM market_leaseevent",
+            "UPDATE market_lease SET previous_lease_id = NULL, resold_from_id = NULL "
+            "WHERE previous_lease_id IS NOT NULL OR resold_from_id IS NOT NULL",
+            "DELETE FROM market_lease",
+            "DELETE FROM billing_frameworkagreement_orders",
+            "DELETE FROM market_orderevent",
+            "DELETE FROM market_order_accepted_models",
+            "DELETE FROM market_order",
+            "DELETE FROM core_outboxmessage",
+            "UPDATE market_offer SET gpus_available = gpus_total "
+            "WHERE gpus_available <> gpus_total",
+        ):
+            cursor.execute(statement)
+    return leases, orders
 
 
 def quote_url() -> str:
@@ -370,6 +406,8 @@ def main() -> None:
     if Offer.objects.filter(node__name__startswith="load-node-").count() < args.offers:
         print(f"writing a book of {args.offers:,} offers (kept for the next run) ...")
         make_book(offers=args.offers)
+    leases, orders = market_reset()
+    print(f"market reset: {leases:,} leases and {orders:,} orders of earlier runs removed")
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE market_telemetrysample, market_telemetrytick")
     nodes = make_nodes(max(1, args.agents), gpus=8, label="load-agent")

@@ -382,6 +382,14 @@ OUTBOX_REDELIVER_SECONDS = env.int(
     ),
 )
 OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=7)
+# Order-time matching runs at most once per this window (plus the run itself): the
+# run starts this long after the first order placed since the last one and takes
+# every order placed meanwhile. Each run reads the cheapest part of the book whatever
+# the number of orders, so under a stream of placements a window of orders costs one
+# run, not one each. 0: a run starts as soon as the worker is free.
+MATCH_COALESCE_SECONDS = env.float("MATCH_COALESCE_SECONDS", default=0.2)
+if not 0 <= MATCH_COALESCE_SECONDS <= 5:
+    raise environ.ImproperlyConfigured("MATCH_COALESCE_SECONDS must be between 0 and 5")
 if OUTBOX_REDELIVER_SECONDS <= 0 or CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
     raise environ.ImproperlyConfigured(
         "OUTBOX_REDELIVER_SECONDS > 0 and CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT"

@@ -65,6 +65,7 @@ def outbox_enqueue(
     args: Sequence[Any] = (),
     key: str,
     coalesce: str | None = None,
+    coalesce_seconds: float = 0,
     fresh: bool = False,
 ) -> OutboxMessage:
     """Write `task_name(*args)` to the outbox in the current transaction and
@@ -72,7 +73,8 @@ def outbox_enqueue(
     a row with that key waits, enqueueing it again publishes that row again
     instead of adding another (a Stripe retry of an event still unprocessed).
     With `coalesce`, the publish after commit is skipped while a run of that
-    name is pending (module docstring). `fresh`: the key names something this
+    name is pending (module docstring); `coalesce_seconds`: the run it
+    publishes starts that much later, taking every row that arrived meanwhile. `fresh`: the key names something this
     transaction created (a new order's id), so no row can wait under it yet:
     the row is inserted without looking for one first."""
     new_row = {
@@ -97,14 +99,18 @@ def outbox_enqueue(
     if coalesce is None:
         transaction.on_commit(lambda: outbox_publish(message_id=message_id, force=True))
     else:
-        transaction.on_commit(lambda: _publish_coalesced(message_id=message_id, name=coalesce))
+        transaction.on_commit(
+            lambda: _publish_coalesced(
+                message_id=message_id, name=coalesce, countdown=coalesce_seconds
+            )
+        )
     return waiting
 
 
-def _publish_coalesced(*, message_id: int, name: str) -> None:
+def _publish_coalesced(*, message_id: int, name: str, countdown: float) -> None:
     if not cache.add(_flag(name), 1, timeout=COALESCE_FLAG_SECONDS):
         return  # a run is pending: it takes this row too
-    if not outbox_publish(message_id=message_id, force=True):
+    if not outbox_publish(message_id=message_id, force=True, countdown=countdown):
         cache.delete(_flag(name))
 
 
@@ -131,7 +137,13 @@ def outbox_complete(*, message_ids: Sequence[int]) -> None:
     )
 
 
-def outbox_publish(*, message_id: int, force: bool = False, now: dt.datetime | None = None) -> bool:
+def outbox_publish(
+    *,
+    message_id: int,
+    force: bool = False,
+    now: dt.datetime | None = None,
+    countdown: float = 0,
+) -> bool:
     """Publish one waiting row. Claims it first (moves `available_at` past the
     redelivery delay) so that two relays never send the same row at once;
     `force` claims it even before it is due. Never raises: a failure is logged
@@ -154,6 +166,7 @@ def outbox_publish(*, message_id: int, force: bool = False, now: dt.datetime | N
             task_id=message.task_id,
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
+            countdown=countdown or None,
         )
     except Exception as exc:
         # Broker down (or, in the embedded mode, the task itself failed).

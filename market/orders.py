@@ -273,6 +273,7 @@ def order_create(
                     args=[order.pk],
                     key=f"order-match:{order.pk}",
                     coalesce="market.match_order",
+                    coalesce_seconds=settings.MATCH_COALESCE_SECONDS,
                     fresh=True,
                 )
     except IntegrityError:

@@ -56,3 +56,20 @@ def test_an_order_placed_after_a_run_started_queues_the_next_run(
         with django_capture_on_commit_callbacks(execute=True):
             buyer_client.post("/api/v1/orders/", order_payload(), format="json")
     assert OutboxMessage.objects.filter(published_at__isnull=False).count() == 2
+
+
+@pytest.mark.parametrize(("window", "countdown"), [(0.2, 0.2), (0, None)])
+def test_the_run_starts_a_window_after_the_first_order_and_takes_the_orders_of_that_window(
+    buyer_client, django_capture_on_commit_callbacks, monkeypatch, settings, window, countdown
+):
+    # MATCH_COALESCE_SECONDS: under a stream of placements, one run per window, not per order
+    settings.MATCH_COALESCE_SECONDS = window
+    published = []
+    monkeypatch.setattr(match_order, "apply_async", lambda **kwargs: published.append(kwargs))
+    with celery_broker("memory://"), django_capture_on_commit_callbacks(execute=True):
+        for _ in range(3):
+            response = buyer_client.post("/api/v1/orders/", order_payload(), format="json")
+            assert response.status_code == 201, response.content
+    # one run, published with the first order, due once the window has passed
+    assert [kwargs["countdown"] for kwargs in published] == [countdown]
+    assert published[0]["args"] == [Order.objects.order_by("pk").first().pk]
