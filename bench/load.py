@@ -62,6 +62,7 @@ LIFTED_THROTTLES = {
     name: "1000000/min"
     for name in (
         "THROTTLE_RATE_ORDERS",
+        "THROTTLE_RATE_QUOTES",
         "THROTTLE_RATE_TELEMETRY",
         "THROTTLE_RATE_AUTH_TOKEN",
         "THROTTLE_RATE_TOKEN_CREATE",
