@@ -9,15 +9,16 @@ The presented token itself is still checked: expired, it is deleted and
 refused, as knox does.
 """
 
-from django.utils import timezone
 from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.signals import token_expired
 
+from core import clock
+
 
 class TokenAuthentication(KnoxTokenAuthentication):
     def _cleanup_token(self, auth_token) -> bool:
-        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+        if auth_token.expiry is not None and auth_token.expiry < clock.now():
             username = auth_token.user.get_username()
             auth_token.delete()
             token_expired.send(sender=self.__class__, username=username, source="auth_token")
