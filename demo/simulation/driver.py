@@ -57,6 +57,9 @@ def sim_settings(step: int = DEFAULT_STEP) -> dict:
         "BILLING_PERIOD": "daily",
         # hundreds of agents' batches a step: no WAL flush wait per batch
         "TELEMETRY_ASYNC_COMMIT": True,
+        # the clock moves in steps: a matching window in wall-clock time would
+        # split a step's orders between runs by how fast the machine is
+        "MATCH_COALESCE_SECONDS": 0.0,
     }
 
 

@@ -282,7 +282,8 @@ def book_load(
         Node.objects.filter(Q(id__in=node_ids) | Q(site_id__in=pool_site_ids))
         .filter(state=Node.State.ONLINE, drain_at__isnull=True)
         .exclude(id__in=exclude_node_ids)
-        .order_by(),
+        # a pool's nodes in name order: offer_take packs the fullest first, ties by this
+        .order_by("site_id", "name"),
         "id",
         "site_id",
         "gpu_model_id",
