@@ -74,9 +74,10 @@ def outbox_enqueue(
     instead of adding another (a Stripe retry of an event still unprocessed).
     With `coalesce`, the publish after commit is skipped while a run of that
     name is pending (module docstring); `coalesce_seconds`: the run it
-    publishes starts that much later, taking every row that arrived meanwhile. `fresh`: the key names something this
-    transaction created (a new order's id), so no row can wait under it yet:
-    the row is inserted without looking for one first."""
+    publishes starts that much later, taking every row that arrived meanwhile.
+    `fresh`: the key names something this transaction created (a new order's
+    id), so no row can wait under it yet: the row is inserted without looking
+    for one first."""
     new_row = {
         "task_name": task_name,
         "args": list(args),
